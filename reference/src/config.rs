@@ -1,0 +1,200 @@
+//! Model configuration: every switch of the paper's ablations and variants is a value here.
+//!
+//! Defaults are the Baby column of the paper's Table 3 (L_UI = 2, L_II = 1, R = 3, k = 15,
+//! lr = 1e-4, λ = 1e-3, τ = 0.6, β = 0.8, d = 64) and the decisions recorded in SPEC.md.
+
+use serde::{Deserialize, Serialize};
+
+/// The activation σ of Eq. (3)-(4). The paper names σ but not which; LightGCN-family code uses
+/// none, so identity is the default.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Sigma {
+    #[default]
+    Identity,
+    /// Leaky ReLU with the given negative slope.
+    LeakyRelu(f64),
+}
+
+/// How the layers of Eq. (3)-(4) are read out into `e`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Readout {
+    /// Mean of layers 0..=L_UI (LightGCN, the authors' code).
+    #[default]
+    Mean,
+    /// The last layer only.
+    Last,
+}
+
+/// User-profile aggregation of Eq. (5) and its Table 6 variants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Aggregation {
+    /// Eq. (5): sum over the user's training items (the paper's choice).
+    #[default]
+    Sum,
+    /// Mean over the user's training items.
+    Average,
+    /// Elementwise maximum over the user's training items.
+    Max,
+    /// `Σ α_ui x_i` with `α_u = softmax_i(x_i · a_m)`, `a_m` a learned `[d_f, 1]` vector.
+    Attention,
+}
+
+/// What the item-item graph of Eq. (14) is built from (Table 5 "w/o Attention" and Fig. 4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Fusion {
+    /// The paper: RCA (Eq. 7-13) on the stacked user and item profiles, then cosine of X_att.
+    #[default]
+    Rca,
+    /// CRANE-C / "w/o Attention": concatenation of the projected features, no RCA.
+    Concat,
+    /// CRANE-S: elementwise sum of the projected features.
+    Sum,
+    /// CRANE-V: projected visual features only.
+    Visual,
+    /// CRANE-T: projected textual features only.
+    Text,
+    /// CRANE-A: mean of the visual and textual cosine matrices, then top-k.
+    AverageGraphs,
+}
+
+/// The DropEdge sampler of Eq. (2).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DropEdge {
+    /// Eq. (2): each edge kept independently with probability `1/sqrt(d_u d_i)`.
+    #[default]
+    Bernoulli,
+    /// FREEDOM's pruning: keep `floor(E · keep_ratio)` edges sampled without replacement with
+    /// weights `1/sqrt(d_u d_i)`.
+    Freedom { keep_ratio: f64 },
+    /// No dropping (evaluation, and an ablation).
+    Off,
+}
+
+/// Which degrees normalise Eq. (3)-(4) on the sampled graph.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DegreeSource {
+    /// Degrees of the full training graph (the paper's 1/sqrt(d_u d_i) with Ã as a filter).
+    #[default]
+    FullGraph,
+    /// Degrees recounted on the kept edges (FREEDOM's renormalisation).
+    KeptGraph,
+}
+
+/// The λ‖Θ‖² term of Eq. (20).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Regularisation {
+    /// Squared norms of the batch's layer-0 user, positive and negative embedding rows, one
+    /// row per triplet, divided by the batch size (MMRec's convention, squared).
+    #[default]
+    BatchEmbeddings,
+    /// Squared Frobenius norm of every parameter tensor.
+    AllParameters,
+}
+
+/// The model's hyper-parameters and variant switches.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// d: ID embedding size.
+    pub embedding_dim: usize,
+    /// d_f: size each modality is projected to before Eq. (5) (Fig. 3 "dimension reduction").
+    pub feature_dim: usize,
+    /// Width of E' in Eq. (8).
+    pub joint_dim: usize,
+    /// L_UI: layers of Eq. (3)-(4).
+    pub ui_layers: usize,
+    /// L_II: layers of Eq. (15).
+    pub ii_layers: usize,
+    /// R: rounds of Algorithm 1.
+    pub rounds: usize,
+    /// k: neighbours kept per item in Eq. (14), the item itself included.
+    pub knn_k: usize,
+    /// τ of Eq. (19).
+    pub tau: f64,
+    /// β of Eq. (20).
+    pub beta: f64,
+    /// λ of Eq. (20).
+    pub lambda: f64,
+    pub sigma: Sigma,
+    pub readout: Readout,
+    pub aggregation: Aggregation,
+    pub fusion: Fusion,
+    pub drop_edge: DropEdge,
+    pub degree_source: DegreeSource,
+    pub regularisation: Regularisation,
+    /// Table 5 "w/o Item Graph": when false, h = 0, z = e, and the contrastive terms vanish.
+    pub item_graph: bool,
+    /// Table 5 "w/o CL": when false, β is ignored.
+    pub contrastive: bool,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            embedding_dim: 64,
+            feature_dim: 64,
+            joint_dim: 64,
+            ui_layers: 2,
+            ii_layers: 1,
+            rounds: 3,
+            knn_k: 15,
+            tau: 0.6,
+            beta: 0.8,
+            lambda: 1e-3,
+            sigma: Sigma::Identity,
+            readout: Readout::Mean,
+            aggregation: Aggregation::Sum,
+            fusion: Fusion::Rca,
+            drop_edge: DropEdge::Bernoulli,
+            degree_source: DegreeSource::FullGraph,
+            regularisation: Regularisation::BatchEmbeddings,
+            item_graph: true,
+            contrastive: true,
+        }
+    }
+}
+
+impl ModelConfig {
+    /// Checks the values a user can get wrong; `n_items` bounds k.
+    pub fn validate(&self, n_items: usize) -> Result<(), crate::RefError> {
+        let bad = |field: &str, why: String| Err(crate::RefError::Config { field: field.into(), why });
+        if self.embedding_dim == 0 {
+            return bad("embedding_dim", "must be at least 1".into());
+        }
+        if self.feature_dim == 0 || self.joint_dim == 0 {
+            return bad("feature_dim/joint_dim", "must be at least 1".into());
+        }
+        if self.item_graph && (self.knn_k == 0 || self.knn_k > n_items) {
+            return bad("knn_k", format!("must be in 1..={n_items} (the number of items), got {}", self.knn_k));
+        }
+        if !(self.tau > 0.0 && self.tau.is_finite()) {
+            return bad("tau", format!("must be a positive finite number, got {}", self.tau));
+        }
+        if !(self.beta >= 0.0 && self.lambda >= 0.0) {
+            return bad("beta/lambda", "must be non-negative".into());
+        }
+        if let DropEdge::Freedom { keep_ratio } = self.drop_edge {
+            if !(keep_ratio > 0.0 && keep_ratio <= 1.0) {
+                return bad("drop_edge.keep_ratio", format!("must be in (0, 1], got {keep_ratio}"));
+            }
+        }
+        if let Sigma::LeakyRelu(s) = self.sigma {
+            if !(0.0..1.0).contains(&s) {
+                return bad("sigma.leaky_relu", format!("slope must be in [0, 1), got {s}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the contrastive terms of Eq. (19) take part in the loss.
+    pub fn uses_contrastive(&self) -> bool {
+        self.contrastive && self.item_graph && self.beta > 0.0
+    }
+}

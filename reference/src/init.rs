@@ -1,0 +1,101 @@
+//! Deterministic Xavier-uniform initialisation and the Adam optimiser.
+
+use crate::config::ModelConfig;
+use crate::model::Params;
+use faer::Mat;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Xavier (Glorot) uniform: entries ~ U(−a, a), `a = sqrt(6 / (rows + cols))`, `[rows, cols]`.
+pub fn xavier_uniform(rows: usize, cols: usize, rng: &mut ChaCha8Rng) -> Mat<f64> {
+    let a = (6.0 / (rows + cols) as f64).sqrt();
+    let mut m = Mat::zeros(rows, cols);
+    // Row-major fill so the stream of draws is independent of faer's storage order.
+    for i in 0..rows {
+        for j in 0..cols {
+            m[(i, j)] = rng.random_range(-a..a);
+        }
+    }
+    m
+}
+
+/// Shapes of the model: users M, items N and raw feature widths (d_v, d_t).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dims {
+    pub n_users: usize,
+    pub n_items: usize,
+    pub d_visual: usize,
+    pub d_text: usize,
+}
+
+impl Params {
+    /// Every weight Xavier-uniform and every bias zero, drawn in the order of
+    /// [`Params::tensors`] from one ChaCha8 stream seeded with `seed`.
+    pub fn init(cfg: &ModelConfig, dims: Dims, seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let (d, df, dj) = (cfg.embedding_dim, cfg.feature_dim, cfg.joint_dim);
+        let mut x = |r: usize, c: usize| xavier_uniform(r, c, &mut rng);
+        let user_emb = x(dims.n_users, d);
+        let item_emb = x(dims.n_items, d);
+        let w_gcn = (0..cfg.ui_layers).map(|_| x(d, d)).collect();
+        let proj_v = x(dims.d_visual, df);
+        let proj_t = x(dims.d_text, df);
+        let w_tr = x(2 * df, dj);
+        let mut quad = || [x(dj, df), x(df, df), x(df, df), x(df, 1)];
+        let [mv, av, fv, sv] = quad();
+        let [mt, at, ft, st] = quad();
+        Self {
+            user_emb,
+            item_emb,
+            w_gcn,
+            proj: [proj_v, proj_t],
+            proj_bias: [Mat::zeros(1, df), Mat::zeros(1, df)],
+            w_tr,
+            b_tr: Mat::zeros(1, dj),
+            w_m: [mv, mt],
+            w_a: [av, at],
+            w_f: [fv, ft],
+            att: [sv, st],
+        }
+    }
+}
+
+/// Adam (Kingma & Ba) without weight decay, bias-corrected, as `torch.optim.Adam`.
+#[derive(Clone, Debug)]
+pub struct Adam {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// Steps taken so far.
+    pub t: u64,
+    m: Params,
+    v: Params,
+}
+
+impl Adam {
+    pub fn new(params: &Params, lr: f64) -> Self {
+        Self { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, t: 0, m: params.zeros_like(), v: params.zeros_like() }
+    }
+
+    /// One step: `θ ← θ − lr · m̂ / (sqrt(v̂) + ε)`.
+    pub fn step(&mut self, params: &mut Params, grads: &Params) {
+        self.t += 1;
+        let (b1, b2) = (self.beta1, self.beta2);
+        let c1 = 1.0 - b1.powi(self.t as i32);
+        let c2 = 1.0 - b2.powi(self.t as i32);
+        let gs = grads.tensors();
+        for (((_, p), (_, m)), ((_, v), (_, g))) in
+            params.tensors_mut().into_iter().zip(self.m.tensors_mut()).zip(self.v.tensors_mut().into_iter().zip(gs))
+        {
+            for j in 0..p.ncols() {
+                for i in 0..p.nrows() {
+                    let gi = g[(i, j)];
+                    m[(i, j)] = b1 * m[(i, j)] + (1.0 - b1) * gi;
+                    v[(i, j)] = b2 * v[(i, j)] + (1.0 - b2) * gi * gi;
+                    p[(i, j)] -= self.lr * (m[(i, j)] / c1) / ((v[(i, j)] / c2).sqrt() + self.eps);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The item-item semantic graph G_II and the final representations: Eq. (14)-(17).
+//!
+//! Notation: X_att `[N, c]` the item rows of Eq. (13) (or of a Fig. 4 fusion variant), S
+//! `[N, N]` the cosine similarities, S̃ `[N, N]` the sparse row-normalised top-k graph (CSR,
+//! k entries per row, the item itself included), h `[N, d]` the propagated item embeddings,
+//! h_u `[M, d]` the users' semantic profiles, z = e + h `[M+N, d]`.
+
+use crate::dense::{mm, row_dot, spmm, spmm_t};
+use crate::interaction_graph::{aggregate, aggregate_backward};
+use crate::RefError;
+use faer::Mat;
+use nalgebra_sparse::CsrMatrix;
+
+/// Rows scaled to unit length below this norm are refused: cosine is undefined at 0.
+pub const MIN_ROW_NORM: f64 = 1e-12;
+
+/// Saved values of [`cosine_similarity`].
+#[derive(Clone, Debug)]
+pub struct CosineCache {
+    /// `‖x_i‖` `[N]`.
+    pub norms: Vec<f64>,
+    /// Unit rows `y_i = x_i / ‖x_i‖` `[N, c]`.
+    pub unit: Mat<f64>,
+}
+
+/// Eq. (14): `S_ij = x_iᵀ x_j / (‖x_i‖ ‖x_j‖)`, `[N, c] -> [N, N]`.
+pub fn cosine_similarity(x: &Mat<f64>) -> Result<(Mat<f64>, CosineCache), RefError> {
+    let n = x.nrows();
+    let norms: Vec<f64> = (0..n).map(|i| row_dot(x, i, x, i).sqrt()).collect();
+    if let Some(i) = norms.iter().position(|&v| v.is_nan() || v <= MIN_ROW_NORM) {
+        return Err(RefError::Numeric(format!("Eq. (14): row {i} of X_att has norm {} (cosine undefined)", norms[i])));
+    }
+    let unit = Mat::from_fn(n, x.ncols(), |i, j| x[(i, j)] / norms[i]);
+    let s = &unit * unit.transpose();
+    Ok((s, CosineCache { norms, unit }))
+}
+
+/// Backward of [`cosine_similarity`]: `dX` `[N, c]` from `dS` `[N, N]`.
+pub fn cosine_similarity_backward(cache: &CosineCache, d_s: &Mat<f64>) -> Mat<f64> {
+    let sym = Mat::from_fn(d_s.nrows(), d_s.ncols(), |i, j| d_s[(i, j)] + d_s[(j, i)]);
+    let d_unit = mm(&sym, &cache.unit);
+    let y = &cache.unit;
+    Mat::from_fn(y.nrows(), y.ncols(), |i, j| {
+        let radial = row_dot(&d_unit, i, y, i);
+        (d_unit[(i, j)] - radial * y[(i, j)]) / cache.norms[i]
+    })
+}
+
+/// Saved values of [`knn_graph`].
+#[derive(Clone, Debug)]
+pub struct KnnCache {
+    /// Retained similarities `s_ij` in the CSR order of S̃ `[N k]`.
+    pub retained: Vec<f64>,
+    /// Row sums of the clamped retained similarities `[N]`.
+    pub row_sums: Vec<f64>,
+}
+
+/// Top-k indices of one row, largest first, ties broken by the smaller index.
+fn top_k(row: &[f64], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..row.len()).collect();
+    idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+    idx.truncate(k);
+    idx
+}
+
+/// Eq. (14), sparsification: keep the k largest entries of each row of S (the item itself
+/// included, since `S_ii = 1`), clamp them at 0, divide by their row sum. Returns S̃ `[N, N]`
+/// in CSR with exactly k stored entries per row; the index set is treated as constant.
+pub fn knn_graph(s: &Mat<f64>, k: usize) -> Result<(CsrMatrix<f64>, KnnCache), RefError> {
+    let n = s.nrows();
+    if k == 0 || k > n {
+        return Err(RefError::Config { field: "knn_k".into(), why: format!("must be in 1..={n}, got {k}") });
+    }
+    let (mut offsets, mut cols, mut vals) = (vec![0], Vec::with_capacity(n * k), Vec::with_capacity(n * k));
+    let (mut retained, mut row_sums) = (Vec::with_capacity(n * k), Vec::with_capacity(n));
+    for i in 0..n {
+        let row: Vec<f64> = (0..n).map(|j| s[(i, j)]).collect();
+        let mut keep = top_k(&row, k);
+        keep.sort_unstable();
+        let sum: f64 = keep.iter().map(|&j| row[j].max(0.0)).sum();
+        if sum.is_nan() || sum <= 0.0 {
+            return Err(RefError::Numeric(format!("Eq. (14): row {i} of the kNN graph has no positive similarity")));
+        }
+        for &j in &keep {
+            cols.push(j);
+            vals.push(row[j].max(0.0) / sum);
+            retained.push(row[j]);
+        }
+        row_sums.push(sum);
+        offsets.push(cols.len());
+    }
+    let adj = CsrMatrix::try_from_csr_data(n, n, offsets, cols, vals).expect("sorted top-k indices form valid CSR");
+    Ok((adj, KnnCache { retained, row_sums }))
+}
+
+/// Backward of [`knn_graph`]: `dS` `[N, N]` (non-zero only on retained entries) from the
+/// gradient of S̃'s stored values `d_vals` `[N k]` (CSR order).
+pub fn knn_graph_backward(adj: &CsrMatrix<f64>, cache: &KnnCache, d_vals: &[f64]) -> Mat<f64> {
+    let n = adj.nrows();
+    let mut d_s = Mat::zeros(n, n);
+    let offsets = adj.row_offsets();
+    for i in 0..n {
+        let range = offsets[i]..offsets[i + 1];
+        let vals = &adj.values()[range.clone()];
+        let dv = &d_vals[range.clone()];
+        let mean: f64 = vals.iter().zip(dv).map(|(a, b)| a * b).sum();
+        for (off, e) in range.enumerate() {
+            let j = adj.col_indices()[e];
+            if cache.retained[e] > 0.0 {
+                d_s[(i, j)] += (dv[off] - mean) / cache.row_sums[i];
+            }
+        }
+    }
+    d_s
+}
+
+/// Distance of S to the kinks of [`knn_graph`]: the smallest gap between the k-th and
+/// (k+1)-th value of a row (a tie changes the index set) and the smallest |s_ij| among the
+/// retained entries (the clamp at 0).
+pub fn knn_margin(s: &Mat<f64>, k: usize) -> f64 {
+    let n = s.nrows();
+    let mut margin = f64::INFINITY;
+    for i in 0..n {
+        let mut row: Vec<f64> = (0..n).map(|j| s[(i, j)]).collect();
+        row.sort_by(|a, b| b.total_cmp(a));
+        if k < n {
+            margin = margin.min(row[k - 1] - row[k]);
+        }
+        for v in &row[..k] {
+            margin = margin.min(v.abs());
+        }
+    }
+    margin
+}
+
+/// Eq. (15): `h^(l+1) = S̃ h^(l)` for L_II layers from `h^(0) = e_I`, `[N, d] -> [N, d]`.
+/// Returns every layer `h^(0..=L_II)` (the last is h).
+pub fn propagate(adj: &CsrMatrix<f64>, h0: &Mat<f64>, layers: usize) -> Vec<Mat<f64>> {
+    let mut hs = vec![h0.clone()];
+    for _ in 0..layers {
+        let next = spmm(adj, hs.last().unwrap());
+        hs.push(next);
+    }
+    hs
+}
+
+/// Backward of [`propagate`]: `(dh^(0) [N, d], dS̃ values [nnz])` from `dh` of the last layer.
+pub fn propagate_backward(adj: &CsrMatrix<f64>, hs: &[Mat<f64>], d_h: &Mat<f64>) -> (Mat<f64>, Vec<f64>) {
+    let mut d_vals = vec![0.0; adj.nnz()];
+    let mut d = d_h.clone();
+    for l in (0..hs.len() - 1).rev() {
+        let mut e = 0;
+        for (i, row) in adj.row_iter().enumerate() {
+            for &j in row.col_indices() {
+                d_vals[e] += row_dot(&d, i, &hs[l], j);
+                e += 1;
+            }
+        }
+        d = spmm_t(adj, &d);
+    }
+    (d, d_vals)
+}
+
+/// Eq. (16): `h_u = Σ_{i ∈ N(u)} h_i` over the training interactions, `[N, d] -> [M, d]`.
+pub fn user_semantic(a: &CsrMatrix<f64>, h: &Mat<f64>) -> Mat<f64> {
+    aggregate(a, h)
+}
+
+/// Backward of [`user_semantic`]: `dh` `[N, d]`.
+pub fn user_semantic_backward(a: &CsrMatrix<f64>, d_hu: &Mat<f64>) -> Mat<f64> {
+    aggregate_backward(a, d_hu)
+}
+
+/// Eq. (17): `z = e + h`, `[M+N, d]`. Its backward passes the gradient to both unchanged.
+pub fn fuse(e: &Mat<f64>, h: &Mat<f64>) -> Mat<f64> {
+    crate::dense::add(e, h)
+}
+
+/// The prediction `ŷ_ui = z_uᵀ z_i` for each `(u, i)`, with `z_u` rows of `zu` `[M, d]` and
+/// `z_i` rows of `zi` `[N, d]`.
+pub fn scores(zu: &Mat<f64>, zi: &Mat<f64>, pairs: &[(usize, usize)]) -> Vec<f64> {
+    pairs.iter().map(|&(u, i)| row_dot(zu, u, zi, i)).collect()
+}
+
+/// Backward of [`scores`]: accumulates into `(dz_U, dz_I)`.
+pub fn scores_backward(
+    zu: &Mat<f64>,
+    zi: &Mat<f64>,
+    pairs: &[(usize, usize)],
+    d_scores: &[f64],
+    d_zu: &mut Mat<f64>,
+    d_zi: &mut Mat<f64>,
+) {
+    for (&(u, i), &g) in pairs.iter().zip(d_scores) {
+        for c in 0..zu.ncols() {
+            d_zu[(u, c)] += g * zi[(i, c)];
+            d_zi[(i, c)] += g * zu[(u, c)];
+        }
+    }
+}
+
+/// `a += b` for gradients of sparse values on the same pattern.
+pub fn add_vals(a: &mut [f64], b: &[f64]) {
+    for (x, y) in a.iter_mut().zip(b) {
+        *x += y;
+    }
+}

@@ -1,0 +1,182 @@
+//! The whole model: gradient of the total loss wrt every parameter tensor, for every switch
+//! that changes the computation, on three tiny random graphs each; init and Adam.
+
+mod common;
+use common::*;
+use crane_reference::config::*;
+use crane_reference::fd::{numeric_grad, rel_error, TOLERANCE};
+use crane_reference::init::{xavier_uniform, Adam, Dims};
+use crane_reference::model::{forward, loss_and_grads, Params};
+use crane_reference::RefError;
+
+/// Seeds of the three tiny graphs each variant is checked on. A seed whose inputs land within
+/// KINK_MARGIN of a kink is replaced by the next one (at most 20 tries), never tolerated.
+const GRAPH_SEEDS: [u64; 3] = [11, 2024, 777_777];
+
+fn check_model_grads(cfg: &ModelConfig, fixed_graph: bool) {
+    let mut checked = 0;
+    for &base in &GRAPH_SEEDS {
+        let mut seed = base;
+        let (p, batch, mut g) = loop {
+            let (p, batch, mut g) = tiny_case(seed, cfg);
+            if fixed_graph {
+                let fw = forward(&p, &g, cfg).unwrap();
+                g.fixed_item_graph = fw.item_graph;
+            }
+            let out = loss_and_grads(&p, &batch, &g, cfg).unwrap();
+            if out.forward.kink_margin > KINK_MARGIN {
+                break (p, batch, g);
+            }
+            seed += 1;
+            assert!(seed < base + 20, "no kink-free graph near seed {base}");
+        };
+        let out = loss_and_grads(&p, &batch, &g, cfg).unwrap();
+        assert!(out.loss.is_finite());
+        let analytic = out.grads.tensors();
+        for (k, (name, x0)) in p.tensors().into_iter().enumerate() {
+            let numeric = numeric_grad(x0, |v| {
+                let mut q = p.clone();
+                *q.tensors_mut()[k].1 = v.clone();
+                loss_and_grads(&q, &batch, &g, cfg).unwrap().loss
+            });
+            let err = rel_error(analytic[k].1, &numeric);
+            assert!(
+                err <= TOLERANCE,
+                "seed {seed}, {name}: relative error {err:.3e}\nanalytic {:?}\nnumeric {numeric:?}",
+                analytic[k].1
+            );
+        }
+        checked += 1;
+        g.fixed_item_graph = None;
+    }
+    assert_eq!(checked, 3);
+}
+
+macro_rules! model_variant {
+    ($name:ident, $fixed:expr, $($field:ident : $value:expr),* $(,)?) => {
+        #[test]
+        fn $name() {
+            let cfg = ModelConfig { $($field: $value,)* ..tiny_config() };
+            check_model_grads(&cfg, $fixed);
+        }
+    };
+}
+
+model_variant!(model_grad_matches_fd_default, false,);
+model_variant!(model_grad_matches_fd_leaky_relu_sigma, false, sigma: Sigma::LeakyRelu(0.2));
+model_variant!(model_grad_matches_fd_last_layer_readout, false, readout: Readout::Last);
+model_variant!(model_grad_matches_fd_average_profiles, false, aggregation: Aggregation::Average);
+model_variant!(model_grad_matches_fd_max_profiles, false, aggregation: Aggregation::Max);
+model_variant!(model_grad_matches_fd_attention_profiles, false, aggregation: Aggregation::Attention);
+model_variant!(model_grad_matches_fd_fusion_concat_wo_attention, false, fusion: Fusion::Concat);
+model_variant!(model_grad_matches_fd_fusion_sum, false, fusion: Fusion::Sum);
+model_variant!(model_grad_matches_fd_fusion_visual_only, false, fusion: Fusion::Visual);
+model_variant!(model_grad_matches_fd_fusion_text_only, false, fusion: Fusion::Text);
+model_variant!(model_grad_matches_fd_fusion_average_graphs, false, fusion: Fusion::AverageGraphs);
+model_variant!(model_grad_matches_fd_wo_rca_single_round, false, rounds: 1);
+model_variant!(model_grad_matches_fd_wo_item_graph, false, item_graph: false);
+model_variant!(model_grad_matches_fd_wo_cl, false, contrastive: false);
+model_variant!(model_grad_matches_fd_wo_gcn, false, ui_layers: 0, ii_layers: 0);
+model_variant!(model_grad_matches_fd_two_item_layers, false, ii_layers: 2);
+model_variant!(model_grad_matches_fd_fixed_item_graph, true,);
+model_variant!(model_grad_matches_fd_all_parameter_l2, false, regularisation: Regularisation::AllParameters);
+model_variant!(model_grad_matches_fd_freedom_sampler_kept_degrees, false,
+    drop_edge: DropEdge::Freedom { keep_ratio: 0.7 }, degree_source: DegreeSource::KeptGraph);
+model_variant!(model_grad_matches_fd_no_drop_edge, false, drop_edge: DropEdge::Off);
+
+#[test]
+fn model_fixed_item_graph_sends_no_gradient_to_the_feature_branch() {
+    let cfg = tiny_config();
+    let (p, batch, mut g) = tiny_case(5, &cfg);
+    let learned = loss_and_grads(&p, &batch, &g, &cfg).unwrap();
+    g.fixed_item_graph = learned.forward.item_graph.clone();
+    let fixed = loss_and_grads(&p, &batch, &g, &cfg).unwrap();
+    assert_eq!(learned.loss, fixed.loss, "same graph, same loss");
+    for (name, t) in fixed.grads.tensors() {
+        let zero = t.nrows() == 0 || crane_reference::dense::max_abs(t) == 0.0;
+        let feature_branch = ["proj", "w_tr", "b_tr", "w_m", "w_a", "w_f", "att"].iter().any(|s| name.starts_with(s));
+        assert_eq!(zero, feature_branch, "{name}");
+    }
+    // The learned graph does send gradient into RCA.
+    assert!(crane_reference::dense::max_abs(&learned.grads.w_tr) > 0.0);
+}
+
+#[test]
+fn model_loss_and_grads_is_deterministic() {
+    let cfg = tiny_config();
+    let (p, batch, g) = tiny_case(99, &cfg);
+    let a = loss_and_grads(&p, &batch, &g, &cfg).unwrap();
+    let b = loss_and_grads(&p, &batch, &g, &cfg).unwrap();
+    assert_eq!(a.loss, b.loss);
+    assert_eq!(a.grads, b.grads);
+}
+
+#[test]
+fn model_rejects_bad_inputs_with_named_errors() {
+    let cfg = tiny_config();
+    let (p, mut batch, g) = tiny_case(3, &cfg);
+    let too_big_k = ModelConfig { knn_k: 10, ..cfg.clone() };
+    match loss_and_grads(&p, &batch, &g, &too_big_k) {
+        Err(RefError::Config { field, .. }) => assert_eq!(field, "knn_k"),
+        other => panic!("expected a knn_k error, got {other:?}"),
+    }
+    batch.triplets.push((7, 0, 1));
+    let err = loss_and_grads(&p, &batch, &g, &cfg).unwrap_err();
+    assert!(err.to_string().contains("(7, 0, 1)"), "{err}");
+    let err = loss_and_grads(&p, &crane_reference::Batch { triplets: vec![] }, &g, &cfg).unwrap_err();
+    assert!(err.to_string().contains("empty batch"));
+}
+
+#[test]
+fn model_xavier_init_is_deterministic_and_bounded() {
+    let cfg = tiny_config();
+    let dims = Dims { n_users: 7, n_items: 9, d_visual: 6, d_text: 5 };
+    let a = Params::init(&cfg, dims, 42);
+    assert_eq!(a, Params::init(&cfg, dims, 42));
+    assert_ne!(a, Params::init(&cfg, dims, 43));
+    for (name, t) in a.tensors() {
+        if name.contains("bias") || name == "b_tr" {
+            assert_eq!(crane_reference::dense::max_abs(t), 0.0, "{name} starts at zero");
+            continue;
+        }
+        let bound = (6.0 / (t.nrows() + t.ncols()) as f64).sqrt();
+        assert!(crane_reference::dense::max_abs(t) < bound, "{name}");
+    }
+    // Uniform on (-a, a): the sample variance of many draws is close to a²/3.
+    let mut r = rng(1);
+    let big = xavier_uniform(300, 200, &mut r);
+    let a2 = 6.0 / 500.0;
+    let var = crane_reference::dense::sq_norm(&big) / 60_000.0;
+    assert!((var - a2 / 3.0).abs() < 0.02 * a2 / 3.0, "variance {var} vs {}", a2 / 3.0);
+}
+
+#[test]
+fn model_adam_first_step_moves_each_weight_by_lr_against_its_gradient_sign() {
+    let cfg = tiny_config();
+    let (mut p, batch, g) = tiny_case(8, &cfg);
+    let before = p.clone();
+    let out = loss_and_grads(&p, &batch, &g, &cfg).unwrap();
+    let mut adam = Adam::new(&p, 1e-3);
+    adam.step(&mut p, &out.grads);
+    for (((name, a), (_, b)), (_, gr)) in before.tensors().into_iter().zip(p.tensors()).zip(out.grads.tensors()) {
+        for j in 0..a.ncols() {
+            for i in 0..a.nrows() {
+                let gi = gr[(i, j)];
+                let step = b[(i, j)] - a[(i, j)];
+                if gi.abs() > 1e-6 {
+                    // m̂ = g, v̂ = g²: the step is lr · g/(|g| + ε) ≈ lr · sign(g).
+                    assert!((step + 1e-3 * gi.signum()).abs() < 1e-7, "{name}[{i},{j}]: step {step}, grad {gi}");
+                } else if gi == 0.0 {
+                    assert_eq!(step, 0.0);
+                }
+            }
+        }
+    }
+    // Three steps lower the loss on this batch.
+    for _ in 0..2 {
+        let out = loss_and_grads(&p, &batch, &g, &cfg).unwrap();
+        adam.step(&mut p, &out.grads);
+    }
+    let after = loss_and_grads(&p, &batch, &g, &cfg).unwrap().loss;
+    assert!(after < out.loss, "loss {after} after 3 steps vs {} before", out.loss);
+}
