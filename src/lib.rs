@@ -1,1 +1,13 @@
+//! # crane
+//!
+//! CRANE multimodal recommendation: MMRec-format data, splits, negative sampling, full-ranking
+//! evaluation, synthetic data, training and the CLI. The equations live in `crane-reference`
+//! (the f64 oracle); see SPEC.md.
 
+pub mod data;
+pub mod error;
+pub mod eval;
+pub mod io;
+pub mod sampling;
+
+pub use error::{CraneError, Result};

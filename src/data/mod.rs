@@ -1,0 +1,298 @@
+//! Datasets in the MMRec layout: `<dir>/<name>.inter`, `image_feat.npy`, `text_feat.npy`.
+//!
+//! Decisions (see also README "Data"):
+//! - Items keep their file ids: `n_items = max item id + 1` over the whole file (MMRec), because
+//!   feature rows are positional (row i is item i). Items seen only in validation or test are
+//!   candidates; items that never occur are candidates too, as in MMRec.
+//! - Users are re-indexed densely in order of their original id, after the optional
+//!   minimum-interaction filter; `user_ids` maps back.
+//! - Duplicate (user, item) rows: a warning, the first row is kept.
+//! - Users absent from the training split are dropped from validation and test.
+
+pub mod inter;
+pub mod npy;
+pub mod split;
+pub mod synth;
+
+use crate::error::{CraneError, Result};
+use npy::FeatureMatrix;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// The two modalities, in the order the model indexes them.
+pub const MODALITIES: [(&str, &str); 2] = [("visual", "image_feat.npy"), ("textual", "text_feat.npy")];
+
+/// Options of [`load_dataset`].
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    /// Drop users with fewer interactions than this (the paper's preprocessing uses 4).
+    pub min_user_interactions: usize,
+    /// Seed of the per-user split when the file has no `x_label`.
+    pub split_seed: u64,
+    /// Load the feature files (off for models that use none).
+    pub load_features: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self { min_user_interactions: 0, split_seed: split::PAPER_SEEDS[0], load_features: true }
+    }
+}
+
+/// Where the split came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SplitSource {
+    XLabel,
+    Seeded(u64),
+}
+
+/// A loaded dataset: dense ids, three splits, optional features.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    pub name: String,
+    pub dir: PathBuf,
+    pub n_users: usize,
+    pub n_items: usize,
+    /// (user, item) pairs with dense ids, per split, in file order.
+    pub train: Vec<(u32, u32)>,
+    pub valid: Vec<(u32, u32)>,
+    pub test: Vec<(u32, u32)>,
+    /// Original id of each dense user.
+    pub user_ids: Vec<u64>,
+    /// `[visual, textual]` features `[n_items, d]`, when present.
+    pub features: [Option<FeatureMatrix>; 2],
+    pub split: SplitSource,
+    /// Things the user should know (duplicates dropped, users filtered, ...).
+    pub warnings: Vec<String>,
+}
+
+/// Finds `<dir>/<name>.inter`, or the only `.inter` file in `dir`.
+pub fn find_inter(dir: &Path) -> Result<PathBuf> {
+    let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let named = dir.join(format!("{name}.inter"));
+    if named.is_file() {
+        return Ok(named);
+    }
+    let entries = std::fs::read_dir(dir).map_err(|e| CraneError::io(dir, "read directory", e))?;
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "inter"))
+        .collect();
+    found.sort();
+    match found.len() {
+        1 => Ok(found.pop().unwrap()),
+        0 => Err(CraneError::file(
+            dir,
+            format!("missing file: no `{name}.inter` (or any .inter file) in the dataset folder"),
+        )),
+        _ => Err(CraneError::file(dir, format!("several .inter files and none named `{name}.inter`: {found:?}"))),
+    }
+}
+
+/// Loads a dataset folder in the MMRec layout.
+pub fn load_dataset(dir: &Path, opts: &LoadOptions) -> Result<Dataset> {
+    let inter_path = find_inter(dir)?;
+    let text = std::fs::read_to_string(&inter_path).map_err(|e| CraneError::io(&inter_path, "read", e))?;
+    let parsed = inter::parse_inter(&text, &inter_path)?;
+    let name = inter_path.file_stem().unwrap().to_string_lossy().to_string();
+    let mut warnings = Vec::new();
+    if parsed.rows.is_empty() {
+        return Err(CraneError::file(&inter_path, "no interactions after the header"));
+    }
+
+    // Duplicates: keep the first row.
+    let mut seen: HashMap<(u64, u64), usize> = HashMap::with_capacity(parsed.rows.len());
+    let mut rows = Vec::with_capacity(parsed.rows.len());
+    let mut dups = 0usize;
+    let mut first_dup = None;
+    for r in &parsed.rows {
+        if let Some(&line) = seen.get(&(r.user, r.item)) {
+            dups += 1;
+            first_dup.get_or_insert((r.line, line, r.user, r.item));
+        } else {
+            seen.insert((r.user, r.item), r.line);
+            rows.push(*r);
+        }
+    }
+    if let Some((line, orig, u, i)) = first_dup {
+        warnings.push(format!(
+            "{}: {dups} duplicate interaction(s) dropped, keeping the first (e.g. line {line} repeats user {u}, item {i} of line {orig})",
+            inter_path.display()
+        ));
+    }
+    let n_items = rows.iter().map(|r| r.item).max().unwrap() as usize + 1;
+
+    // Optional filter of light users.
+    let mut per_user: BTreeMap<u64, usize> = BTreeMap::new();
+    for r in &rows {
+        *per_user.entry(r.user).or_default() += 1;
+    }
+    if opts.min_user_interactions > 1 {
+        let before = per_user.len();
+        per_user.retain(|_, c| *c >= opts.min_user_interactions);
+        if per_user.len() < before {
+            warnings.push(format!(
+                "{} user(s) with fewer than {} interactions removed",
+                before - per_user.len(),
+                opts.min_user_interactions
+            ));
+        }
+        rows.retain(|r| per_user.contains_key(&r.user));
+    }
+    let user_ids: Vec<u64> = per_user.keys().copied().collect();
+    let dense: HashMap<u64, u32> = user_ids.iter().enumerate().map(|(k, &u)| (u, k as u32)).collect();
+
+    // Split.
+    let (labels, split_src) = if parsed.has_labels {
+        (rows.iter().map(|r| r.label.unwrap()).collect::<Vec<u8>>(), SplitSource::XLabel)
+    } else {
+        let mut by_user: HashMap<u64, Vec<usize>> = HashMap::new();
+        for (k, r) in rows.iter().enumerate() {
+            by_user.entry(r.user).or_default().push(k);
+        }
+        let mut labels = vec![0u8; rows.len()];
+        for (u, idx) in &by_user {
+            for (k, l) in idx.iter().zip(split::split_user(idx.len(), opts.split_seed, *u)) {
+                labels[*k] = l;
+            }
+        }
+        (labels, SplitSource::Seeded(opts.split_seed))
+    };
+    let (mut train, mut valid, mut test) = (Vec::new(), Vec::new(), Vec::new());
+    for (r, l) in rows.iter().zip(&labels) {
+        let pair = (dense[&r.user], r.item as u32);
+        match l {
+            0 => train.push(pair),
+            1 => valid.push(pair),
+            _ => test.push(pair),
+        }
+    }
+    let n_users = user_ids.len();
+    let mut in_train = vec![false; n_users];
+    for &(u, _) in &train {
+        in_train[u as usize] = true;
+    }
+    let (v0, t0) = (valid.len(), test.len());
+    valid.retain(|&(u, _)| in_train[u as usize]);
+    test.retain(|&(u, _)| in_train[u as usize]);
+    if valid.len() + test.len() < v0 + t0 {
+        warnings.push(format!(
+            "{} validation and {} test interaction(s) of users absent from training dropped",
+            v0 - valid.len(),
+            t0 - test.len()
+        ));
+    }
+    for (split, set) in [("training", &train), ("validation", &valid), ("test", &test)] {
+        if set.is_empty() {
+            return Err(CraneError::file(&inter_path, format!("empty split: no {split} interactions")));
+        }
+    }
+
+    let mut features = [None, None];
+    if opts.load_features {
+        for (m, (_, file)) in MODALITIES.iter().enumerate() {
+            let path = dir.join(file);
+            if path.exists() {
+                let f = npy::read_features(&path)?;
+                if f.rows != n_items {
+                    return Err(CraneError::file(
+                        &path,
+                        format!(
+                            "has {} rows, expected one per item: {n_items} (max itemID + 1 in {})",
+                            f.rows,
+                            inter_path.display()
+                        ),
+                    ));
+                }
+                features[m] = Some(f);
+            }
+        }
+    }
+    Ok(Dataset {
+        name,
+        dir: dir.to_path_buf(),
+        n_users,
+        n_items,
+        train,
+        valid,
+        test,
+        user_ids,
+        features,
+        split: split_src,
+        warnings,
+    })
+}
+
+/// The columns of the paper's Table 2, plus per-split counts and feature shapes.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DataStats {
+    pub name: String,
+    pub users: usize,
+    pub items: usize,
+    pub interactions: usize,
+    pub sparsity: f64,
+    pub mean_interactions_per_user: f64,
+    pub train: usize,
+    pub valid: usize,
+    pub test: usize,
+    /// `[rows, cols]` of the visual and textual features, when present.
+    pub visual: Option<[usize; 2]>,
+    pub textual: Option<[usize; 2]>,
+}
+
+impl Dataset {
+    pub fn stats(&self) -> DataStats {
+        let inter = self.train.len() + self.valid.len() + self.test.len();
+        let shape = |m: usize| self.features[m].as_ref().map(|f| [f.rows, f.cols]);
+        DataStats {
+            name: self.name.clone(),
+            users: self.n_users,
+            items: self.n_items,
+            interactions: inter,
+            sparsity: 1.0 - inter as f64 / (self.n_users as f64 * self.n_items as f64),
+            mean_interactions_per_user: inter as f64 / self.n_users as f64,
+            train: self.train.len(),
+            valid: self.valid.len(),
+            test: self.test.len(),
+            visual: shape(0),
+            textual: shape(1),
+        }
+    }
+
+    /// Sorted training items of each user `[M][..]`.
+    pub fn train_by_user(&self) -> Vec<Vec<u32>> {
+        group(self.n_users, &self.train)
+    }
+
+    /// Names of the modalities whose feature file is present.
+    pub fn present_modalities(&self) -> Vec<&'static str> {
+        MODALITIES.iter().zip(&self.features).filter(|(_, f)| f.is_some()).map(|((n, _), _)| *n).collect()
+    }
+}
+
+/// Sorted items per user from pairs.
+pub fn group(n_users: usize, pairs: &[(u32, u32)]) -> Vec<Vec<u32>> {
+    let mut out = vec![Vec::new(); n_users];
+    for &(u, i) in pairs {
+        out[u as usize].push(i);
+    }
+    for v in &mut out {
+        v.sort_unstable();
+    }
+    out
+}
+
+impl std::fmt::Display for DataStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shape = |s: &Option<[usize; 2]>| s.map_or("absent".to_string(), |[r, c]| format!("{r} x {c}"));
+        writeln!(f, "dataset        {}", self.name)?;
+        writeln!(f, "users          {}", self.users)?;
+        writeln!(f, "items          {}", self.items)?;
+        writeln!(f, "interactions   {}", self.interactions)?;
+        writeln!(f, "sparsity       {:.2}%", 100.0 * self.sparsity)?;
+        writeln!(f, "mean per user  {:.2}", self.mean_interactions_per_user)?;
+        writeln!(f, "train / valid / test   {} / {} / {}", self.train, self.valid, self.test)?;
+        writeln!(f, "image features {}", shape(&self.visual))?;
+        write!(f, "text features  {}", shape(&self.textual))
+    }
+}

@@ -1,0 +1,112 @@
+//! Item feature matrices in `.npy` files (`image_feat.npy` `[N, 4096]`, `text_feat.npy`
+//! `[N, 384]`): float32 or float64, C or Fortran order, any endianness; stored as f32.
+
+use crate::error::{CraneError, Result};
+use crate::io::write_atomic;
+use npyz::WriterBuilder;
+use std::path::Path;
+
+/// A dense row-major `[rows, cols]` f32 matrix: row i is item i's feature vector.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeatureMatrix {
+    pub rows: usize,
+    pub cols: usize,
+    pub data: Vec<f32>,
+}
+
+impl FeatureMatrix {
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.cols..(i + 1) * self.cols]
+    }
+}
+
+/// Parses `.npy` bytes; `path` only names the file in errors. Refuses anything that is not a
+/// 2-D float32/float64 array, and NaN or infinite entries (naming row and column).
+pub fn parse_features(bytes: &[u8], path: &Path) -> Result<FeatureMatrix> {
+    let npy = npyz::NpyFile::new(bytes).map_err(|e| CraneError::file(path, format!("corrupt npy header: {e}")))?;
+    let shape = npy.shape().to_vec();
+    if shape.len() != 2 {
+        return Err(CraneError::file(path, format!("expected a 2-D array [items, dim], found shape {shape:?}")));
+    }
+    let (rows, cols) = (shape[0] as usize, shape[1] as usize);
+    let fortran = npy.order() == npyz::Order::Fortran;
+    let dtype = npy.dtype();
+    let descr = match &dtype {
+        npyz::DType::Plain(ts) => ts.to_string(),
+        other => format!("{other:?}"),
+    };
+    let kind = match &dtype {
+        npyz::DType::Plain(ts) if ts.type_char() == npyz::TypeChar::Float && ts.size_field() == 4 => 4,
+        npyz::DType::Plain(ts) if ts.type_char() == npyz::TypeChar::Float && ts.size_field() == 8 => 8,
+        _ => return Err(CraneError::file(path, format!("wrong dtype `{descr}`: expected float32 or float64"))),
+    };
+    let expected = rows.checked_mul(cols).ok_or_else(|| CraneError::file(path, "shape overflows"))?;
+    let truncated =
+        |e: std::io::Error| CraneError::file(path, format!("cannot read {rows} x {cols} values ({descr}): {e}"));
+    let flat: Vec<f32> = if kind == 4 {
+        npy.into_vec::<f32>().map_err(truncated)?
+    } else {
+        npy.into_vec::<f64>().map_err(truncated)?.into_iter().map(|v| v as f32).collect()
+    };
+    if flat.len() != expected {
+        return Err(CraneError::file(
+            path,
+            format!("holds {} values, shape {rows} x {cols} needs {expected}", flat.len()),
+        ));
+    }
+    let data = if fortran {
+        let mut d = vec![0.0f32; expected];
+        for c in 0..cols {
+            for r in 0..rows {
+                d[r * cols + c] = flat[c * rows + r];
+            }
+        }
+        d
+    } else {
+        flat
+    };
+    if let Some(k) = data.iter().position(|v| !v.is_finite()) {
+        return Err(CraneError::file(
+            path,
+            format!(
+                "non-finite value {} at row {}, column {} (NaN or infinite features are refused)",
+                data[k],
+                k / cols,
+                k % cols
+            ),
+        ));
+    }
+    Ok(FeatureMatrix { rows, cols, data })
+}
+
+/// Reads a feature file.
+pub fn read_features(path: &Path) -> Result<FeatureMatrix> {
+    let bytes = std::fs::read(path).map_err(|e| CraneError::io(path, "read", e))?;
+    parse_features(&bytes, path)
+}
+
+/// Writes a float32 C-order `.npy` atomically.
+pub fn write_features(path: &Path, m: &FeatureMatrix) -> Result<()> {
+    write_atomic(path, |w| {
+        let mut writer =
+            npyz::WriteOptions::new().default_dtype().shape(&[m.rows as u64, m.cols as u64]).writer(w).begin_nd()?;
+        writer.extend(m.data.iter().copied())?;
+        writer.finish()
+    })
+}
+
+/// Serialises to `.npy` bytes in memory (tests and fuzz seeds).
+pub fn features_to_bytes(m: &FeatureMatrix) -> Vec<u8> {
+    let mut buf = Vec::new();
+    {
+        let mut writer = npyz::WriteOptions::new()
+            .default_dtype()
+            .shape(&[m.rows as u64, m.cols as u64])
+            .writer(&mut buf)
+            .begin_nd()
+            .expect("in-memory npy header");
+        writer.extend(m.data.iter().copied()).expect("in-memory npy body");
+        writer.finish().expect("in-memory npy finish");
+    }
+    buf
+}
