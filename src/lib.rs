@@ -5,6 +5,7 @@
 //! (the f64 oracle); see SPEC.md.
 
 pub mod data;
+pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod io;

@@ -1,0 +1,115 @@
+//! One engine interface (forward + backward, Adam, scoring) with implementations:
+//! [`reference::ReferenceEngine`] (the f64 oracle, small graphs only) and [`cpu::CpuEngine`]
+//! (f32, rayon, blocked). The GPU engine will implement the same trait.
+
+pub mod cpu;
+pub mod reference;
+
+use crate::data::npy::FeatureMatrix;
+use crate::error::{CraneError, Result};
+use crate::sampling::Triplet;
+use crane_reference::losses::LossTerms;
+use crane_reference::{ModelConfig, Params};
+use nalgebra_sparse::CsrMatrix;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// When the item graph S̃ (Eq. 14) is rebuilt from the current parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum GraphRefresh {
+    /// Built with gradient at each epoch's first batch, held fixed for the rest (LATTICE).
+    #[default]
+    EveryEpoch,
+    /// Built with gradient at every batch: the exact gradient of the stated loss.
+    EveryStep,
+    /// Built once from the initial parameters, never updated.
+    Frozen,
+}
+
+/// What a model is built from.
+pub struct ModelInputs<'a> {
+    pub n_users: usize,
+    pub n_items: usize,
+    /// Training interactions (dense ids).
+    pub train: &'a [(u32, u32)],
+    /// `[visual, textual]` raw features `[N, d_m]`; absent ones are `[N, 0]`.
+    pub features: [Option<&'a FeatureMatrix>; 2],
+}
+
+impl ModelInputs<'_> {
+    /// A `[M, N]` as the reference's CSR (sorted by user, then item: the edge-mask order).
+    pub fn interaction_matrix(&self) -> Result<CsrMatrix<f64>> {
+        let pairs: Vec<(usize, usize)> = self.train.iter().map(|&(u, i)| (u as usize, i as usize)).collect();
+        Ok(crane_reference::interaction_graph::interaction_matrix(self.n_users, self.n_items, &pairs)?)
+    }
+
+    /// Feature widths, 0 for an absent modality.
+    pub fn widths(&self) -> [usize; 2] {
+        [self.features[0].map_or(0, |f| f.cols), self.features[1].map_or(0, |f| f.cols)]
+    }
+
+    /// Refuses configurations that need a missing feature file.
+    pub fn check(&self, cfg: &ModelConfig) -> Result<()> {
+        use crane_reference::config::Fusion;
+        if !cfg.item_graph {
+            return Ok(());
+        }
+        let need: &[usize] = match cfg.fusion {
+            Fusion::Visual => &[0],
+            Fusion::Text => &[1],
+            _ => &[0, 1],
+        };
+        for &m in need {
+            if self.features[m].is_none() {
+                let file = crate::data::MODALITIES[m].1;
+                return Err(CraneError::config(
+                    "fusion",
+                    format!(
+                        "{:?} needs {file}, which is absent (use fusion = \"visual\"/\"text\" or item_graph = false)",
+                        cfg.fusion
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Wall time per stage, summed since the last reset.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct StageTimes {
+    pub rca_graph: Duration,
+    pub propagation: Duration,
+    pub losses: Duration,
+    pub optimiser: Duration,
+    pub scoring: Duration,
+}
+
+/// The interface every engine implements.
+pub trait Engine {
+    fn name(&self) -> &'static str;
+    /// Ã of Eq. (2): one value per training interaction, in A's CSR order (1 kept, 0 dropped).
+    fn set_edge_mask(&mut self, mask: &[f64]) -> Result<()>;
+    /// Loss terms of one batch; the gradient of the total loss is kept for [`Engine::adam_step`].
+    /// With `learn_graph`, S̃ is built from the current parameters with gradient and then held;
+    /// otherwise the held S̃ is used (built without gradient if there is none yet).
+    fn loss_and_grads(&mut self, batch: &[Triplet], learn_graph: bool) -> Result<LossTerms>;
+    /// Rebuilds the held S̃ from the current parameters, without gradient.
+    fn rebuild_item_graph(&mut self) -> Result<()>;
+    /// One Adam step with the kept gradient.
+    fn adam_step(&mut self, lr: f64);
+    /// Parameters and gradients in the reference's layout (f64).
+    fn params(&self) -> Params;
+    fn grads(&self) -> Params;
+    /// Overwrites the parameters (resets nothing else).
+    fn set_params(&mut self, p: &Params);
+    /// The held S̃, if any.
+    fn item_graph(&self) -> Option<CsrMatrix<f64>>;
+    /// Computes z on the full graph (no DropEdge) with the held S̃, for scoring.
+    fn prepare_scoring(&mut self) -> Result<()>;
+    /// `out[k, i] = z_u · z_i` for `users[k]`, `[users.len(), N]`.
+    fn score_block(&self, users: &[u32], out: &mut [f32]);
+    fn times(&self) -> &StageTimes;
+    fn reset_times(&mut self);
+}
