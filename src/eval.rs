@@ -165,27 +165,24 @@ pub fn metrics_from_rankings(rankings: &[Vec<u32>], set: &EvalSet, ks: &[usize])
     let mut sorted_ks = ks.to_vec();
     sorted_ks.sort_unstable();
     sorted_ks.dedup();
-    let acc = rankings
+    // Per-user values in parallel, summed in user order: the same result for any schedule.
+    let per_user: Vec<Vec<[f64; 4]>> = rankings
         .par_iter()
         .zip(&set.heldout)
-        .fold(
-            || vec![[0.0; 4]; sorted_ks.len()],
-            |mut acc, (r, h)| {
-                accumulate(r, h, &sorted_ks, &mut acc);
-                acc
-            },
-        )
-        .reduce(
-            || vec![[0.0; 4]; sorted_ks.len()],
-            |mut a, b| {
-                for (x, y) in a.iter_mut().zip(&b) {
-                    for t in 0..4 {
-                        x[t] += y[t];
-                    }
-                }
-                a
-            },
-        );
+        .map(|(r, h)| {
+            let mut acc = vec![[0.0; 4]; sorted_ks.len()];
+            accumulate(r, h, &sorted_ks, &mut acc);
+            acc
+        })
+        .collect();
+    let mut acc = vec![[0.0; 4]; sorted_ks.len()];
+    for u in &per_user {
+        for (x, y) in acc.iter_mut().zip(u) {
+            for t in 0..4 {
+                x[t] += y[t];
+            }
+        }
+    }
     let n = set.users.len().max(1) as f64;
     let col = |t: usize| acc.iter().map(|a| a[t] / n).collect();
     Metrics { ks: sorted_ks, recall: col(0), ndcg: col(1), precision: col(2), map: col(3), users: set.users.len() }

@@ -4,11 +4,17 @@
 //! evaluation, synthetic data, training and the CLI. The equations live in `crane-reference`
 //! (the f64 oracle); see SPEC.md.
 
+// CSR and per-modality loops index several parallel arrays at once.
+#![allow(clippy::needless_range_loop)]
+
+pub mod bench;
+pub mod config;
 pub mod data;
 pub mod engine;
 pub mod error;
 pub mod eval;
 pub mod io;
 pub mod sampling;
+pub mod train;
 
 pub use error::{CraneError, Result};

@@ -246,5 +246,44 @@ test_backends! {
     parity_wo_cl => with(|c| c.contrastive = false), false;
     parity_wo_gcn => with(|c| { c.ui_layers = 0; c.ii_layers = 0; }), false;
     parity_all_parameter_l2 => with(|c| c.regularisation = Regularisation::AllParameters), false;
+    parity_weightless_gcn => with(|c| c.gcn_weights = false), false;
+    parity_bpr_mf => with(|c| { c.ui_layers = 0; c.item_graph = false; c.drop_edge = DropEdge::Off; }), false;
     parity_freedom_sampler => with(|c| { c.drop_edge = DropEdge::Freedom { keep_ratio: 0.7 }; c.degree_source = DegreeSource::KeptGraph; }), false;
+}
+
+#[test]
+fn fast_tanh_is_within_5e7_of_tanh() {
+    let mut worst: f64 = 0.0;
+    let mut x = -12.0f32;
+    while x < 12.0 {
+        let err = (crane::engine::cpu::ops::fast_tanh(x) as f64 - (x as f64).tanh()).abs();
+        worst = worst.max(err);
+        x += 1.3e-4;
+    }
+    assert!(worst <= 5e-7, "max |fast_tanh - tanh| = {worst:e}");
+    assert_eq!(crane::engine::cpu::ops::fast_tanh(0.0), 0.0);
+    assert_eq!(crane::engine::cpu::ops::fast_tanh(1e-5), 1e-5);
+}
+
+#[test]
+fn blocked_correlation_equals_dense_for_every_block_size() {
+    use crane::engine::cpu::ops::{fast_tanh, mm, Dense};
+    use crane::engine::cpu::rca::{correlate_blocked, correlate_blocked_backward};
+    let n = 23;
+    let x = Dense::from_fn(n, 4, |i, j| ((i * 7 + j * 3) % 11) as f32 / 11.0 - 0.5);
+    let p = Dense::from_fn(n, 4, |i, j| ((i * 5 + j * 2) % 13) as f32 / 13.0 - 0.5);
+    let dg = Dense::from_fn(n, 4, |i, j| ((i + j) % 5) as f32 / 5.0 - 0.4);
+    let mut c = mm(&x, false, &p, true);
+    c.data.iter_mut().for_each(|v| *v = fast_tanh(*v));
+    let dense = mm(&c, false, &x, false);
+    let (dx1, dp1) = correlate_blocked_backward(&x, &p, &dg, n);
+    for block in [1, 2, 5, 22, 23] {
+        let g = correlate_blocked(&x, &p, block);
+        let err = g.data.iter().zip(&dense.data).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(err < 1e-5, "block {block}: forward differs by {err}");
+        let (dx, dp) = correlate_blocked_backward(&x, &p, &dg, block);
+        let e1 = dx.data.iter().zip(&dx1.data).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let e2 = dp.data.iter().zip(&dp1.data).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(e1 < 1e-5 && e2 < 1e-5, "block {block}: backward differs by {e1}, {e2}");
+    }
 }

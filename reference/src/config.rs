@@ -133,6 +133,8 @@ pub struct ModelConfig {
     pub item_graph: bool,
     /// Table 5 "w/o CL": when false, β is ignored.
     pub contrastive: bool,
+    /// W^(l) in Eq. (3)-(4); false gives LightGCN's weightless propagation (W = I, no params).
+    pub gcn_weights: bool,
 }
 
 impl Default for ModelConfig {
@@ -157,6 +159,7 @@ impl Default for ModelConfig {
             regularisation: Regularisation::BatchEmbeddings,
             item_graph: true,
             contrastive: true,
+            gcn_weights: true,
         }
     }
 }
@@ -191,6 +194,15 @@ impl ModelConfig {
             }
         }
         Ok(())
+    }
+
+    /// Number of W^(l) tensors the parameters hold.
+    pub fn n_gcn_weights(&self) -> usize {
+        if self.gcn_weights {
+            self.ui_layers
+        } else {
+            0
+        }
     }
 
     /// Whether the contrastive terms of Eq. (19) take part in the loss.

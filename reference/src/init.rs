@@ -37,7 +37,7 @@ impl Params {
         let mut x = |r: usize, c: usize| xavier_uniform(r, c, &mut rng);
         let user_emb = x(dims.n_users, d);
         let item_emb = x(dims.n_items, d);
-        let w_gcn = (0..cfg.ui_layers).map(|_| x(d, d)).collect();
+        let w_gcn = (0..cfg.n_gcn_weights()).map(|_| x(d, d)).collect();
         let proj_v = x(dims.d_visual, df);
         let proj_t = x(dims.d_text, df);
         let w_tr = x(2 * df, dj);

@@ -314,20 +314,30 @@ pub struct Forward {
     pub kink_margin: f64,
 }
 
+/// W^(l) for each layer: the parameters, or identities when `gcn_weights` is off.
+fn gcn_weights(p: &Params, cfg: &ModelConfig) -> Vec<Mat<f64>> {
+    if cfg.gcn_weights {
+        p.w_gcn.clone()
+    } else {
+        let d = p.user_emb.ncols();
+        (0..cfg.ui_layers).map(|_| Mat::identity(d, d)).collect()
+    }
+}
+
 /// The forward pass up to z (Eq. 1-17), for training (sampled graph) or scoring.
 pub fn forward(p: &Params, g: &Graph, cfg: &ModelConfig) -> Result<Forward, RefError> {
     cfg.validate(g.n_items())?;
     let (m, n) = (g.n_users(), g.n_items());
     let adj = ig::normalized_adjacency(&g.a, &g.edge_mask, cfg.degree_source);
     let h0 = vcat(&p.user_emb, &p.item_emb);
-    if p.w_gcn.len() != cfg.ui_layers {
+    if p.w_gcn.len() != cfg.n_gcn_weights() {
         return Err(RefError::Shape(format!(
-            "config asks for {} GCN layers, params hold {}",
-            cfg.ui_layers,
+            "config asks for {} GCN weights, params hold {}",
+            cfg.n_gcn_weights(),
             p.w_gcn.len()
         )));
     }
-    let (e, gcn) = ig::gcn_forward(&adj, &h0, &p.w_gcn, cfg.sigma, cfg.readout);
+    let (e, gcn) = ig::gcn_forward(&adj, &h0, &gcn_weights(p, cfg), cfg.sigma, cfg.readout);
     let mut margin = ig::kink_margin(cfg.sigma, &gcn);
     let d = e.ncols();
     let (item_graph, features, hs, h) = if cfg.item_graph {
@@ -453,7 +463,7 @@ pub fn loss_and_grads(p: &Params, batch: &Batch, g: &Graph, cfg: &ModelConfig) -
         }
     }
     let d_e = vcat(&d_eu, &d_ei);
-    let (d_h0, d_ws) = ig::gcn_backward(&fw.adj, &p.w_gcn, cfg.sigma, cfg.readout, &fw.gcn, &d_e);
+    let (d_h0, d_ws) = ig::gcn_backward(&fw.adj, &gcn_weights(p, cfg), cfg.sigma, cfg.readout, &fw.gcn, &d_e);
     let (d_user, d_item) = vsplit(&d_h0, m);
     add_assign(&mut gr.user_emb, &d_user);
     add_assign(&mut gr.item_emb, &d_item);

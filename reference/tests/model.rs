@@ -83,6 +83,7 @@ model_variant!(model_grad_matches_fd_all_parameter_l2, false, regularisation: Re
 model_variant!(model_grad_matches_fd_freedom_sampler_kept_degrees, false,
     drop_edge: DropEdge::Freedom { keep_ratio: 0.7 }, degree_source: DegreeSource::KeptGraph);
 model_variant!(model_grad_matches_fd_no_drop_edge, false, drop_edge: DropEdge::Off);
+model_variant!(model_grad_matches_fd_weightless_lightgcn_propagation, false, gcn_weights: false);
 
 #[test]
 fn model_fixed_item_graph_sends_no_gradient_to_the_feature_branch() {

@@ -90,7 +90,7 @@ pub fn knn(units: &[(&Unit, f32)], k: usize, block: usize) -> Result<KnnGraph> {
 /// Backward of [`knn`]: the gradient of each input's unit rows, from `dS̃` values.
 pub fn knn_backward(g: &KnnGraph, units: &[(&Unit, f32)], d_vals: &[f32]) -> Vec<Dense> {
     let n = g.s.rows;
-    let k = if n > 0 { g.s.nnz() / n } else { 0 };
+    let k = g.s.nnz().checked_div(n).unwrap_or(0);
     // dS on retained entries (row normalisation and clamp).
     let mut ds = vec![0f32; n * k];
     ds.par_chunks_mut(k.max(1)).enumerate().for_each(|(i, out)| {

@@ -19,30 +19,41 @@ fn unit(x: &Dense) -> (Dense, Vec<f32>) {
 }
 
 fn unit_backward(y: &Dense, norms: &[f32], dy: &Dense) -> Dense {
-    Dense::from_fn(y.rows, y.cols, |i, c| {
-        let radial = if norms[i] > 1e-12 { dot(dy.row(i), y.row(i)) * y.row(i)[c] } else { 0.0 };
-        (dy.row(i)[c] - radial) / norms[i]
-    })
+    let mut out = dy.clone();
+    for i in 0..y.rows {
+        let radial = if norms[i] > 1e-12 { dot(dy.row(i), y.row(i)) } else { 0.0 };
+        out.row_mut(i).iter_mut().zip(y.row(i)).for_each(|(d, &yv)| *d = (*d - radial * yv) / norms[i]);
+    }
+    out
 }
 
 /// Eq. (19): InfoNCE over the rows of `a` (collaborative) and `b` (semantic), scaled by `g`;
-/// returns `(loss, da, db)`.
+/// returns `(loss, da, db)`. Logits by one GEMM; softmax rows in parallel, in f64.
 pub fn info_nce(a: &Dense, b: &Dense, tau: f32, g: f32) -> (f64, Dense, Dense) {
+    use rayon::prelude::*;
     let n = a.rows;
     let (ua, na) = unit(a);
     let (ub, nb) = unit(b);
+    let logits = super::ops::mm(&ua, false, &ub, true);
     let mut dl = Dense::zeros(n, n);
-    let mut loss = 0.0f64;
-    for i in 0..n {
-        let logits: Vec<f64> = (0..n).map(|j| dot(ua.row(i), ub.row(j)) as f64 / tau as f64).collect();
-        let mx = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        let z: f64 = logits.iter().map(|l| (l - mx).exp()).sum();
-        loss += mx + z.ln() - logits[i];
-        for j in 0..n {
-            let p = (logits[j] - mx).exp() / z;
-            dl.row_mut(i)[j] = (g as f64 * (p - if i == j { 1.0 } else { 0.0 }) / n as f64) as f32;
-        }
-    }
+    let inv_tau = 1.0 / tau as f64;
+    let per_row: Vec<f64> = dl
+        .data
+        .par_chunks_mut(n.max(1))
+        .enumerate()
+        .map(|(i, out)| {
+            let row = logits.row(i);
+            let mx = row.iter().fold(f64::NEG_INFINITY, |m, &l| m.max(l as f64 * inv_tau));
+            let ex: Vec<f64> = row.iter().map(|&l| (l as f64 * inv_tau - mx).exp()).collect();
+            let z: f64 = ex.iter().sum();
+            for (j, o) in out.iter_mut().enumerate() {
+                let p = ex[j] / z;
+                *o = (g as f64 * (p - if i == j { 1.0 } else { 0.0 }) / n as f64) as f32;
+            }
+            mx + z.ln() - row[i] as f64 * inv_tau
+        })
+        .collect();
+    let loss: f64 = per_row.iter().sum();
     let mut d_ua = super::ops::mm(&dl, false, &ub, false);
     d_ua.scale(1.0 / tau);
     let mut d_ub = super::ops::mm(&dl, true, &ua, false);

@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 /// Bytes per `[block, M+N]` buffer of RCA and the kNN (two such buffers are live at once).
-pub const DEFAULT_BLOCK_BYTES: usize = 256 << 20;
+pub const DEFAULT_BLOCK_BYTES: usize = 64 << 20;
 
 pub struct CpuEngine {
     cfg: ModelConfig,
@@ -127,10 +127,24 @@ impl CpuEngine {
         }
     }
 
+    /// W^(l) of each layer (identities without `gcn_weights`).
+    fn gcn_weights(&self) -> Vec<Dense> {
+        let d = self.t("user_emb").cols;
+        (0..self.cfg.ui_layers)
+            .map(|l| {
+                if self.cfg.gcn_weights {
+                    self.t(&format!("w_gcn.{l}")).clone()
+                } else {
+                    Dense::from_fn(d, d, |i, j| if i == j { 1.0 } else { 0.0 })
+                }
+            })
+            .collect()
+    }
+
     /// Eq. (3)-(4) on the current Â.
     fn gcn(&self) -> (Dense, interaction_graph::GcnCache) {
         let h0 = Dense::vcat(self.t("user_emb"), self.t("item_emb"));
-        let ws: Vec<Dense> = (0..self.cfg.ui_layers).map(|l| self.t(&format!("w_gcn.{l}")).clone()).collect();
+        let ws = self.gcn_weights();
         interaction_graph::forward(&self.adj, &h0, &ws, self.cfg.sigma, self.cfg.readout)
     }
 
@@ -403,11 +417,11 @@ impl Engine for CpuEngine {
         }
         let tb = Instant::now();
         let d_e = Dense::vcat(&d_eu, &d_ei);
-        let ws: Vec<Dense> = (0..cfg.ui_layers).map(|l| self.t(&format!("w_gcn.{l}")).clone()).collect();
+        let ws = self.gcn_weights();
         let (d_h0, d_ws) = interaction_graph::backward(&self.adj, &ws, cfg.sigma, cfg.readout, &gcn_cache, &d_e);
         self.g[ue].add_assign(&d_h0.rows_range(0, m));
         self.g[ie].add_assign(&d_h0.rows_range(m, m + n));
-        for (l, dw) in d_ws.iter().enumerate() {
+        for (l, dw) in d_ws.iter().enumerate().take(cfg.n_gcn_weights()) {
             let k = self.ix(&format!("w_gcn.{l}"));
             self.g[k].add_assign(dw);
         }

@@ -1,0 +1,150 @@
+//! Training configuration: serde structs whose defaults are the paper's Table 3 (Baby), dataset
+//! presets shipped as TOML (`presets/*.toml`, embedded in the binary), model presets for the
+//! baselines, and `--set key=value` overrides of any field.
+
+use crate::engine::GraphRefresh;
+use crate::error::{CraneError, Result};
+use crane_reference::config::DropEdge;
+use crane_reference::ModelConfig;
+use serde::{Deserialize, Serialize};
+
+/// Which engine trains the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum EngineKind {
+    /// The fast f32 CPU engine.
+    #[default]
+    Cpu,
+    /// The f64 reference (tiny graphs only).
+    Reference,
+}
+
+/// Everything a training run needs besides the data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// `crane` (the paper), `bpr` (BPR-MF) or `lightgcn`; see [`apply_model_preset`].
+    pub model_preset: String,
+    pub lr: f64,
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Epochs without improvement of validation Recall@20 before stopping.
+    pub patience: usize,
+    pub seed: u64,
+    pub refresh: GraphRefresh,
+    pub engine: EngineKind,
+    /// Cut-offs of the metrics.
+    pub ks: Vec<usize>,
+    /// Users scored at once during evaluation.
+    pub eval_block: usize,
+    /// MB per `[block, M+N]` buffer of RCA and the kNN (CPU engine): smaller uses less memory.
+    pub block_mb: usize,
+    /// Compare validation Recall@20 rounded to 4 decimals (MMRec's convention).
+    pub round_metric: bool,
+    pub model: ModelConfig,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            model_preset: "crane".into(),
+            lr: 1e-4,
+            epochs: 250,
+            batch_size: 1024,
+            patience: 5,
+            seed: 2024,
+            refresh: GraphRefresh::EveryEpoch,
+            engine: EngineKind::Cpu,
+            ks: crate::eval::DEFAULT_KS.to_vec(),
+            eval_block: 1024,
+            round_metric: false,
+            block_mb: 64,
+            model: ModelConfig::default(),
+        }
+    }
+}
+
+/// The TOML of a shipped dataset preset.
+pub fn dataset_preset(name: &str) -> Result<&'static str> {
+    Ok(match name {
+        "baby" => include_str!("../presets/baby.toml"),
+        "sports" => include_str!("../presets/sports.toml"),
+        "clothing" => include_str!("../presets/clothing.toml"),
+        "electronics" => include_str!("../presets/electronics.toml"),
+        "tiny" => include_str!("../presets/tiny.toml"),
+        other => {
+            return Err(CraneError::config(
+                "--dataset",
+                format!("no preset `{other}`; expected baby, sports, clothing, electronics or tiny (or pass --config)"),
+            ))
+        }
+    })
+}
+
+/// Baselines as switches of the same model: BPR-MF (ID embeddings only) and LightGCN
+/// (weightless mean-readout propagation, no item graph, no DropEdge).
+pub fn apply_model_preset(cfg: &mut TrainConfig) -> Result<()> {
+    let m = &mut cfg.model;
+    match cfg.model_preset.as_str() {
+        "crane" => {}
+        "bpr" => {
+            m.ui_layers = 0;
+            m.item_graph = false;
+            m.contrastive = false;
+            m.drop_edge = DropEdge::Off;
+        }
+        "lightgcn" => {
+            m.gcn_weights = false;
+            m.item_graph = false;
+            m.contrastive = false;
+            m.drop_edge = DropEdge::Off;
+        }
+        other => {
+            return Err(CraneError::config("model_preset", format!("`{other}` is not one of crane, bpr, lightgcn")));
+        }
+    }
+    Ok(())
+}
+
+/// Sets a dotted key (`model.knn_k`) in a TOML table; the value is parsed as TOML, or taken as
+/// a string when it does not parse (`refresh=every_step`).
+pub fn set_key(root: &mut toml::Table, key: &str, value: &str) -> Result<()> {
+    let parsed: toml::Value = match toml::from_str::<toml::Table>(&format!("v = {value}")) {
+        Ok(mut t) => t.remove("v").unwrap(),
+        Err(_) => toml::Value::String(value.to_string()),
+    };
+    let parts: Vec<&str> = key.split('.').collect();
+    let mut table = root;
+    for p in &parts[..parts.len() - 1] {
+        table = table
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| CraneError::config(key, format!("`{p}` is not a table")))?;
+    }
+    table.insert(parts[parts.len() - 1].to_string(), parsed);
+    Ok(())
+}
+
+/// Builds the config: defaults, then the preset or file TOML, then each `key=value`.
+pub fn resolve(base_toml: &str, source: &str, sets: &[String]) -> Result<TrainConfig> {
+    let mut table: toml::Table =
+        toml::from_str(base_toml).map_err(|e| CraneError::config(source, format!("invalid TOML: {e}")))?;
+    for s in sets {
+        let (k, v) = s.split_once('=').ok_or_else(|| CraneError::config("--set", format!("`{s}` is not key=value")))?;
+        set_key(&mut table, k.trim(), v.trim())?;
+    }
+    let mut cfg: TrainConfig =
+        table.try_into().map_err(|e: toml::de::Error| CraneError::config(source, e.message().to_string()))?;
+    apply_model_preset(&mut cfg)?;
+    if cfg.batch_size == 0 || cfg.epochs == 0 || cfg.ks.is_empty() || cfg.eval_block == 0 || cfg.block_mb == 0 {
+        return Err(CraneError::config(
+            source,
+            "batch_size, epochs, eval_block, block_mb must be positive and ks non-empty",
+        ));
+    }
+    if !(cfg.lr > 0.0 && cfg.lr.is_finite()) {
+        return Err(CraneError::config("lr", format!("must be a positive number, got {}", cfg.lr)));
+    }
+    Ok(cfg)
+}

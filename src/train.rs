@@ -1,0 +1,264 @@
+//! The training loop: Adam over shuffled BPR batches, a DropEdge sample per epoch, the item
+//! graph refreshed per the configured mode, full-ranking validation after every epoch, early
+//! stopping on validation Recall@20 with the test metrics of the best validation epoch.
+
+use crate::config::{EngineKind, TrainConfig};
+use crate::data::Dataset;
+use crate::engine::cpu::CpuEngine;
+use crate::engine::reference::ReferenceEngine;
+use crate::engine::{Engine, GraphRefresh, ModelInputs, StageTimes};
+use crate::error::{CraneError, Result};
+use crate::eval::{evaluate, EvalSet, Metrics};
+use crate::io::write_string_atomic;
+use crate::sampling::{mix_seed, Sampler};
+use crane_reference::init::Dims;
+use crane_reference::model::sample_edge_mask;
+use crane_reference::Params;
+use serde::Serialize;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// One epoch's record.
+#[derive(Clone, Debug, Serialize)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub loss: f64,
+    pub bpr: f64,
+    pub cl_user: f64,
+    pub cl_item: f64,
+    pub reg: f64,
+    pub valid: std::collections::BTreeMap<String, f64>,
+    pub seconds_train: f64,
+    pub seconds_eval: f64,
+    pub seconds_sampling: f64,
+    pub stages: StageTimes,
+    pub peak_memory_mb: f64,
+}
+
+/// The result of a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunResult {
+    pub config: TrainConfig,
+    pub dataset: crate::data::DataStats,
+    pub engine: String,
+    pub threads: usize,
+    pub best_epoch: usize,
+    pub valid: Metrics,
+    pub test: Metrics,
+    /// Test metrics of ranking every user's items by training popularity (a floor to beat).
+    pub popularity_test: Metrics,
+    pub epochs_run: usize,
+    pub seconds_per_epoch: f64,
+    pub peak_memory_mb: f64,
+    pub stopped_early: bool,
+    pub history: Vec<EpochLog>,
+}
+
+/// Peak resident memory of this process in MB (`VmHWM`), 0 where unavailable.
+pub fn peak_memory_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.to_string()))
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Test metrics of the popularity ranking.
+pub fn popularity_metrics(ds: &Dataset, ks: &[usize]) -> Metrics {
+    let mut pop = vec![0f32; ds.n_items];
+    for &(_, i) in &ds.train {
+        pop[i as usize] += 1.0;
+    }
+    let mask = ds.train_by_user();
+    let set = EvalSet::from_pairs(ds.n_users, &ds.test);
+    evaluate(&set, &mask, ds.n_items, ks, 1024, |users, out| {
+        for k in 0..users.len() {
+            out[k * ds.n_items..(k + 1) * ds.n_items].copy_from_slice(&pop);
+        }
+    })
+}
+
+/// Builds the configured engine with Xavier-initialised parameters.
+pub fn build_engine(ds: &Dataset, cfg: &TrainConfig) -> Result<Box<dyn Engine>> {
+    let inputs = ModelInputs {
+        n_users: ds.n_users,
+        n_items: ds.n_items,
+        train: &ds.train,
+        features: [ds.features[0].as_ref(), ds.features[1].as_ref()],
+    };
+    let [dv, dt] = inputs.widths();
+    let params =
+        Params::init(&cfg.model, Dims { n_users: ds.n_users, n_items: ds.n_items, d_visual: dv, d_text: dt }, cfg.seed);
+    Ok(match cfg.engine {
+        EngineKind::Cpu => Box::new(CpuEngine::new(&inputs, &cfg.model, &params)?.with_block_bytes(cfg.block_mb << 20)),
+        EngineKind::Reference => Box::new(ReferenceEngine::new(&inputs, &cfg.model, params)?),
+    })
+}
+
+/// Trains on `ds`; writes `history.jsonl`, `history.csv` and `results.json` into `out` if given.
+pub fn train(ds: &Dataset, cfg: &TrainConfig, out: Option<&Path>, progress: bool) -> Result<RunResult> {
+    let mut engine = build_engine(ds, cfg)?;
+    let user_train = ds.train_by_user();
+    let sampler = Sampler::new(&ds.train, &user_train)?;
+    let valid_set = EvalSet::from_pairs(ds.n_users, &ds.valid);
+    let test_set = EvalSet::from_pairs(ds.n_users, &ds.test);
+    let a = ModelInputs { n_users: ds.n_users, n_items: ds.n_items, train: &ds.train, features: [None, None] }
+        .interaction_matrix()?;
+    if cfg.refresh == GraphRefresh::Frozen {
+        engine.rebuild_item_graph()?;
+    }
+    let mut history: Vec<EpochLog> = Vec::new();
+    let (mut best, mut best_epoch, mut since) = (f64::NEG_INFINITY, 0usize, 0usize);
+    let (mut best_valid, mut best_test) = (None, None);
+    let mut stopped_early = false;
+    let mut jsonl = String::new();
+    let mut train_time = Duration::ZERO;
+    for epoch in 0..cfg.epochs {
+        engine.reset_times();
+        let t0 = Instant::now();
+        let mask = sample_edge_mask(&a, cfg.model.drop_edge, mix_seed(&[cfg.seed, epoch as u64, 0xd20b]));
+        engine.set_edge_mask(&mask)?;
+        let batches = sampler.epoch(cfg.seed, epoch as u64, cfg.batch_size);
+        let t_sample = t0.elapsed();
+        let bar = progress.then(|| {
+            let b = indicatif::ProgressBar::new(batches.len() as u64);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "epoch {prefix:>3} [{bar:30}] {pos}/{len} loss {msg} eta {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            b.set_prefix(epoch.to_string());
+            b
+        });
+        let mut sums = [0.0f64; 5];
+        for (b, batch) in batches.iter().enumerate() {
+            let learn = match cfg.refresh {
+                GraphRefresh::EveryStep => true,
+                GraphRefresh::EveryEpoch => b == 0,
+                GraphRefresh::Frozen => false,
+            };
+            let t = engine.loss_and_grads(batch, learn).map_err(|e| match e {
+                CraneError::Invalid(msg) if msg.contains("non-finite") => {
+                    CraneError::Invalid(format!("epoch {epoch}, batch {b}: {msg}; lower lr or check the features"))
+                }
+                other => other,
+            })?;
+            engine.adam_step(cfg.lr);
+            for (s, v) in sums.iter_mut().zip([t.total(), t.bpr, t.cl_user, t.cl_item, t.reg]) {
+                *s += v;
+            }
+            if let Some(bar) = &bar {
+                bar.set_message(format!("{:.4}", sums[0] / (b + 1) as f64));
+                bar.inc(1);
+            }
+        }
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        let t_train = t0.elapsed();
+        train_time += t_train;
+        let t1 = Instant::now();
+        engine.prepare_scoring()?;
+        let eng: &dyn Engine = engine.as_ref();
+        let valid =
+            evaluate(&valid_set, &user_train, ds.n_items, &cfg.ks, cfg.eval_block, |u, o| eng.score_block(u, o));
+        let t_eval = t1.elapsed();
+        let nb = batches.len() as f64;
+        let log = EpochLog {
+            epoch,
+            loss: sums[0] / nb,
+            bpr: sums[1] / nb,
+            cl_user: sums[2] / nb,
+            cl_item: sums[3] / nb,
+            reg: sums[4] / nb,
+            valid: valid.to_map(),
+            seconds_train: t_train.as_secs_f64(),
+            seconds_eval: t_eval.as_secs_f64(),
+            seconds_sampling: t_sample.as_secs_f64(),
+            stages: engine.times().clone(),
+            peak_memory_mb: peak_memory_mb(),
+        };
+        eprintln!(
+            "epoch {epoch:>3}  loss {:.4} (bpr {:.4} cl {:.4} reg {:.5})  valid {}  {:.1}s + eval {:.1}s",
+            log.loss,
+            log.bpr,
+            log.cl_user + log.cl_item,
+            log.reg,
+            valid.summary(),
+            log.seconds_train,
+            log.seconds_eval
+        );
+        jsonl.push_str(&serde_json::to_string(&log).expect("log serialises"));
+        jsonl.push('\n');
+        history.push(log);
+        let r20 = valid.get("recall", 20).unwrap_or(valid.recall[valid.recall.len() - 1]);
+        let score = if cfg.round_metric { (r20 * 1e4).round() / 1e4 } else { r20 };
+        if score > best {
+            best = score;
+            best_epoch = epoch;
+            since = 0;
+            let test =
+                evaluate(&test_set, &user_train, ds.n_items, &cfg.ks, cfg.eval_block, |u, o| eng.score_block(u, o));
+            best_valid = Some(valid);
+            best_test = Some(test);
+        } else {
+            since += 1;
+        }
+        if let Some(dir) = out {
+            write_string_atomic(&dir.join("history.jsonl"), &jsonl)?;
+            write_string_atomic(&dir.join("history.csv"), &history_csv(&history))?;
+        }
+        if since > cfg.patience {
+            stopped_early = true;
+            eprintln!("early stop: no validation Recall@20 improvement for {since} epochs");
+            break;
+        }
+    }
+    let result = RunResult {
+        config: cfg.clone(),
+        dataset: ds.stats(),
+        engine: engine.name().to_string(),
+        threads: rayon::current_num_threads(),
+        best_epoch,
+        valid: best_valid.expect("at least one epoch"),
+        test: best_test.expect("at least one epoch"),
+        popularity_test: popularity_metrics(ds, &cfg.ks),
+        epochs_run: history.len(),
+        seconds_per_epoch: train_time.as_secs_f64() / history.len() as f64,
+        peak_memory_mb: peak_memory_mb(),
+        stopped_early,
+        history,
+    };
+    if let Some(dir) = out {
+        write_string_atomic(
+            &dir.join("results.json"),
+            &serde_json::to_string_pretty(&result).expect("results serialise"),
+        )?;
+    }
+    Ok(result)
+}
+
+fn history_csv(h: &[EpochLog]) -> String {
+    let keys: Vec<String> = h.first().map(|l| l.valid.keys().cloned().collect()).unwrap_or_default();
+    let mut s =
+        format!("epoch,loss,bpr,cl_user,cl_item,reg,seconds_train,seconds_eval,peak_memory_mb,{}\n", keys.join(","));
+    for l in h {
+        let vals: Vec<String> = keys.iter().map(|k| format!("{:.6}", l.valid[k])).collect();
+        s.push_str(&format!(
+            "{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.3},{:.3},{:.1},{}\n",
+            l.epoch,
+            l.loss,
+            l.bpr,
+            l.cl_user,
+            l.cl_item,
+            l.reg,
+            l.seconds_train,
+            l.seconds_eval,
+            l.peak_memory_mb,
+            vals.join(",")
+        ));
+    }
+    s
+}

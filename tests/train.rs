@@ -1,0 +1,91 @@
+//! Configs, presets, and end-to-end training on the bundled synthetic data.
+
+use crane::config::{dataset_preset, resolve, TrainConfig};
+use crane::data::{load_dataset, synth, LoadOptions};
+use crane::engine::GraphRefresh;
+use crane::train::train;
+
+#[test]
+fn presets_carry_table_3() {
+    // (dataset, R, k, lr, λ, τ, β)
+    let table = [
+        ("baby", 3, 15, 1e-4, 1e-3, 0.6, 0.8),
+        ("sports", 2, 15, 5e-5, 1e-3, 0.5, 0.7),
+        ("clothing", 3, 10, 1e-4, 1e-3, 0.4, 0.7),
+        ("electronics", 3, 10, 1e-4, 5e-4, 0.5, 0.6),
+    ];
+    for (name, r, k, lr, lambda, tau, beta) in table {
+        let c = resolve(dataset_preset(name).unwrap(), name, &[]).unwrap();
+        assert_eq!((c.model.rounds, c.model.knn_k, c.model.ui_layers, c.model.ii_layers), (r, k, 2, 1), "{name}");
+        assert_eq!((c.lr, c.model.lambda, c.model.tau, c.model.beta), (lr, lambda, tau, beta), "{name}");
+        assert_eq!((c.batch_size, c.epochs, c.patience, c.model.embedding_dim), (1024, 250, 5, 64), "{name}");
+    }
+    assert_eq!(TrainConfig::default().model, crane_reference::ModelConfig::default());
+}
+
+#[test]
+fn set_overrides_any_field_and_refuses_unknown_ones() {
+    let base = dataset_preset("baby").unwrap();
+    let sets =
+        ["model.knn_k=7", "refresh=every_step", "model.fusion=concat", "lr=0.01", "ks=[10, 20]"].map(String::from);
+    let c = resolve(base, "baby", &sets).unwrap();
+    assert_eq!(c.model.knn_k, 7);
+    assert_eq!(c.refresh, GraphRefresh::EveryStep);
+    assert_eq!(c.model.fusion, crane_reference::config::Fusion::Concat);
+    assert_eq!((c.lr, c.ks.clone()), (0.01, vec![10, 20]));
+    let e = resolve(base, "baby", &["model.knn=3".to_string()]).unwrap_err().to_string();
+    assert!(e.contains("unknown field `knn`"), "{e}");
+    let e = resolve(base, "baby", &["lr=-1".to_string()]).unwrap_err().to_string();
+    assert!(e.contains("invalid lr"), "{e}");
+    let e = resolve(base, "baby", &["model_preset=svd".to_string()]).unwrap_err().to_string();
+    assert!(e.contains("`svd` is not one of"), "{e}");
+    let e = resolve(base, "baby", &["nokey".to_string()]).unwrap_err().to_string();
+    assert!(e.contains("not key=value"), "{e}");
+    let lg = resolve(base, "baby", &["model_preset=lightgcn".to_string()]).unwrap();
+    assert!(!lg.model.gcn_weights && !lg.model.item_graph);
+}
+
+fn tiny_dataset(tag: &str) -> crane::data::Dataset {
+    let dir = std::env::temp_dir().join(format!("crane-train-{}-{tag}", std::process::id()));
+    let p = synth::preset("tiny").unwrap();
+    synth::write(&dir, "tiny", &synth::generate(&p, 2024)).unwrap();
+    load_dataset(&dir, &LoadOptions::default()).unwrap()
+}
+
+#[test]
+fn crane_beats_popularity_on_tiny_and_is_deterministic() {
+    let ds = tiny_dataset("crane");
+    let cfg = resolve(dataset_preset("tiny").unwrap(), "tiny", &["epochs=12".to_string()]).unwrap();
+    let out = std::env::temp_dir().join(format!("crane-train-out-{}", std::process::id()));
+    let a = train(&ds, &cfg, Some(&out), false).unwrap();
+    let crane_r20 = a.test.get("recall", 20).unwrap();
+    let pop_r20 = a.popularity_test.get("recall", 20).unwrap();
+    assert!(crane_r20 > pop_r20 + 0.03, "CRANE test R@20 {crane_r20} vs popularity {pop_r20}");
+    for f in ["results.json", "history.jsonl", "history.csv"] {
+        assert!(out.join(f).exists(), "{f} written");
+    }
+    let b = train(&ds, &cfg, None, false).unwrap();
+    assert_eq!(a.test, b.test, "same seed and threads, same result");
+    assert_eq!(
+        a.history.iter().map(|h| h.loss).collect::<Vec<_>>(),
+        b.history.iter().map(|h| h.loss).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn baselines_and_refresh_modes_train() {
+    let ds = tiny_dataset("baselines");
+    for sets in [
+        vec!["model_preset=bpr", "epochs=2"],
+        vec!["model_preset=lightgcn", "epochs=2"],
+        vec!["refresh=every_step", "epochs=1"],
+        vec!["refresh=frozen", "epochs=1", "model.fusion=average_graphs"],
+        vec!["engine=reference", "epochs=1", "model.embedding_dim=8", "model.feature_dim=4", "model.joint_dim=4"],
+    ] {
+        let sets: Vec<String> = sets.into_iter().map(String::from).collect();
+        let cfg = resolve(dataset_preset("tiny").unwrap(), "tiny", &sets).unwrap();
+        let r = train(&ds, &cfg, None, false).unwrap_or_else(|e| panic!("{sets:?}: {e}"));
+        assert!(r.test.get("recall", 20).unwrap() > 0.0, "{sets:?}");
+        assert!(r.history.iter().all(|h| h.loss.is_finite()));
+    }
+}
