@@ -212,6 +212,24 @@ pub fn rank_users(
     out
 }
 
+/// MMRec's `save_recommended_topk` layout: a header `id top_1 ... top_K`, then one line per
+/// user with the original user id and the top-K item ids, tab-separated.
+pub fn topk_tsv(users: &[u32], rankings: &[Vec<u32>], user_ids: &[u64], k: usize) -> String {
+    let mut s = String::from("id");
+    for r in 1..=k {
+        s.push_str(&format!("\ttop_{r}"));
+    }
+    s.push('\n');
+    for (&u, r) in users.iter().zip(rankings) {
+        s.push_str(&user_ids[u as usize].to_string());
+        for i in r.iter().take(k) {
+            s.push_str(&format!("\t{i}"));
+        }
+        s.push('\n');
+    }
+    s
+}
+
 /// [`rank_users`] then [`metrics_from_rankings`].
 pub fn evaluate(
     set: &EvalSet,

@@ -8,11 +8,13 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod bench;
+pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod engine;
 pub mod error;
 pub mod eval;
+pub mod fuzzing;
 pub mod io;
 pub mod sampling;
 pub mod train;

@@ -33,6 +33,29 @@ enum Command {
     Train(TrainArgs),
     /// Time one training epoch split by stage, evaluation, and peak memory.
     Bench(TrainArgs),
+    /// Evaluate a checkpoint on validation and test; optionally export each test user's top-K.
+    Eval {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Write the top-K list of every test user (original ids) to this TSV.
+        #[arg(long)]
+        export_topk: Option<PathBuf>,
+        #[arg(short, long, default_value_t = 20)]
+        k: usize,
+    },
+    /// Top-k items for one user (original id) from a checkpoint, training items excluded.
+    Recommend {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        user: u64,
+        #[arg(short, long, default_value_t = 20)]
+        k: usize,
+    },
     /// Dataset inspection.
     Data {
         #[command(subcommand)]
@@ -68,6 +91,9 @@ struct TrainArgs {
     /// Split seed when the file has no x_label: a number or paper1..paper5.
     #[arg(long, default_value = "paper1")]
     split_seed: String,
+    /// Drop users with fewer interactions (the paper's preprocessing uses 4).
+    #[arg(long, default_value_t = 0)]
+    min_user_interactions: usize,
     /// Hide the per-epoch progress bar.
     #[arg(long)]
     no_progress: bool,
@@ -134,7 +160,11 @@ fn prepare(args: &TrainArgs) -> Result<(data::Dataset, crane::config::TrainConfi
         None => (crane::config::dataset_preset(&name)?.to_string(), format!("preset {name}")),
     };
     let cfg = crane::config::resolve(&text, &source, &args.sets)?;
-    let opts = LoadOptions { split_seed: split_seed(&args.split_seed)?, ..Default::default() };
+    let opts = LoadOptions {
+        split_seed: split_seed(&args.split_seed)?,
+        min_user_interactions: args.min_user_interactions,
+        load_features: true,
+    };
     let ds = data::load_dataset(&dir, &opts)?;
     for w in &ds.warnings {
         eprintln!("warning: {w}");
@@ -142,8 +172,72 @@ fn prepare(args: &TrainArgs) -> Result<(data::Dataset, crane::config::TrainConfi
     Ok((ds, cfg, name, synthetic))
 }
 
+type Loaded = (data::Dataset, Box<dyn crane::engine::Engine>, crane::config::TrainConfig);
+
+/// Loads a checkpoint's config and parameters into an engine ready to score the dataset.
+fn engine_from_checkpoint(path: &std::path::Path, dir: &std::path::Path) -> Result<Loaded> {
+    let bytes = std::fs::read(path).map_err(|e| CraneError::io(path, "read", e))?;
+    let (_, md) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| CraneError::file(path, format!("not a crane checkpoint: {e}")))?;
+    let cfg_json = md
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("config").cloned())
+        .ok_or_else(|| CraneError::file(path, "no config in the checkpoint metadata"))?;
+    let cfg: crane::config::TrainConfig =
+        serde_json::from_str(&cfg_json).map_err(|e| CraneError::file(path, format!("config: {e}")))?;
+    let ds = data::load_dataset(dir, &LoadOptions::default())?;
+    let mut engine = crane::train::build_engine(&ds, &cfg)?;
+    let (params, meta) = crane::checkpoint::load(path, &engine.params())?;
+    eprintln!("checkpoint of dataset {} at epoch {}", meta.dataset, meta.epoch);
+    engine.set_params(&params);
+    engine.rebuild_item_graph()?;
+    engine.prepare_scoring()?;
+    Ok((ds, engine, cfg))
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Eval { checkpoint, data_dir, export_topk, k } => {
+            let (ds, engine, cfg) = engine_from_checkpoint(&checkpoint, &data_dir)?;
+            let mask = ds.train_by_user();
+            let mut ks = cfg.ks.clone();
+            if !ks.contains(&k) {
+                ks.push(k);
+            }
+            for (name, pairs) in [("valid", &ds.valid), ("test", &ds.test)] {
+                let set = crane::eval::EvalSet::from_pairs(ds.n_users, pairs);
+                let kmax = *ks.iter().max().unwrap();
+                let rankings = crane::eval::rank_users(&set, &mask, ds.n_items, kmax, cfg.eval_block, |u, o| {
+                    engine.score_block(u, o)
+                });
+                let m = crane::eval::metrics_from_rankings(&rankings, &set, &ks);
+                println!("{name:<6} {}", m.summary());
+                println!("{}", serde_json::to_string(&m.to_map()).expect("metrics serialise"));
+                if let (Some(path), "test") = (&export_topk, name) {
+                    crane::io::write_string_atomic(
+                        path,
+                        &crane::eval::topk_tsv(&set.users, &rankings, &ds.user_ids, k),
+                    )?;
+                    eprintln!("top-{k} lists of {} test users written to {}", set.users.len(), path.display());
+                }
+            }
+            Ok(())
+        }
+        Command::Recommend { checkpoint, data_dir, user, k } => {
+            let (ds, engine, _) = engine_from_checkpoint(&checkpoint, &data_dir)?;
+            let u = ds
+                .user_ids
+                .binary_search(&user)
+                .map_err(|_| CraneError::config("--user", format!("user {user} is not in {}", data_dir.display())))?;
+            let mut scores = vec![0f32; ds.n_items];
+            engine.score_block(&[u as u32], &mut scores);
+            let top = crane::eval::top_k(&scores, &ds.train_by_user()[u], k);
+            for (rank, i) in top.iter().enumerate() {
+                println!("{}\t{}\t{:.4}", rank + 1, i, scores[*i as usize]);
+            }
+            Ok(())
+        }
         Command::Train(args) => {
             let (ds, cfg, name, synthetic) = prepare(&args)?;
             let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&name));

@@ -203,6 +203,10 @@ pub fn train(ds: &Dataset, cfg: &TrainConfig, out: Option<&Path>, progress: bool
                 evaluate(&test_set, &user_train, ds.n_items, &cfg.ks, cfg.eval_block, |u, o| eng.score_block(u, o));
             best_valid = Some(valid);
             best_test = Some(test);
+            if let Some(dir) = out {
+                let meta = crate::checkpoint::CheckpointMeta { config: cfg.clone(), epoch, dataset: ds.name.clone() };
+                crate::checkpoint::save(&dir.join("checkpoint.safetensors"), &engine.params(), &meta)?;
+            }
         } else {
             since += 1;
         }

@@ -246,6 +246,7 @@ test_backends! {
     parity_wo_cl => with(|c| c.contrastive = false), false;
     parity_wo_gcn => with(|c| { c.ui_layers = 0; c.ii_layers = 0; }), false;
     parity_all_parameter_l2 => with(|c| c.regularisation = Regularisation::AllParameters), false;
+    parity_literal_unscaled_rca => with(|c| c.rca_scale = RcaScale::None), false;
     parity_weightless_gcn => with(|c| c.gcn_weights = false), false;
     parity_bpr_mf => with(|c| { c.ui_layers = 0; c.item_graph = false; c.drop_edge = DropEdge::Off; }), false;
     parity_freedom_sampler => with(|c| { c.drop_edge = DropEdge::Freedom { keep_ratio: 0.7 }; c.degree_source = DegreeSource::KeptGraph; }), false;

@@ -61,6 +61,19 @@ pub enum Fusion {
     AverageGraphs,
 }
 
+/// The scale of `C^m X^m` in Eq. (11).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RcaScale {
+    /// `C X / (M+N)`: a mean over entities, so magnitudes do not grow with the dataset size
+    /// or the round. The default: the literal sum saturates tanh after one round and makes the
+    /// item graph noise (SPEC.md, Eq. (11)).
+    #[default]
+    Mean,
+    /// `C X` exactly as Eq. (11) writes it.
+    None,
+}
+
 /// The DropEdge sampler of Eq. (2).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -133,6 +146,8 @@ pub struct ModelConfig {
     pub item_graph: bool,
     /// Table 5 "w/o CL": when false, β is ignored.
     pub contrastive: bool,
+    /// Scale of `C X` in Eq. (11).
+    pub rca_scale: RcaScale,
     /// W^(l) in Eq. (3)-(4); false gives LightGCN's weightless propagation (W = I, no params).
     pub gcn_weights: bool,
 }
@@ -160,6 +175,7 @@ impl Default for ModelConfig {
             item_graph: true,
             contrastive: true,
             gcn_weights: true,
+            rca_scale: RcaScale::Mean,
         }
     }
 }

@@ -112,14 +112,23 @@ impl Params {
         }
     }
 
-    fn rca_params(&self) -> RcaParams<'_> {
+    fn rca_params(&self, scale: f64) -> RcaParams<'_> {
         RcaParams {
             w_tr: &self.w_tr,
             b_tr: &self.b_tr,
             w_m: [&self.w_m[0], &self.w_m[1]],
             w_a: [&self.w_a[0], &self.w_a[1]],
             w_f: [&self.w_f[0], &self.w_f[1]],
+            scale,
         }
+    }
+}
+
+/// s of Eq. (11) for `entities` = M+N rows.
+pub fn rca_scale(cfg: &ModelConfig, entities: usize) -> f64 {
+    match cfg.rca_scale {
+        crate::config::RcaScale::Mean => 1.0 / entities as f64,
+        crate::config::RcaScale::None => 1.0,
     }
 }
 
@@ -202,7 +211,12 @@ fn build_item_graph(p: &Params, g: &Graph, cfg: &ModelConfig) -> Result<(CsrMatr
                 prof.push(pc);
                 stacked.push(up::stack_entities(&xu, &xhat[m]));
             }
-            let (xatt, rc) = rca::rca(&stacked[0], &stacked[1], &p.rca_params(), cfg.rounds);
+            let (xatt, rc) = rca::rca(
+                &stacked[0],
+                &stacked[1],
+                &p.rca_params(rca_scale(cfg, g.n_users() + g.n_items())),
+                cfg.rounds,
+            );
             margin = margin.min(rca::kink_margin(&rc));
             let (_, items) = vsplit(&xatt, m_users);
             let pc1 = prof.pop().unwrap();
@@ -253,7 +267,12 @@ fn build_item_graph_backward(
                     let (prof, stacked, rc) = fc.rca.as_ref().expect("RCA cache present for fusion = rca");
                     let m_users = g.n_users();
                     let d_xatt = vcat(&Mat::zeros(m_users, d_x.ncols()), &d_x);
-                    let (dv, dt, rg) = rca::rca_backward(&p.rca_params(), rc, &d_xatt, stacked[0].ncols());
+                    let (dv, dt, rg) = rca::rca_backward(
+                        &p.rca_params(rca_scale(cfg, g.n_users() + g.n_items())),
+                        rc,
+                        &d_xatt,
+                        stacked[0].ncols(),
+                    );
                     add_assign(&mut gr.w_tr, &rg.w_tr);
                     add_assign(&mut gr.b_tr, &rg.b_tr);
                     for m in 0..2 {

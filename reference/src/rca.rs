@@ -17,6 +17,8 @@ pub struct RcaParams<'a> {
     pub w_m: [&'a Mat<f64>; 2],
     pub w_a: [&'a Mat<f64>; 2],
     pub w_f: [&'a Mat<f64>; 2],
+    /// s in Eq. (11): `F = ReLU(s · C X W_a)`; 1 for the literal equation, 1/(M+N) for the mean.
+    pub scale: f64,
 }
 
 /// Gradients of [`RcaParams`], same shapes.
@@ -83,10 +85,11 @@ pub fn correlation_backward(x: &Mat<f64>, p: &Mat<f64>, c: &Mat<f64>, d_c: &Mat<
     (mm(&dq, p), mm_tn(&dq, x))
 }
 
-/// Eq. (11): refinement `F^m = ReLU(C^m X^m W_a^m)`, `-> [M+N, d_f]`. Also returns the
-/// pre-activation, which the backward and the kink margin need.
-pub fn refine(c: &Mat<f64>, x: &Mat<f64>, w_a: &Mat<f64>) -> (Mat<f64>, Mat<f64>) {
-    let pre = mm(&mm(c, x), w_a);
+/// Eq. (11): refinement `F^m = ReLU(s · C^m X^m W_a^m)`, `-> [M+N, d_f]`, with `s` the
+/// configured scale (1 is the equation as printed). Also returns the pre-activation, which the
+/// backward and the kink margin need.
+pub fn refine(c: &Mat<f64>, x: &Mat<f64>, w_a: &Mat<f64>, s: f64) -> (Mat<f64>, Mat<f64>) {
+    let pre = mm(&crate::dense::scale(&mm(c, x), s), w_a);
     (map(&pre, |v| v.max(0.0)), pre)
 }
 
@@ -95,13 +98,14 @@ pub fn refine_backward(
     c: &Mat<f64>,
     x: &Mat<f64>,
     w_a: &Mat<f64>,
+    s: f64,
     pre: &Mat<f64>,
     d_f: &Mat<f64>,
 ) -> (Mat<f64>, Mat<f64>, Mat<f64>) {
     let d_pre = zip(d_f, pre, |g, v| if v > 0.0 { g } else { 0.0 });
-    let cx = mm(c, x);
-    let d_cx = mm_nt(&d_pre, w_a);
-    (mm_nt(&d_cx, x), mm_tn(c, &d_cx), mm_tn(&cx, &d_pre))
+    let g = crate::dense::scale(&mm(c, x), s);
+    let d_cx = crate::dense::scale(&mm_nt(&d_pre, w_a), s);
+    (mm_nt(&d_cx, x), mm_tn(c, &d_cx), mm_tn(&g, &d_pre))
 }
 
 /// Eq. (12): residual update `(X^m)' = F^m + X^m W_f^m`, `-> [M+N, d_f]`.
@@ -136,7 +140,7 @@ pub fn rca_round(xv: &Mat<f64>, xt: &Mat<f64>, th: &RcaParams) -> ([Mat<f64>; 2]
     for m in 0..2 {
         let p = modality_anchors(&ep, th.w_m[m]);
         let c = correlation(xs[m], &p);
-        let (f, pre) = refine(&c, xs[m], th.w_a[m]);
+        let (f, pre) = refine(&c, xs[m], th.w_a[m], th.scale);
         outs.push(residual_update(&f, xs[m], th.w_f[m]));
         ps.push(p);
         cs.push(c);
@@ -167,7 +171,7 @@ pub fn rca_round_backward(
         let (d_f, dx_res, dw_f) = residual_update_backward(x, th.w_f[m], &d_out[m]);
         add_assign(&mut dx[m], &dx_res);
         add_assign(&mut g.w_f[m], &dw_f);
-        let (d_c, dx_ref, dw_a) = refine_backward(&cache.c[m], x, th.w_a[m], &cache.pre[m], &d_f);
+        let (d_c, dx_ref, dw_a) = refine_backward(&cache.c[m], x, th.w_a[m], th.scale, &cache.pre[m], &d_f);
         add_assign(&mut dx[m], &dx_ref);
         add_assign(&mut g.w_a[m], &dw_a);
         let (dx_cor, d_p) = correlation_backward(x, &cache.p[m], &cache.c[m], &d_c);

@@ -16,6 +16,8 @@ fn aggregation(k: u8) -> Aggregation {
 
 /// Owned RCA parameters for d_f = 3, d_j = 4.
 struct Theta {
+    /// s of Eq. (11).
+    scale: f64,
     w_tr: Mat<f64>,
     b_tr: Mat<f64>,
     w_m: [Mat<f64>; 2],
@@ -27,7 +29,14 @@ impl Theta {
     fn random(seed: u64) -> Self {
         let mut r = rng(seed);
         let mut x = |a, b| rand_mat(a, b, 0.8, &mut r);
-        Self { w_tr: x(6, 4), b_tr: x(1, 4), w_m: [x(4, 3), x(4, 3)], w_a: [x(3, 3), x(3, 3)], w_f: [x(3, 3), x(3, 3)] }
+        Self {
+            scale: if seed % 2 == 0 { 1.0 } else { 1.0 / 6.0 },
+            w_tr: x(6, 4),
+            b_tr: x(1, 4),
+            w_m: [x(4, 3), x(4, 3)],
+            w_a: [x(3, 3), x(3, 3)],
+            w_f: [x(3, 3), x(3, 3)],
+        }
     }
     fn view(&self) -> RcaParams<'_> {
         RcaParams {
@@ -36,6 +45,7 @@ impl Theta {
             w_m: [&self.w_m[0], &self.w_m[1]],
             w_a: [&self.w_a[0], &self.w_a[1]],
             w_f: [&self.w_f[0], &self.w_f[1]],
+            scale: self.scale,
         }
     }
     /// Every tensor, mutable, with a name (for per-tensor finite differences).
@@ -232,16 +242,17 @@ proptest! {
     }
 
     #[test]
-    fn eq11_refine_grad_matches_fd(seed in any::<u64>()) {
+    fn eq11_refine_grad_matches_fd(seed in any::<u64>(), mean in any::<bool>()) {
+        let s = if mean { 1.0 / 6.0 } else { 1.0 };
         let mut r = rng(seed);
         let (c, x, w) = (rand_mat(6, 6, 1.0, &mut r), rand_mat(6, 3, 1.0, &mut r), rand_mat(3, 3, 1.0, &mut r));
-        let (f, pre) = refine(&c, &x, &w);
+        let (f, pre) = refine(&c, &x, &w, s);
         prop_assume!(crane_reference::dense::min_abs(&pre) > KINK_MARGIN);
         let g = rand_mat(6, 3, 1.0, &mut r);
-        let (dc, dx, dw) = refine_backward(&c, &x, &w, &pre, &g);
-        assert_grad("Eq. (11) wrt C^m", &c, &dc, |v| probe(&g, &refine(v, &x, &w).0));
-        assert_grad("Eq. (11) wrt X^m", &x, &dx, |v| probe(&g, &refine(&c, v, &w).0));
-        assert_grad("Eq. (11) wrt W_a^m", &w, &dw, |v| probe(&g, &refine(&c, &x, v).0));
+        let (dc, dx, dw) = refine_backward(&c, &x, &w, s, &pre, &g);
+        assert_grad("Eq. (11) wrt C^m", &c, &dc, |v| probe(&g, &refine(v, &x, &w, s).0));
+        assert_grad("Eq. (11) wrt X^m", &x, &dx, |v| probe(&g, &refine(&c, v, &w, s).0));
+        assert_grad("Eq. (11) wrt W_a^m", &w, &dw, |v| probe(&g, &refine(&c, &x, v, s).0));
         prop_assert!(f.nrows() == 6);
     }
 
@@ -249,10 +260,13 @@ proptest! {
     fn eq11_refine_is_nonnegative_and_positively_homogeneous(seed in any::<u64>(), s in 0.1f64..5.0) {
         let mut r = rng(seed);
         let (c, x, w) = (rand_mat(6, 6, 1.0, &mut r), rand_mat(6, 3, 1.0, &mut r), rand_mat(3, 3, 1.0, &mut r));
-        let (f, _) = refine(&c, &x, &w);
+        let (f, _) = refine(&c, &x, &w, 1.0);
         prop_assert!((0..6).all(|i| (0..3).all(|j| f[(i, j)] >= 0.0)));
-        let (fs, _) = refine(&c, &x, &scale(&w, s));
+        let (fs, _) = refine(&c, &x, &scale(&w, s), 1.0);
         prop_assert!(rel_error(&fs, &scale(&f, s)) < 1e-13);
+        // The mean scale of Eq. (11) is the same map with W_a divided by M+N.
+        let (fm, _) = refine(&c, &x, &w, 1.0 / 6.0);
+        prop_assert!(rel_error(&fm, &refine(&c, &x, &scale(&w, 1.0 / 6.0), 1.0).0) < 1e-13);
     }
 
     #[test]

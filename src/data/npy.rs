@@ -23,6 +23,7 @@ impl FeatureMatrix {
 /// Parses `.npy` bytes; `path` only names the file in errors. Refuses anything that is not a
 /// 2-D float32/float64 array, and NaN or infinite entries (naming row and column).
 pub fn parse_features(bytes: &[u8], path: &Path) -> Result<FeatureMatrix> {
+    check_header(bytes).map_err(|why| CraneError::file(path, format!("corrupt npy header: {why}")))?;
     let npy = npyz::NpyFile::new(bytes).map_err(|e| CraneError::file(path, format!("corrupt npy header: {e}")))?;
     let shape = npy.shape().to_vec();
     if shape.len() != 2 {
@@ -77,6 +78,32 @@ pub fn parse_features(bytes: &[u8], path: &Path) -> Result<FeatureMatrix> {
         ));
     }
     Ok(FeatureMatrix { rows, cols, data })
+}
+
+/// Cheap structural checks before npyz parses the header dict. A plain float array's header is
+/// a short dict of quoted strings, a bool and one shape tuple; anything else (nested lists,
+/// which npyz's literal parser takes super-linear time on, as fuzzing found) is refused here.
+fn check_header(bytes: &[u8]) -> std::result::Result<(), String> {
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err("missing the \\x93NUMPY magic".into());
+    }
+    let (len, start): (usize, usize) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+        v => return Err(format!("unsupported format version {v}")),
+    };
+    let header = bytes.get(start..start + len).ok_or("header longer than the file")?;
+    if len > 4096 {
+        return Err(format!("header of {len} bytes (a 2-D float array needs under 200)"));
+    }
+    if !header.iter().all(|&b| b == b'\n' || (0x20..0x7f).contains(&b)) {
+        return Err("non-ASCII bytes in the header".into());
+    }
+    let count = |c: u8| header.iter().filter(|&&b| b == c).count();
+    if count(b'[') > 0 || count(b'(') != 1 || count(b')') != 1 || count(b'{') != 1 {
+        return Err("not a plain array header (structured dtypes and nested values are not feature matrices)".into());
+    }
+    Ok(())
 }
 
 /// Reads a feature file.

@@ -124,6 +124,7 @@ impl CpuEngine {
             w_m: [self.t("w_m.v"), self.t("w_m.t")],
             w_a: [self.t("w_a.v"), self.t("w_a.t")],
             w_f: [self.t("w_f.v"), self.t("w_f.t")],
+            scale: crane_reference::model::rca_scale(&self.cfg, self.m + self.n) as f32,
         }
     }
 

@@ -21,6 +21,8 @@ pub struct Theta<'a> {
     pub w_m: [&'a Dense; 2],
     pub w_a: [&'a Dense; 2],
     pub w_f: [&'a Dense; 2],
+    /// s of Eq. (11): `G = s · C X`.
+    pub scale: f32,
 }
 
 /// Gradients of Θ.
@@ -122,7 +124,8 @@ pub fn round(xv: &Dense, xt: &Dense, th: &Theta, block: usize) -> ([Dense; 2], R
     let (mut ps, mut gs, mut pres) = (Vec::new(), Vec::new(), Vec::new());
     for m in 0..2 {
         let p = mm(&ep, false, th.w_m[m], false);
-        let g = correlate_blocked(xs[m], &p, block);
+        let mut g = correlate_blocked(xs[m], &p, block);
+        g.scale(th.scale);
         let pre = mm(&g, false, th.w_a[m], false);
         let mut out = mm(xs[m], false, th.w_f[m], false);
         out.data.par_iter_mut().zip(&pre.data).for_each(|(o, &v)| *o += v.max(0.0));
@@ -157,6 +160,8 @@ pub fn round_backward(th: &Theta, c: &RoundCache, d_out: &[Dense; 2], gr: &mut T
         gemm(&mut gr.w_a[m], true, &c.g[m], true, &dpre, false, 1.0);
         let mut dg = Dense::zeros(dpre.rows, th.w_a[m].rows);
         gemm(&mut dg, false, &dpre, false, th.w_a[m], true, 1.0);
+        // G = s · C X is linear in s: scale dG once, then the unscaled blocked backward.
+        dg.scale(th.scale);
         let (dx_c, dp) = correlate_blocked_backward(x, &c.p[m], &dg, block);
         dxm.add_assign(&dx_c);
         gemm(&mut d_ep, true, &dp, false, th.w_m[m], true, 1.0);

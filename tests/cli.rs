@@ -1,0 +1,90 @@
+//! The `crane` binary end to end on small generated data: synth, stats, train (checkpoint),
+//! eval with a top-K export in original ids, recommend, and a clean failure on bad input.
+
+use std::path::Path;
+use std::process::Command;
+
+fn crane(args: &[&str], cwd: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_crane")).args(args).current_dir(cwd).output().expect("crane runs")
+}
+
+#[test]
+fn synth_stats_train_eval_recommend() {
+    let dir = std::env::temp_dir().join(format!("crane-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = crane(&["synth", "--like", "tiny", "--out", "data/tiny"], &dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = crane(&["data", "stats", "data/tiny"], &dir);
+    let stats = String::from_utf8_lossy(&out.stdout);
+    assert!(stats.contains("users          400") && stats.contains("image features 250 x 128"), "{stats}");
+
+    let out =
+        crane(&["train", "--data-dir", "data/tiny", "--dataset", "tiny", "--set", "epochs=3", "--out", "run"], &dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("test       R@10"));
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("run/results.json")).unwrap()).unwrap();
+    assert_eq!(results["epochs_run"], 3);
+    assert!(dir.join("run/checkpoint.safetensors").exists());
+
+    let out = crane(
+        &[
+            "eval",
+            "--checkpoint",
+            "run/checkpoint.safetensors",
+            "--data-dir",
+            "data/tiny",
+            "--export-topk",
+            "top.tsv",
+            "-k",
+            "5",
+        ],
+        &dir,
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tsv = std::fs::read_to_string(dir.join("top.tsv")).unwrap();
+    let mut lines = tsv.lines();
+    assert_eq!(lines.next().unwrap(), "id\ttop_1\ttop_2\ttop_3\ttop_4\ttop_5");
+    let rows: Vec<&str> = lines.collect();
+    assert!(rows.len() > 300, "one line per test user");
+    assert!(rows.iter().all(|r| r.split('\t').count() == 6));
+
+    let out = crane(
+        &[
+            "recommend",
+            "--checkpoint",
+            "run/checkpoint.safetensors",
+            "--data-dir",
+            "data/tiny",
+            "--user",
+            "3",
+            "-k",
+            "4",
+        ],
+        &dir,
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 4);
+    let out = crane(
+        &["recommend", "--checkpoint", "run/checkpoint.safetensors", "--data-dir", "data/tiny", "--user", "99999"],
+        &dir,
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("user 99999 is not in"));
+}
+
+#[test]
+fn bad_input_exits_nonzero_with_a_named_error_and_no_panic() {
+    let dir = std::env::temp_dir().join(format!("crane-cli-bad-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("d")).unwrap();
+    std::fs::write(dir.join("d/d.inter"), "userID\titemID\trating\ttimestamp\tx_label\n0\t1\t5\t0\t9\n").unwrap();
+    let out = crane(&["data", "stats", "d"], &dir);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("d.inter:2: x_label `9`") && !err.contains("panicked"), "{err}");
+    let out = crane(&["train", "--like", "tiny", "--set", "model.knn_k=0"], &dir);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("knn_k"), "{}", String::from_utf8_lossy(&out.stderr));
+}
