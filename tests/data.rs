@@ -312,3 +312,14 @@ fn inter_writer_round_trips_through_the_parser() {
     let back: Vec<(u64, u64, u8)> = parsed.rows.iter().map(|r| (r.user, r.item, r.label.unwrap())).collect();
     assert_eq!(back, rows);
 }
+
+#[test]
+fn npy_shapes_that_overflow_are_refused_not_panicked_on() {
+    // Found by fuzzing: npyz multiplies the shape unchecked.
+    let e = parse_features(&raw_npy("<f4", false, "(6937977000000, 9000000000)", &[0; 16]), Path::new("f.npy"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("f.npy: corrupt npy header: shape") && e.contains("more elements than memory"), "{e}");
+    let e = parse_features(&raw_npy("<f4", false, "(2, x)", &[0; 16]), Path::new("f.npy")).unwrap_err().to_string();
+    assert!(e.contains("not a tuple of non-negative integers"), "{e}");
+}

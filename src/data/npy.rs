@@ -103,6 +103,24 @@ fn check_header(bytes: &[u8]) -> std::result::Result<(), String> {
     if count(b'[') > 0 || count(b'(') != 1 || count(b')') != 1 || count(b'{') != 1 {
         return Err("not a plain array header (structured dtypes and nested values are not feature matrices)".into());
     }
+    // npyz multiplies the shape's dimensions unchecked (a panic with overflow checks, a wrap
+    // without), as fuzzing found: the element count must fit before npyz sees the header.
+    let text = std::str::from_utf8(header).map_err(|_| "non-ASCII bytes in the header")?;
+    let (open, close) = (text.find('(').unwrap_or(0), text.find(')').unwrap_or(0));
+    if close < open {
+        return Err("malformed shape".into());
+    }
+    let dims: Vec<u64> = text[open + 1..close]
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<u64>())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| "the shape is not a tuple of non-negative integers")?;
+    dims.iter()
+        .try_fold(8u64, |acc, &d| acc.checked_mul(d))
+        .filter(|&bytes| bytes <= isize::MAX as u64)
+        .ok_or_else(|| format!("shape {dims:?} has more elements than memory can hold"))?;
     Ok(())
 }
 
