@@ -85,3 +85,90 @@ pub fn load(path: &Path, template: &Params) -> Result<(Params, CheckpointMeta)> 
     }
     Ok((params, meta))
 }
+
+/// Everything needed to continue a run: parameters and Adam's moments in f64 (exact for both
+/// engines), the step count, and the loop's own state as JSON.
+pub fn save_state(
+    path: &Path,
+    opt: &crate::engine::OptimiserState,
+    params: &Params,
+    config: &TrainConfig,
+    epoch: usize,
+    loop_state: &str,
+) -> Result<()> {
+    let mut bytes: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (prefix, p) in [("param", params), ("adam_m", &opt.m), ("adam_v", &opt.v)] {
+        for (name, t) in p.tensors() {
+            let mut b = Vec::with_capacity(t.nrows() * t.ncols() * 8);
+            for i in 0..t.nrows() {
+                for j in 0..t.ncols() {
+                    b.extend_from_slice(&t[(i, j)].to_le_bytes());
+                }
+            }
+            bytes.push((format!("{prefix}/{name}"), vec![t.nrows(), t.ncols()], b));
+        }
+    }
+    let views: Vec<(String, TensorView)> = bytes
+        .iter()
+        .map(|(n, s, b)| (n.clone(), TensorView::new(Dtype::F64, s.clone(), b).expect("consistent tensor view")))
+        .collect();
+    let mut info = HashMap::new();
+    info.insert("config".to_string(), serde_json::to_string(config).expect("config serialises"));
+    info.insert("epoch".to_string(), epoch.to_string());
+    info.insert("adam_step".to_string(), opt.step.to_string());
+    info.insert("loop".to_string(), loop_state.to_string());
+    info.insert("format".to_string(), "crane-state-1".to_string());
+    let data = safetensors::serialize(views, Some(info))
+        .map_err(|e| CraneError::file(path, format!("cannot serialise: {e}")))?;
+    write_atomic(path, |w| w.write_all(&data))
+}
+
+/// A training state read back by [`load_state`].
+pub struct TrainState {
+    pub params: Params,
+    pub opt: crate::engine::OptimiserState,
+    pub config: TrainConfig,
+    pub epoch: usize,
+    pub loop_state: String,
+}
+
+/// Reads what [`save_state`] wrote; `template` gives the tensor names and shapes.
+pub fn load_state(path: &Path, template: &Params) -> Result<TrainState> {
+    let bytes = std::fs::read(path).map_err(|e| CraneError::io(path, "read", e))?;
+    let st =
+        SafeTensors::deserialize(&bytes).map_err(|e| CraneError::file(path, format!("not a safetensors file: {e}")))?;
+    let (_, md) = SafeTensors::read_metadata(&bytes).map_err(|e| CraneError::file(path, format!("bad header: {e}")))?;
+    let info = md.metadata().clone().unwrap_or_default();
+    let field =
+        |k: &str| info.get(k).cloned().ok_or_else(|| CraneError::file(path, format!("metadata field `{k}` missing")));
+    let config: TrainConfig = serde_json::from_str(&field("config")?)
+        .map_err(|e| CraneError::file(path, format!("metadata `config`: {e}")))?;
+    let num = |k: &str| -> Result<u64> {
+        field(k)?.parse().map_err(|_| CraneError::file(path, format!("metadata `{k}` is not a number")))
+    };
+    let read = |prefix: &str| -> Result<Params> {
+        let mut p = template.clone();
+        for (name, dst) in p.tensors_mut() {
+            let key = format!("{prefix}/{name}");
+            let v = st.tensor(&key).map_err(|e| CraneError::file(path, format!("tensor `{key}`: {e}")))?;
+            if v.dtype() != Dtype::F64 || v.shape() != [dst.nrows(), dst.ncols()] {
+                return Err(CraneError::file(path, format!("tensor `{key}` has the wrong dtype or shape")));
+            }
+            let (data, cols) = (v.data(), dst.ncols());
+            for i in 0..dst.nrows() {
+                for j in 0..cols {
+                    let k = 8 * (i * cols + j);
+                    dst[(i, j)] = f64::from_le_bytes(data[k..k + 8].try_into().expect("8 bytes"));
+                }
+            }
+        }
+        Ok(p)
+    };
+    Ok(TrainState {
+        params: read("param")?,
+        opt: crate::engine::OptimiserState { step: num("adam_step")?, m: read("adam_m")?, v: read("adam_v")? },
+        config,
+        epoch: num("epoch")? as usize,
+        loop_state: field("loop")?,
+    })
+}

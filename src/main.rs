@@ -97,6 +97,9 @@ struct TrainArgs {
     /// Hide the per-epoch progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Continue the run saved in the output folder (state.safetensors) to the same result.
+    #[arg(long)]
+    resume: bool,
 }
 
 #[derive(Subcommand)]
@@ -261,7 +264,7 @@ fn run(cli: Cli) -> Result<()> {
                 cfg.engine,
                 rayon::current_num_threads()
             );
-            let r = crane::train::train(&ds, &cfg, Some(&out), !args.no_progress)?;
+            let r = crane::train::train_with(&ds, &cfg, Some(&out), !args.no_progress, args.resume, None)?;
             println!(
                 "best epoch {} of {} ({:.2}s per epoch, peak memory {:.0} MB)",
                 r.best_epoch, r.epochs_run, r.seconds_per_epoch, r.peak_memory_mb

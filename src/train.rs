@@ -19,7 +19,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// One epoch's record.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct EpochLog {
     pub epoch: usize,
     pub loss: f64,
@@ -95,8 +95,37 @@ pub fn build_engine(ds: &Dataset, cfg: &TrainConfig) -> Result<Box<dyn Engine>> 
     })
 }
 
-/// Trains on `ds`; writes `history.jsonl`, `history.csv` and `results.json` into `out` if given.
+/// The loop's state saved with each epoch, for `--resume`.
+#[derive(Serialize, serde::Deserialize)]
+struct LoopState {
+    best: f64,
+    best_epoch: usize,
+    since: usize,
+    best_valid: Option<Metrics>,
+    best_test: Option<Metrics>,
+    history: Vec<EpochLog>,
+    train_seconds: f64,
+}
+
+/// Trains on `ds`; writes `history.jsonl`, `history.csv`, `state.safetensors`,
+/// `checkpoint.safetensors` and `results.json` into `out` if given.
 pub fn train(ds: &Dataset, cfg: &TrainConfig, out: Option<&Path>, progress: bool) -> Result<RunResult> {
+    train_with(ds, cfg, out, progress, false, None)
+}
+
+/// [`train`], continuing from `out/state.safetensors` when `resume` is set and the file exists:
+/// parameters, Adam's state, the early-stopping state and the history are restored, and since
+/// batches, negatives and DropEdge masks derive from (seed, epoch), the run ends exactly as an
+/// uninterrupted one. `stop_after` ends the call after that many epochs, as a kill would
+/// (tests of `--resume` use it).
+pub fn train_with(
+    ds: &Dataset,
+    cfg: &TrainConfig,
+    out: Option<&Path>,
+    progress: bool,
+    resume: bool,
+    stop_after: Option<usize>,
+) -> Result<RunResult> {
     let mut engine = build_engine(ds, cfg)?;
     let user_train = ds.train_by_user();
     let sampler = Sampler::new(&ds.train, &user_train)?;
@@ -111,9 +140,36 @@ pub fn train(ds: &Dataset, cfg: &TrainConfig, out: Option<&Path>, progress: bool
     let (mut best, mut best_epoch, mut since) = (f64::NEG_INFINITY, 0usize, 0usize);
     let (mut best_valid, mut best_test) = (None, None);
     let mut stopped_early = false;
-    let mut jsonl = String::new();
     let mut train_time = Duration::ZERO;
-    for epoch in 0..cfg.epochs {
+    let mut start = 0;
+    let state_path = out.map(|d| d.join("state.safetensors"));
+    if let (true, Some(path)) = (resume, &state_path) {
+        if path.exists() {
+            let st = crate::checkpoint::load_state(path, &engine.params())?;
+            if st.config != *cfg {
+                return Err(CraneError::file(
+                    path,
+                    "was written with a different config; resume with the same --config/--set values",
+                ));
+            }
+            engine.set_params(&st.params);
+            engine.set_optimiser_state(&st.opt);
+            let ls: LoopState =
+                serde_json::from_str(&st.loop_state).map_err(|e| CraneError::file(path, format!("loop state: {e}")))?;
+            (best, best_epoch, since, best_valid, best_test, history) =
+                (ls.best, ls.best_epoch, ls.since, ls.best_valid, ls.best_test, ls.history);
+            train_time = Duration::from_secs_f64(ls.train_seconds);
+            start = st.epoch + 1;
+            if since > cfg.patience {
+                stopped_early = true;
+                start = cfg.epochs;
+            }
+            eprintln!("resuming after epoch {} from {}", st.epoch, path.display());
+        }
+    }
+    let mut jsonl: String = history.iter().map(|h| serde_json::to_string(h).expect("log serialises") + "\n").collect();
+    let end = stop_after.map_or(cfg.epochs, |n| (start + n).min(cfg.epochs));
+    for epoch in start..end {
         engine.reset_times();
         let t0 = Instant::now();
         let mask = sample_edge_mask(&a, cfg.model.drop_edge, mix_seed(&[cfg.seed, epoch as u64, 0xd20b]));
@@ -213,6 +269,24 @@ pub fn train(ds: &Dataset, cfg: &TrainConfig, out: Option<&Path>, progress: bool
         if let Some(dir) = out {
             write_string_atomic(&dir.join("history.jsonl"), &jsonl)?;
             write_string_atomic(&dir.join("history.csv"), &history_csv(&history))?;
+            let ls = LoopState {
+                best,
+                best_epoch,
+                since,
+                best_valid: best_valid.clone(),
+                best_test: best_test.clone(),
+                history: history.clone(),
+                train_seconds: train_time.as_secs_f64(),
+            };
+            let ls = serde_json::to_string(&ls).expect("loop state serialises");
+            crate::checkpoint::save_state(
+                &dir.join("state.safetensors"),
+                &engine.optimiser_state(),
+                &engine.params(),
+                cfg,
+                epoch,
+                &ls,
+            )?;
         }
         if since > cfg.patience {
             stopped_early = true;

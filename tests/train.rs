@@ -89,3 +89,31 @@ fn baselines_and_refresh_modes_train() {
         assert!(r.history.iter().all(|h| h.loss.is_finite()));
     }
 }
+
+#[test]
+fn resume_after_a_kill_ends_as_the_uninterrupted_run() {
+    let ds = tiny_dataset("resume");
+    let cfg =
+        resolve(dataset_preset("tiny").unwrap(), "tiny", &["epochs=5".to_string(), "patience=10".to_string()]).unwrap();
+    let base = std::env::temp_dir().join(format!("crane-resume-{}", std::process::id()));
+    let (a_dir, b_dir) = (base.join("a"), base.join("b"));
+    let a = train(&ds, &cfg, Some(&a_dir), false).unwrap();
+    let first = crane::train::train_with(&ds, &cfg, Some(&b_dir), false, false, Some(2)).unwrap();
+    assert_eq!(first.epochs_run, 2, "the simulated kill stops after two epochs");
+    let b = crane::train::train_with(&ds, &cfg, Some(&b_dir), false, true, None).unwrap();
+    assert_eq!(b.epochs_run, 5);
+    assert_eq!(a.test, b.test);
+    assert_eq!(a.best_epoch, b.best_epoch);
+    let losses = |r: &crane::train::RunResult| r.history.iter().map(|h| h.loss).collect::<Vec<_>>();
+    assert_eq!(losses(&a), losses(&b), "every epoch's loss matches");
+    // The best checkpoints hold identical parameters (the metadata's key order may differ).
+    let template = crane::train::build_engine(&ds, &cfg).unwrap().params();
+    let (pa, ma) = crane::checkpoint::load(&a_dir.join("checkpoint.safetensors"), &template).unwrap();
+    let (pb, mb) = crane::checkpoint::load(&b_dir.join("checkpoint.safetensors"), &template).unwrap();
+    assert_eq!(pa, pb);
+    assert_eq!((ma.epoch, ma.config), (mb.epoch, mb.config));
+    // A different config is refused instead of silently mixed.
+    let other = resolve(dataset_preset("tiny").unwrap(), "tiny", &["epochs=6".to_string()]).unwrap();
+    let e = crane::train::train_with(&ds, &other, Some(&b_dir), false, true, None).unwrap_err().to_string();
+    assert!(e.contains("different config"), "{e}");
+}

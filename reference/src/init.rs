@@ -69,8 +69,9 @@ pub struct Adam {
     pub eps: f64,
     /// Steps taken so far.
     pub t: u64,
-    m: Params,
-    v: Params,
+    /// First and second moment estimates, shaped like the parameters.
+    pub m: Params,
+    pub v: Params,
 }
 
 impl Adam {

@@ -77,13 +77,21 @@ impl ModelInputs<'_> {
 }
 
 /// Wall time per stage, summed since the last reset.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct StageTimes {
     pub rca_graph: Duration,
     pub propagation: Duration,
     pub losses: Duration,
     pub optimiser: Duration,
     pub scoring: Duration,
+}
+
+/// Adam's state, in the reference's layout (f64).
+#[derive(Clone, Debug, PartialEq)]
+pub struct OptimiserState {
+    pub step: u64,
+    pub m: Params,
+    pub v: Params,
 }
 
 /// The interface every engine implements.
@@ -99,6 +107,9 @@ pub trait Engine {
     fn rebuild_item_graph(&mut self) -> Result<()>;
     /// One Adam step with the kept gradient.
     fn adam_step(&mut self, lr: f64);
+    /// Adam's state: steps taken and the two moment estimates (zeros before the first step).
+    fn optimiser_state(&self) -> OptimiserState;
+    fn set_optimiser_state(&mut self, s: &OptimiserState);
     /// Parameters and gradients in the reference's layout (f64).
     fn params(&self) -> Params;
     fn grads(&self) -> Params;

@@ -1,7 +1,7 @@
 //! The f64 reference behind the [`Engine`] interface: slow and literal, for parity tests and
 //! tiny runs.
 
-use super::{Engine, ModelInputs, StageTimes};
+use super::{Engine, ModelInputs, OptimiserState, StageTimes};
 use crate::error::Result;
 use crate::sampling::Triplet;
 use crane_reference::losses::LossTerms;
@@ -82,6 +82,21 @@ impl Engine for ReferenceEngine {
         let adam = self.adam.get_or_insert_with(|| Adam::new(&self.params, lr));
         adam.lr = lr;
         adam.step(&mut self.params, &self.grads);
+    }
+
+    fn optimiser_state(&self) -> OptimiserState {
+        match &self.adam {
+            Some(a) => OptimiserState { step: a.t, m: a.m.clone(), v: a.v.clone() },
+            None => OptimiserState { step: 0, m: self.params.zeros_like(), v: self.params.zeros_like() },
+        }
+    }
+
+    fn set_optimiser_state(&mut self, s: &OptimiserState) {
+        let mut a = Adam::new(&self.params, 0.0);
+        a.t = s.step;
+        a.m = s.m.clone();
+        a.v = s.v.clone();
+        self.adam = Some(a);
     }
 
     fn params(&self) -> Params {

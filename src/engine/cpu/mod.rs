@@ -11,7 +11,7 @@ pub mod ops;
 pub mod rca;
 pub mod user_profiles;
 
-use super::{Engine, ModelInputs, StageTimes};
+use super::{Engine, ModelInputs, OptimiserState, StageTimes};
 use crate::error::{CraneError, Result};
 use crate::sampling::Triplet;
 use crane_reference::config::{Fusion, Regularisation};
@@ -107,6 +107,15 @@ impl CpuEngine {
     pub fn with_block_bytes(mut self, bytes: usize) -> Self {
         self.block_bytes = bytes.max(1);
         self
+    }
+
+    /// f32 tensors in [`Params::tensors`] order as f64 `Params`.
+    fn export(&self, ts: &[Dense]) -> Params {
+        let mut out = self.template.clone();
+        for ((_, dst), src) in out.tensors_mut().into_iter().zip(ts) {
+            *dst = src.to_mat();
+        }
+        out
     }
 
     fn ix(&self, name: &str) -> usize {
@@ -484,19 +493,21 @@ impl Engine for CpuEngine {
     }
 
     fn params(&self) -> Params {
-        let mut out = self.template.clone();
-        for ((_, dst), src) in out.tensors_mut().into_iter().zip(&self.p) {
-            *dst = src.to_mat();
-        }
-        out
+        self.export(&self.p)
+    }
+
+    fn optimiser_state(&self) -> OptimiserState {
+        OptimiserState { step: self.step, m: self.export(&self.m1), v: self.export(&self.m2) }
+    }
+
+    fn set_optimiser_state(&mut self, s: &OptimiserState) {
+        self.step = s.step;
+        self.m1 = s.m.tensors().into_iter().map(|(_, t)| Dense::from_mat(t)).collect();
+        self.m2 = s.v.tensors().into_iter().map(|(_, t)| Dense::from_mat(t)).collect();
     }
 
     fn grads(&self) -> Params {
-        let mut out = self.template.clone();
-        for ((_, dst), src) in out.tensors_mut().into_iter().zip(&self.g) {
-            *dst = src.to_mat();
-        }
-        out
+        self.export(&self.g)
     }
 
     fn set_params(&mut self, p: &Params) {
