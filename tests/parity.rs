@@ -288,3 +288,19 @@ fn blocked_correlation_equals_dense_for_every_block_size() {
         assert!(e1 < 1e-5 && e2 < 1e-5, "block {block}: backward differs by {e1}, {e2}");
     }
 }
+
+#[test]
+fn tall_transposed_product_equals_the_plain_one() {
+    use crane::engine::cpu::ops::{mm, mm_tn_tall, Dense};
+    for rows in [1, 2047, 2048, 2049, 9001] {
+        let a = Dense::from_fn(rows, 5, |i, j| ((i * 7 + j * 3) % 17) as f32 / 17.0 - 0.5);
+        let b = Dense::from_fn(rows, 3, |i, j| ((i * 5 + j) % 13) as f32 / 13.0 - 0.5);
+        let want = mm(&a, true, &b, false);
+        let got = mm_tn_tall(&a, &b);
+        assert_eq!((got.rows, got.cols), (5, 3));
+        let scale = want.data.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1.0);
+        let err = got.data.iter().zip(&want.data).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(err <= 1e-5 * scale * rows as f32 / 100.0 + 1e-6, "rows {rows}: differs by {err}");
+        assert_eq!(got, mm_tn_tall(&a, &b), "deterministic");
+    }
+}

@@ -1,7 +1,7 @@
 //! Eq. (3)-(4) on the CPU: `H^(l+1) = σ(Â H^(l) W^(l))` over `[M+N, d]`, readout mean/last.
 //! Â is symmetric by construction, so its backward reuses the forward CSR.
 
-use super::ops::{gemm, mm, Csr, Dense};
+use super::ops::{gemm, mm, mm_tn_tall, Csr, Dense};
 use crane_reference::config::{Readout, Sigma};
 use rayon::prelude::*;
 
@@ -83,7 +83,7 @@ pub fn backward(
                 }
             });
         }
-        dws[l] = mm(&c.ah[l], true, &dz, false);
+        dws[l] = mm_tn_tall(&c.ah[l], &dz);
         let mut d_ah = Dense::zeros(dz.rows, ws[l].rows);
         gemm(&mut d_ah, false, &dz, false, &ws[l], true, 1.0);
         dh = adj.spmm(&d_ah);

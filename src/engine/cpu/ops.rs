@@ -163,6 +163,39 @@ pub fn gemm(dst: &mut Dense, accumulate: bool, a: &Dense, ta: bool, b: &Dense, t
     faer::linalg::matmul::matmul(dst.view_mut(), accum, av, bv, alpha, par_for(flops));
 }
 
+/// Rows per chunk of [`mm_tn_tall`].
+const TALL_CHUNK: usize = 2048;
+
+/// `aᵀ · b` for tall `a` `[n, p]` and `b` `[n, q]` with small p, q (weight gradients such as
+/// `(Â H)ᵀ dZ`): faer parallelises a `[p, q]` output poorly when n is large, so the rows are
+/// split into fixed chunks, each multiplied on one thread, and the partial products summed in
+/// chunk order, which also keeps the result independent of the schedule.
+pub fn mm_tn_tall(a: &Dense, b: &Dense) -> Dense {
+    assert_eq!(a.rows, b.rows, "mm_tn_tall: row mismatch");
+    if a.rows <= TALL_CHUNK {
+        return mm(a, true, b, false);
+    }
+    let (p, q) = (a.cols, b.cols);
+    let parts: Vec<Dense> = (0..a.rows.div_ceil(TALL_CHUNK))
+        .into_par_iter()
+        .map(|c| {
+            let (s, e) = (c * TALL_CHUNK, ((c + 1) * TALL_CHUNK).min(a.rows));
+            let av = MatRef::from_row_major_slice(&a.data[s * p..e * p], e - s, p);
+            let bv = MatRef::from_row_major_slice(&b.data[s * q..e * q], e - s, q);
+            let mut d = Dense::zeros(p, q);
+            faer::linalg::matmul::matmul(d.view_mut(), Accum::Replace, av.transpose(), bv, 1.0f32, Par::Seq);
+            d
+        })
+        .collect();
+    let mut out = Dense::zeros(p, q);
+    for part in &parts {
+        for (o, v) in out.data.iter_mut().zip(&part.data) {
+            *o += v;
+        }
+    }
+    out
+}
+
 /// `op(a) · op(b)` as a new matrix.
 pub fn mm(a: &Dense, ta: bool, b: &Dense, tb: bool) -> Dense {
     let rows = if ta { a.cols } else { a.rows };

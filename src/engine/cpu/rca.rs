@@ -9,7 +9,7 @@
 //!
 //! Memory is O((M+N) · b) for the blocks plus O((M+N) · d_f) per saved tensor.
 
-use super::ops::{fast_tanh, gemm, mm, Dense};
+use super::ops::{fast_tanh, gemm, mm, mm_tn_tall, Dense};
 use faer::mat::{MatMut, MatRef};
 use faer::{Accum, Par};
 use rayon::prelude::*;
@@ -150,14 +150,14 @@ pub fn round_backward(th: &Theta, c: &RoundCache, d_out: &[Dense; 2], gr: &mut T
         let x = &c.x[m];
         let mut dxm = Dense::zeros(x.rows, x.cols);
         gemm(&mut dxm, false, &d_out[m], false, th.w_f[m], true, 1.0);
-        gemm(&mut gr.w_f[m], true, x, true, &d_out[m], false, 1.0);
+        gr.w_f[m].add_assign(&mm_tn_tall(x, &d_out[m]));
         let mut dpre = d_out[m].clone();
         dpre.data.par_iter_mut().zip(&c.pre[m].data).for_each(|(g, &v)| {
             if v <= 0.0 {
                 *g = 0.0
             }
         });
-        gemm(&mut gr.w_a[m], true, &c.g[m], true, &dpre, false, 1.0);
+        gr.w_a[m].add_assign(&mm_tn_tall(&c.g[m], &dpre));
         let mut dg = Dense::zeros(dpre.rows, th.w_a[m].rows);
         gemm(&mut dg, false, &dpre, false, th.w_a[m], true, 1.0);
         // G = s · C X is linear in s: scale dG once, then the unscaled blocked backward.
@@ -165,10 +165,10 @@ pub fn round_backward(th: &Theta, c: &RoundCache, d_out: &[Dense; 2], gr: &mut T
         let (dx_c, dp) = correlate_blocked_backward(x, &c.p[m], &dg, block);
         dxm.add_assign(&dx_c);
         gemm(&mut d_ep, true, &dp, false, th.w_m[m], true, 1.0);
-        gemm(&mut gr.w_m[m], true, &c.ep, true, &dp, false, 1.0);
+        gr.w_m[m].add_assign(&mm_tn_tall(&c.ep, &dp));
         dx.push(dxm);
     }
-    gemm(&mut gr.w_tr, true, &c.e, true, &d_ep, false, 1.0);
+    gr.w_tr.add_assign(&mm_tn_tall(&c.e, &d_ep));
     gr.b_tr.add_assign(&d_ep.col_sums());
     let d_e = mm(&d_ep, false, th.w_tr, true);
     let (dv, dt) = d_e.hsplit(c.x[0].cols);

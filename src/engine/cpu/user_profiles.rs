@@ -1,7 +1,7 @@
 //! The projection (Fig. 3) and Eq. (5)-(6) on the CPU, in projected space:
 //! `(A X_I) P = A (X_I P)`, so no `[M, 4096]` matrix is ever built.
 
-use super::ops::{dot, mm, Csr, Dense};
+use super::ops::{dot, mm, mm_tn_tall, Csr, Dense};
 use crane_reference::config::Aggregation;
 use rayon::prelude::*;
 
@@ -14,7 +14,7 @@ pub fn project(x: &Dense, p: &Dense, b: &Dense) -> Dense {
 
 /// `(dP, dp)`.
 pub fn project_backward(x: &Dense, d: &Dense) -> (Dense, Dense) {
-    (mm(x, true, d, false), d.col_sums())
+    (mm_tn_tall(x, d), d.col_sums())
 }
 
 pub enum ProfileCache {
