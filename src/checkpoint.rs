@@ -46,19 +46,30 @@ pub fn save(path: &Path, params: &Params, meta: &CheckpointMeta) -> Result<()> {
     write_atomic(path, |w| w.write_all(&data))
 }
 
-/// Reads a checkpoint; `template` gives the expected tensor names and shapes.
-pub fn load(path: &Path, template: &Params) -> Result<(Params, CheckpointMeta)> {
+/// The metadata of a checkpoint (config, epoch, dataset), without reading its tensors.
+pub fn read_meta(path: &Path) -> Result<CheckpointMeta> {
     let bytes = std::fs::read(path).map_err(|e| CraneError::io(path, "read", e))?;
-    let st =
-        SafeTensors::deserialize(&bytes).map_err(|e| CraneError::file(path, format!("not a safetensors file: {e}")))?;
-    let (_, md) = SafeTensors::read_metadata(&bytes).map_err(|e| CraneError::file(path, format!("bad header: {e}")))?;
+    meta_of(&bytes, path)
+}
+
+fn meta_of(bytes: &[u8], path: &Path) -> Result<CheckpointMeta> {
+    let (_, md) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| CraneError::file(path, format!("not a crane checkpoint: {e}")))?;
     let info = md.metadata().clone().unwrap_or_default();
     let field =
         |k: &str| info.get(k).cloned().ok_or_else(|| CraneError::file(path, format!("metadata field `{k}` missing")));
     let config: TrainConfig = serde_json::from_str(&field("config")?)
         .map_err(|e| CraneError::file(path, format!("metadata `config`: {e}")))?;
     let epoch = field("epoch")?.parse().map_err(|_| CraneError::file(path, "metadata `epoch` is not a number"))?;
-    let meta = CheckpointMeta { config, epoch, dataset: field("dataset")? };
+    Ok(CheckpointMeta { config, epoch, dataset: field("dataset")? })
+}
+
+/// Reads a checkpoint; `template` gives the expected tensor names and shapes.
+pub fn load(path: &Path, template: &Params) -> Result<(Params, CheckpointMeta)> {
+    let bytes = std::fs::read(path).map_err(|e| CraneError::io(path, "read", e))?;
+    let st =
+        SafeTensors::deserialize(&bytes).map_err(|e| CraneError::file(path, format!("not a safetensors file: {e}")))?;
+    let meta = meta_of(&bytes, path)?;
     let mut params = template.clone();
     for (name, dst) in params.tensors_mut() {
         let v = st.tensor(&name).map_err(|e| CraneError::file(path, format!("tensor `{name}`: {e}")))?;

@@ -179,16 +179,7 @@ type Loaded = (data::Dataset, Box<dyn crane::engine::Engine>, crane::config::Tra
 
 /// Loads a checkpoint's config and parameters into an engine ready to score the dataset.
 fn engine_from_checkpoint(path: &std::path::Path, dir: &std::path::Path) -> Result<Loaded> {
-    let bytes = std::fs::read(path).map_err(|e| CraneError::io(path, "read", e))?;
-    let (_, md) = safetensors::SafeTensors::read_metadata(&bytes)
-        .map_err(|e| CraneError::file(path, format!("not a crane checkpoint: {e}")))?;
-    let cfg_json = md
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get("config").cloned())
-        .ok_or_else(|| CraneError::file(path, "no config in the checkpoint metadata"))?;
-    let cfg: crane::config::TrainConfig =
-        serde_json::from_str(&cfg_json).map_err(|e| CraneError::file(path, format!("config: {e}")))?;
+    let cfg = crane::checkpoint::read_meta(path)?.config;
     let ds = data::load_dataset(dir, &LoadOptions::default())?;
     let mut engine = crane::train::build_engine(&ds, &cfg)?;
     let (params, meta) = crane::checkpoint::load(path, &engine.params())?;

@@ -198,10 +198,3 @@ pub fn scores_backward(
         }
     }
 }
-
-/// `a += b` for gradients of sparse values on the same pattern.
-pub fn add_vals(a: &mut [f64], b: &[f64]) {
-    for (x, y) in a.iter_mut().zip(b) {
-        *x += y;
-    }
-}

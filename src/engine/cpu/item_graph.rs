@@ -153,9 +153,8 @@ pub fn propagate_backward(g: &KnnGraph, hs: &[Dense], d_h: &Dense) -> (Dense, Ve
             })
             .collect();
         d_vals.iter_mut().zip(add).for_each(|(a, b)| *a += b);
-        let mut t = g.s_t.clone();
-        t.vals = g.perm.iter().map(|&e| g.s.vals[e]).collect();
-        d = t.spmm(&d);
+        // S̃ᵀ was built with S̃'s values, which never change after `knn`.
+        d = g.s_t.spmm(&d);
     }
     (d, d_vals)
 }

@@ -439,12 +439,14 @@ impl Engine for CpuEngine {
         match cfg.regularisation {
             Regularisation::BatchEmbeddings => {
                 let f = 2.0 * lam / batch.len() as f32;
-                let (pu, pi) = (self.p[ue].clone(), self.p[ie].clone());
+                // Disjoint fields: read the parameters while writing their gradients.
+                let (p, g) = (&self.p, &mut self.g);
+                let (pu, pi) = (&p[ue], &p[ie]);
                 for &(u, i, j) in batch {
                     for c in 0..d {
-                        self.g[ue].data[u as usize * d + c] += f * pu.data[u as usize * d + c];
-                        self.g[ie].data[i as usize * d + c] += f * pi.data[i as usize * d + c];
-                        self.g[ie].data[j as usize * d + c] += f * pi.data[j as usize * d + c];
+                        g[ue].data[u as usize * d + c] += f * pu.data[u as usize * d + c];
+                        g[ie].data[i as usize * d + c] += f * pi.data[i as usize * d + c];
+                        g[ie].data[j as usize * d + c] += f * pi.data[j as usize * d + c];
                     }
                 }
             }
