@@ -118,12 +118,8 @@ pub fn knn_backward(g: &KnnGraph, units: &[(&Unit, f32)], d_vals: &[f32]) -> Vec
                     out.iter_mut().zip(u.y.row(j)).for_each(|(o, y)| *o += w * ds_t[e] * y);
                 }
             });
-            // Through the normalisation y = x/‖x‖.
-            dy.data.par_chunks_mut(c.max(1)).enumerate().for_each(|(i, d)| {
-                let y = u.y.row(i);
-                let radial = dot(d, y);
-                d.iter_mut().zip(y).for_each(|(a, b)| *a = (*a - radial * b) / u.norms[i]);
-            });
+            // Through the normalisation y = x/‖x‖ (norms > 1e-12, checked by unit_rows).
+            super::ops::unit_rows_backward(&u.y, &u.norms, &mut dy);
             dy
         })
         .collect()

@@ -18,15 +18,6 @@ fn unit(x: &Dense) -> (Dense, Vec<f32>) {
     (y, norms)
 }
 
-fn unit_backward(y: &Dense, norms: &[f32], dy: &Dense) -> Dense {
-    let mut out = dy.clone();
-    for i in 0..y.rows {
-        let radial = if norms[i] > 1e-12 { dot(dy.row(i), y.row(i)) } else { 0.0 };
-        out.row_mut(i).iter_mut().zip(y.row(i)).for_each(|(d, &yv)| *d = (*d - radial * yv) / norms[i]);
-    }
-    out
-}
-
 /// Eq. (19): InfoNCE over the rows of `a` (collaborative) and `b` (semantic), scaled by `g`;
 /// returns `(loss, da, db)`. Logits by one GEMM; softmax rows in parallel, in f64.
 pub fn info_nce(a: &Dense, b: &Dense, tau: f32, g: f32) -> (f64, Dense, Dense) {
@@ -58,5 +49,7 @@ pub fn info_nce(a: &Dense, b: &Dense, tau: f32, g: f32) -> (f64, Dense, Dense) {
     d_ua.scale(1.0 / tau);
     let mut d_ub = super::ops::mm(&dl, true, &ua, false);
     d_ub.scale(1.0 / tau);
-    (loss / n as f64, unit_backward(&ua, &na, &d_ua), unit_backward(&ub, &nb, &d_ub))
+    super::ops::unit_rows_backward(&ua, &na, &mut d_ua);
+    super::ops::unit_rows_backward(&ub, &nb, &mut d_ub);
+    (loss / n as f64, d_ua, d_ub)
 }

@@ -142,6 +142,18 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     s as f32
 }
 
+/// In place, the adjoint of row normalisation `y = x / max(‖x‖, 1e-12)` (`norms` already
+/// floored): `dx = (dy − (dy·y) y)/‖x‖`, and `dy/1e-12` for a row at the floor, where y does not
+/// depend on the direction of x.
+pub fn unit_rows_backward(y: &Dense, norms: &[f32], dy: &mut Dense) {
+    let c = y.cols.max(1);
+    dy.data.par_chunks_mut(c).enumerate().for_each(|(i, d)| {
+        let yi = y.row(i);
+        let radial = if norms[i] > 1e-12 { dot(d, yi) } else { 0.0 };
+        d.iter_mut().zip(yi).for_each(|(a, b)| *a = (*a - radial * b) / norms[i]);
+    });
+}
+
 /// Parallelism for a product of `flops` multiply-adds: tiny products stay on one thread,
 /// since a rayon barrier costs more than they do.
 fn par_for(flops: usize) -> Par {
