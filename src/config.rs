@@ -4,7 +4,6 @@
 
 use crate::engine::GraphRefresh;
 use crate::error::{CraneError, Result};
-use crane_reference::config::DropEdge;
 use crane_reference::ModelConfig;
 use serde::{Deserialize, Serialize};
 
@@ -23,7 +22,7 @@ pub enum EngineKind {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TrainConfig {
-    /// `crane` (the paper), `bpr` (BPR-MF) or `lightgcn`; see [`apply_model_preset`].
+    /// `crane` (the paper), `bpr` (BPR-MF), `lightgcn` or `freedom`; see [`model_preset`].
     pub model_preset: String,
     pub lr: f64,
     pub epochs: usize,
@@ -81,29 +80,37 @@ pub fn dataset_preset(name: &str) -> Result<&'static str> {
     })
 }
 
-/// Baselines as switches of the same model: BPR-MF (ID embeddings only) and LightGCN
-/// (weightless mean-readout propagation, no item graph, no DropEdge).
-pub fn apply_model_preset(cfg: &mut TrainConfig) -> Result<()> {
-    let m = &mut cfg.model;
-    match cfg.model_preset.as_str() {
-        "crane" => {}
-        "bpr" => {
-            m.ui_layers = 0;
-            m.item_graph = false;
-            m.contrastive = false;
-            m.drop_edge = DropEdge::Off;
-        }
-        "lightgcn" => {
-            m.gcn_weights = false;
-            m.item_graph = false;
-            m.contrastive = false;
-            m.drop_edge = DropEdge::Off;
-        }
+/// Model presets: TOML fragments laid over the dataset preset (before any `--set`), so every
+/// baseline is a set of switches of the same model and any of its values can still be
+/// overridden. `presets/models/*.toml` say where each value comes from.
+pub const MODEL_PRESETS: [&str; 4] = ["crane", "bpr", "lightgcn", "freedom"];
+
+/// The TOML fragment of a model preset.
+pub fn model_preset(name: &str) -> Result<&'static str> {
+    Ok(match name {
+        "crane" => include_str!("../presets/models/crane.toml"),
+        "bpr" => include_str!("../presets/models/bpr.toml"),
+        "lightgcn" => include_str!("../presets/models/lightgcn.toml"),
+        "freedom" => include_str!("../presets/models/freedom.toml"),
         other => {
-            return Err(CraneError::config("model_preset", format!("`{other}` is not one of crane, bpr, lightgcn")));
+            return Err(CraneError::config(
+                "model_preset",
+                format!("`{other}` is not one of {}", MODEL_PRESETS.join(", ")),
+            ))
+        }
+    })
+}
+
+/// Lays `top` over `base`, table by table (values of `top` win).
+fn merge(base: &mut toml::Table, top: toml::Table) {
+    for (k, v) in top {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(t)) => merge(b, t),
+            (_, v) => {
+                base.insert(k, v);
+            }
         }
     }
-    Ok(())
 }
 
 /// Sets a dotted key (`model.knn_k`) in a TOML table; the value is parsed as TOML, or taken as
@@ -130,13 +137,27 @@ pub fn set_key(root: &mut toml::Table, key: &str, value: &str) -> Result<()> {
 pub fn resolve(base_toml: &str, source: &str, sets: &[String]) -> Result<TrainConfig> {
     let mut table: toml::Table =
         toml::from_str(base_toml).map_err(|e| CraneError::config(source, format!("invalid TOML: {e}")))?;
-    for s in sets {
-        let (k, v) = s.split_once('=').ok_or_else(|| CraneError::config("--set", format!("`{s}` is not key=value")))?;
-        set_key(&mut table, k.trim(), v.trim())?;
-    }
-    let mut cfg: TrainConfig =
+    let apply_sets = |table: &mut toml::Table| -> Result<()> {
+        for s in sets {
+            let (k, v) =
+                s.split_once('=').ok_or_else(|| CraneError::config("--set", format!("`{s}` is not key=value")))?;
+            set_key(table, k.trim(), v.trim())?;
+        }
+        Ok(())
+    };
+    // The preset named after the overrides, laid under them.
+    let mut probe = table.clone();
+    apply_sets(&mut probe)?;
+    let name = match probe.get("model_preset") {
+        None => "crane".to_string(),
+        Some(toml::Value::String(s)) => s.clone(),
+        Some(other) => return Err(CraneError::config("model_preset", format!("expected a name, got {other}"))),
+    };
+    let fragment: toml::Table = toml::from_str(model_preset(&name)?).expect("shipped model presets are valid TOML");
+    merge(&mut table, fragment);
+    apply_sets(&mut table)?;
+    let cfg: TrainConfig =
         table.try_into().map_err(|e: toml::de::Error| CraneError::config(source, e.message().to_string()))?;
-    apply_model_preset(&mut cfg)?;
     if cfg.batch_size == 0 || cfg.epochs == 0 || cfg.ks.is_empty() || cfg.eval_block == 0 || cfg.block_mb == 0 {
         return Err(CraneError::config(
             source,

@@ -27,6 +27,9 @@ pub struct EpochLog {
     pub cl_user: f64,
     pub cl_item: f64,
     pub reg: f64,
+    /// FREEDOM's weighted modality BPR terms (0 for the other models).
+    #[serde(default)]
+    pub modality: f64,
     pub valid: std::collections::BTreeMap<String, f64>,
     pub seconds_train: f64,
     pub seconds_eval: f64,
@@ -188,7 +191,7 @@ pub fn train_with(
             b.set_prefix(epoch.to_string());
             b
         });
-        let mut sums = [0.0f64; 5];
+        let mut sums = [0.0f64; 6];
         for (b, batch) in batches.iter().enumerate() {
             let learn = match cfg.refresh {
                 GraphRefresh::EveryStep => true,
@@ -202,7 +205,7 @@ pub fn train_with(
                 other => other,
             })?;
             engine.adam_step(cfg.lr);
-            for (s, v) in sums.iter_mut().zip([t.total(), t.bpr, t.cl_user, t.cl_item, t.reg]) {
+            for (s, v) in sums.iter_mut().zip([t.total(), t.bpr, t.cl_user, t.cl_item, t.reg, t.modality]) {
                 *s += v;
             }
             if let Some(bar) = &bar {
@@ -229,6 +232,7 @@ pub fn train_with(
             cl_user: sums[2] / nb,
             cl_item: sums[3] / nb,
             reg: sums[4] / nb,
+            modality: sums[5] / nb,
             valid: valid.to_map(),
             seconds_train: t_train.as_secs_f64(),
             seconds_eval: t_eval.as_secs_f64(),
@@ -237,11 +241,12 @@ pub fn train_with(
             peak_memory_mb: peak_memory_mb(),
         };
         eprintln!(
-            "epoch {epoch:>3}  loss {:.4} (bpr {:.4} cl {:.4} reg {:.5})  valid {}  {:.1}s + eval {:.1}s",
+            "epoch {epoch:>3}  loss {:.4} (bpr {:.4} cl {:.4} reg {:.5} mod {:.4})  valid {}  {:.1}s + eval {:.1}s",
             log.loss,
             log.bpr,
             log.cl_user + log.cl_item,
             log.reg,
+            log.modality,
             valid.summary(),
             log.seconds_train,
             log.seconds_eval
@@ -320,18 +325,21 @@ pub fn train_with(
 
 fn history_csv(h: &[EpochLog]) -> String {
     let keys: Vec<String> = h.first().map(|l| l.valid.keys().cloned().collect()).unwrap_or_default();
-    let mut s =
-        format!("epoch,loss,bpr,cl_user,cl_item,reg,seconds_train,seconds_eval,peak_memory_mb,{}\n", keys.join(","));
+    let mut s = format!(
+        "epoch,loss,bpr,cl_user,cl_item,reg,modality,seconds_train,seconds_eval,peak_memory_mb,{}\n",
+        keys.join(",")
+    );
     for l in h {
         let vals: Vec<String> = keys.iter().map(|k| format!("{:.6}", l.valid[k])).collect();
         s.push_str(&format!(
-            "{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.3},{:.3},{:.1},{}\n",
+            "{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.3},{:.3},{:.1},{}\n",
             l.epoch,
             l.loss,
             l.bpr,
             l.cl_user,
             l.cl_item,
             l.reg,
+            l.modality,
             l.seconds_train,
             l.seconds_eval,
             l.peak_memory_mb,

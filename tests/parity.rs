@@ -172,6 +172,7 @@ fn check_parity(b: Backend, cfg: &ModelConfig, big: bool) {
                     ("cl_user", lg.cl_user, lw.cl_user),
                     ("cl_item", lg.cl_item, lw.cl_item),
                     ("reg", lg.reg, lw.reg),
+                    ("modality", lg.modality, lw.modality),
                 ] {
                     assert!((x - y).abs() <= TOL * y.abs().max(1e-3), "{what} loss {term}: {x} vs {y}");
                 }
@@ -250,6 +251,21 @@ test_backends! {
     parity_weightless_gcn => with(|c| c.gcn_weights = false), false;
     parity_bpr_mf => with(|c| { c.ui_layers = 0; c.item_graph = false; c.drop_edge = DropEdge::Off; }), false;
     parity_freedom_sampler => with(|c| { c.drop_edge = DropEdge::Freedom { keep_ratio: 0.7 }; c.degree_source = DegreeSource::KeptGraph; }), false;
+    parity_mmrec_norm_penalty => with(|c| c.regularisation = Regularisation::BatchNorms), false;
+    parity_wo_dual_fusion => with(|c| c.dual_fusion = false), false;
+    parity_modality_bpr => with(|c| { c.feature_dim = c.embedding_dim; c.modality_bpr = 0.5; }), false;
+    parity_freedom_baseline => with(|c| {
+        c.item_graph_source = ItemGraphSource::RawFeatures { image_weight: 0.1 };
+        c.item_graph_input = ItemGraphInput::Embeddings;
+        c.user_semantic = false;
+        c.contrastive = false;
+        c.feature_dim = c.embedding_dim;
+        c.modality_bpr = 0.3;
+        c.gcn_weights = false;
+        c.regularisation = Regularisation::BatchNorms;
+        c.drop_edge = DropEdge::Freedom { keep_ratio: 0.7 };
+        c.degree_source = DegreeSource::KeptGraph;
+    }), true;
 }
 
 #[test]

@@ -4,6 +4,7 @@ use crane::config::{dataset_preset, resolve, TrainConfig};
 use crane::data::{load_dataset, synth, LoadOptions};
 use crane::engine::GraphRefresh;
 use crane::train::train;
+use crane_reference::config::{DropEdge, ItemGraphInput, ItemGraphSource, Regularisation};
 
 #[test]
 fn presets_carry_table_3() {
@@ -43,6 +44,24 @@ fn set_overrides_any_field_and_refuses_unknown_ones() {
     assert!(e.contains("not key=value"), "{e}");
     let lg = resolve(base, "baby", &["model_preset=lightgcn".to_string()]).unwrap();
     assert!(!lg.model.gcn_weights && !lg.model.item_graph);
+    assert_eq!(lg.model.regularisation, Regularisation::BatchNorms, "MMRec's unsquared penalty");
+    assert_eq!((lg.lr, lg.batch_size, lg.patience), (1e-3, 2048, 20), "MMRec's training settings");
+    // The preset lies under the overrides, whatever their order.
+    let sets = ["model.lambda=0.5", "model_preset=lightgcn", "lr=0.01"].map(String::from);
+    let lg = resolve(base, "baby", &sets).unwrap();
+    assert_eq!((lg.model.lambda, lg.lr), (0.5, 0.01));
+    let fr = resolve(base, "baby", &["model_preset=freedom".to_string()]).unwrap();
+    let m = &fr.model;
+    assert_eq!(m.item_graph_source, ItemGraphSource::RawFeatures { image_weight: 0.1 });
+    assert_eq!((m.item_graph_input, m.user_semantic, m.contrastive), (ItemGraphInput::Embeddings, false, false));
+    assert_eq!((m.knn_k, m.ui_layers, m.lambda, m.modality_bpr), (10, 2, 0.0, 1e-4));
+    assert_eq!(m.drop_edge, DropEdge::Freedom { keep_ratio: 0.2 });
+    assert_eq!(fr.refresh, GraphRefresh::Frozen);
+    // The paper's model is the dataset preset untouched.
+    assert_eq!(
+        resolve(base, "baby", &[]).unwrap().model,
+        resolve(base, "baby", &["model_preset=crane".into()]).unwrap().model
+    );
 }
 
 fn tiny_dataset(tag: &str) -> crane::data::Dataset {
@@ -78,6 +97,8 @@ fn baselines_and_refresh_modes_train() {
     for sets in [
         vec!["model_preset=bpr", "epochs=2"],
         vec!["model_preset=lightgcn", "epochs=2"],
+        vec!["model_preset=freedom", "epochs=2"],
+        vec!["model.dual_fusion=false", "epochs=2"],
         vec!["refresh=every_step", "epochs=1"],
         vec!["refresh=frozen", "epochs=1", "model.fusion=average_graphs"],
         vec!["engine=reference", "epochs=1", "model.embedding_dim=8", "model.feature_dim=4", "model.joint_dim=4"],

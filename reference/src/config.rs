@@ -107,8 +107,37 @@ pub enum Regularisation {
     /// row per triplet, divided by the batch size (MMRec's convention, squared).
     #[default]
     BatchEmbeddings,
+    /// MMRec's `EmbLoss` exactly: `(‖U_b‖ + ‖P_b‖ + ‖N_b‖) / B` with **unsquared** Frobenius
+    /// norms of the `[B, d]` tables of the batch's layer-0 user, positive and negative rows
+    /// (the BPR-MF and LightGCN baselines of Table 4).
+    BatchNorms,
     /// Squared Frobenius norm of every parameter tensor.
     AllParameters,
+}
+
+/// Where the item-item graph S̃ comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemGraphSource {
+    /// Eq. (5)-(14): learned from the projected features (through RCA or a fusion variant).
+    #[default]
+    Learned,
+    /// FREEDOM's frozen graph: `S = w·kNN(X_v) + (1−w)·kNN(X_t)` on the **raw** features, each
+    /// kNN the top-k cosine neighbours of a row (the item itself included, ties to the smaller
+    /// id) with every kept entry `1/k` (FREEDOM's `D^-½ A D^-½` of a k-regular binary graph).
+    /// A missing modality gives its weight to the other. No gradient reaches the features.
+    RawFeatures { image_weight: f64 },
+}
+
+/// h^(0) of Eq. (15).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemGraphInput {
+    /// Eq. (15): `h^(0) = e_i`, the readout of the interaction graph.
+    #[default]
+    Readout,
+    /// `h^(0) = E_I`, the layer-0 item ID embeddings (FREEDOM).
+    Embeddings,
 }
 
 /// The model's hyper-parameters and variant switches.
@@ -150,6 +179,19 @@ pub struct ModelConfig {
     pub rca_scale: RcaScale,
     /// W^(l) in Eq. (3)-(4); false gives LightGCN's weightless propagation (W = I, no params).
     pub gcn_weights: bool,
+    /// Where S̃ comes from (the paper's learned graph, or FREEDOM's frozen raw-feature graph).
+    pub item_graph_source: ItemGraphSource,
+    /// h^(0) of Eq. (15).
+    pub item_graph_input: ItemGraphInput,
+    /// Eq. (16): users collect their items' h. False gives `h_u = 0` (FREEDOM).
+    pub user_semantic: bool,
+    /// Table 5 "w/o Dual Fusion" when false: no z = e + h (Eq. 17); the collaborative and the
+    /// semantic branch each get their own BPR term (`BPR(e) + BPR(h)`) and are late-fused at
+    /// scoring, `ŷ = e_u·e_i + h_u·h_i`.
+    pub dual_fusion: bool,
+    /// FREEDOM's λ: weight of the modality BPR terms `BPR(z_u, x̂_i^m, x̂_j^m)` summed over the
+    /// modalities present, with `x̂^m = X^m P_m + p_m` the projected features (d_f must equal d).
+    pub modality_bpr: f64,
 }
 
 impl Default for ModelConfig {
@@ -176,6 +218,11 @@ impl Default for ModelConfig {
             contrastive: true,
             gcn_weights: true,
             rca_scale: RcaScale::Mean,
+            item_graph_source: ItemGraphSource::Learned,
+            item_graph_input: ItemGraphInput::Readout,
+            user_semantic: true,
+            dual_fusion: true,
+            modality_bpr: 0.0,
         }
     }
 }
@@ -203,6 +250,27 @@ impl ModelConfig {
             if !(keep_ratio > 0.0 && keep_ratio <= 1.0) {
                 return bad("drop_edge.keep_ratio", format!("must be in (0, 1], got {keep_ratio}"));
             }
+        }
+        if let ItemGraphSource::RawFeatures { image_weight } = self.item_graph_source {
+            if !(0.0..=1.0).contains(&image_weight) {
+                return bad("item_graph_source.image_weight", format!("must be in [0, 1], got {image_weight}"));
+            }
+        }
+        if !(self.modality_bpr >= 0.0 && self.modality_bpr.is_finite()) {
+            return bad("modality_bpr", format!("must be a non-negative number, got {}", self.modality_bpr));
+        }
+        if self.modality_bpr > 0.0 && self.feature_dim != self.embedding_dim {
+            return bad(
+                "modality_bpr",
+                format!(
+                    "scores projected features against user embeddings, so feature_dim ({}) must equal \
+                     embedding_dim ({})",
+                    self.feature_dim, self.embedding_dim
+                ),
+            );
+        }
+        if self.uses_contrastive() && !self.user_semantic {
+            return bad("user_semantic", "L_CL^U (Eq. 19) needs h_u: turn contrastive off or user_semantic on".into());
         }
         if let Sigma::LeakyRelu(s) = self.sigma {
             if !(0.0..1.0).contains(&s) {

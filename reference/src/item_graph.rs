@@ -46,6 +46,50 @@ pub fn cosine_similarity_backward(cache: &CosineCache, d_s: &Mat<f64>) -> Mat<f6
     })
 }
 
+/// FREEDOM's frozen item graph (not a paper equation; the `freedom` baseline):
+/// `S = w·B_v/k + (1−w)·B_t/k` with `B_m` the binary top-k cosine graph of the raw features
+/// `[N, d_m]` (the item itself included, ties to the smaller id). A modality with no columns
+/// is absent and gives its weight to the other. Returns `[N, N]` in CSR, columns ascending.
+pub fn raw_feature_graph(features: &[Mat<f64>; 2], k: usize, image_weight: f64) -> Result<CsrMatrix<f64>, RefError> {
+    let n = features[0].nrows();
+    if k == 0 || k > n {
+        return Err(RefError::Config { field: "knn_k".into(), why: format!("must be in 1..={n}, got {k}") });
+    }
+    let present: Vec<usize> = (0..2).filter(|&m| features[m].ncols() > 0).collect();
+    if present.is_empty() {
+        return Err(RefError::Config {
+            field: "item_graph_source".into(),
+            why: "raw_features needs image or text features; neither is present".into(),
+        });
+    }
+    let weight = |m: usize| match present.len() {
+        1 => 1.0,
+        _ if m == 0 => image_weight,
+        _ => 1.0 - image_weight,
+    };
+    let mut dense = Mat::<f64>::zeros(n, n);
+    for &m in &present {
+        let (s, _) = cosine_similarity(&features[m])?;
+        for i in 0..n {
+            let row: Vec<f64> = (0..n).map(|j| s[(i, j)]).collect();
+            for j in top_k(&row, k) {
+                dense[(i, j)] += weight(m) / k as f64;
+            }
+        }
+    }
+    let (mut offsets, mut cols, mut vals) = (vec![0], Vec::new(), Vec::new());
+    for i in 0..n {
+        for j in 0..n {
+            if dense[(i, j)] != 0.0 {
+                cols.push(j);
+                vals.push(dense[(i, j)]);
+            }
+        }
+        offsets.push(cols.len());
+    }
+    Ok(CsrMatrix::try_from_csr_data(n, n, offsets, cols, vals).expect("row-major scan gives valid CSR"))
+}
+
 /// Saved values of [`knn_graph`].
 #[derive(Clone, Debug)]
 pub struct KnnCache {

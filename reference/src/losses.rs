@@ -112,18 +112,83 @@ pub struct LossTerms {
     pub cl_item: f64,
     /// λ ‖Θ‖².
     pub reg: f64,
+    /// FREEDOM's weighted modality BPR terms (`modality_bpr` · Σ_m BPR(z_u, x̂^m)); 0 for CRANE.
+    pub modality: f64,
 }
 
 impl LossTerms {
-    /// Eq. (20): `L = L_BPR + β (L_CL^U + L_CL^I) + λ ‖Θ‖²`.
+    /// Eq. (20): `L = L_BPR + β (L_CL^U + L_CL^I) + λ ‖Θ‖²`, plus the modality terms of the
+    /// FREEDOM baseline (zero in the paper's model).
     pub fn total(&self) -> f64 {
-        self.bpr + self.cl_user + self.cl_item + self.reg
+        self.bpr + self.cl_user + self.cl_item + self.reg + self.modality
+    }
+
+    /// The terms by name, in the order logs and CSV columns use.
+    pub fn named(&self) -> [(&'static str, f64); 5] {
+        [
+            ("bpr", self.bpr),
+            ("cl_user", self.cl_user),
+            ("cl_item", self.cl_item),
+            ("reg", self.reg),
+            ("modality", self.modality),
+        ]
     }
 }
 
 /// Eq. (20): combines the unweighted terms. Returns the weighted [`LossTerms`].
 pub fn total_loss(bpr: f64, cl_user: f64, cl_item: f64, sq_norm: f64, beta: f64, lambda: f64) -> LossTerms {
-    LossTerms { bpr, cl_user: beta * cl_user, cl_item: beta * cl_item, reg: lambda * sq_norm }
+    LossTerms { bpr, cl_user: beta * cl_user, cl_item: beta * cl_item, reg: lambda * sq_norm, modality: 0.0 }
+}
+
+/// MMRec's `EmbLoss`: `(‖U_b‖ + ‖P_b‖ + ‖N_b‖) / B`, unsquared Frobenius norms of the batch's
+/// layer-0 user, positive and negative tables `[B, d]` (one row per triplet).
+pub fn batch_norms(user_emb: &Mat<f64>, item_emb: &Mat<f64>, triplets: &[(usize, usize, usize)]) -> f64 {
+    let sq = |m: &Mat<f64>, pick: &dyn Fn(&(usize, usize, usize)) -> usize| -> f64 {
+        triplets.iter().map(|t| row_dot(m, pick(t), m, pick(t))).sum::<f64>()
+    };
+    let (nu, np, nn) = (sq(user_emb, &|t| t.0).sqrt(), sq(item_emb, &|t| t.1).sqrt(), sq(item_emb, &|t| t.2).sqrt());
+    (nu + np + nn) / triplets.len() as f64
+}
+
+/// Backward of [`batch_norms`] for an upstream gradient `g`, accumulated into `d_user` and
+/// `d_item`. A zero table has no gradient (the norm's subgradient 0 is taken, as torch does).
+pub fn batch_norms_backward(
+    user_emb: &Mat<f64>,
+    item_emb: &Mat<f64>,
+    triplets: &[(usize, usize, usize)],
+    g: f64,
+    d_user: &mut Mat<f64>,
+    d_item: &mut Mat<f64>,
+) {
+    let b = triplets.len() as f64;
+    let norm =
+        |m: &Mat<f64>, rows: &mut dyn Iterator<Item = usize>| rows.map(|r| row_dot(m, r, m, r)).sum::<f64>().sqrt();
+    let nu = norm(user_emb, &mut triplets.iter().map(|t| t.0));
+    let np = norm(item_emb, &mut triplets.iter().map(|t| t.1));
+    let nn = norm(item_emb, &mut triplets.iter().map(|t| t.2));
+    let f = |n: f64| if n > 0.0 { g / (b * n) } else { 0.0 };
+    let (fu, fp, fneg) = (f(nu), f(np), f(nn));
+    for &(u, i, j) in triplets {
+        for c in 0..user_emb.ncols() {
+            d_user[(u, c)] += fu * user_emb[(u, c)];
+            d_item[(i, c)] += fp * item_emb[(i, c)];
+            d_item[(j, c)] += fneg * item_emb[(j, c)];
+        }
+    }
+}
+
+/// BPR with separate user and item tables: `mean_b −log σ(x_u·y_i − x_u·y_j)`, for FREEDOM's
+/// modality terms. `x` `[B, d]` holds one user row per triplet, `yp`, `yn` `[B, d]` the
+/// positive and negative item rows. Returns the loss and `(dx, dyp, dyn)` scaled by `g`.
+pub fn bpr_rows(x: &Mat<f64>, yp: &Mat<f64>, yn: &Mat<f64>, g: f64) -> (f64, Mat<f64>, Mat<f64>, Mat<f64>) {
+    let b = x.nrows();
+    let pos: Vec<f64> = (0..b).map(|k| row_dot(x, k, yp, k)).collect();
+    let neg: Vec<f64> = (0..b).map(|k| row_dot(x, k, yn, k)).collect();
+    let (dp, dn) = bpr_backward(&pos, &neg, g);
+    let dx = Mat::from_fn(b, x.ncols(), |k, c| dp[k] * yp[(k, c)] + dn[k] * yn[(k, c)]);
+    let dyp = Mat::from_fn(b, x.ncols(), |k, c| dp[k] * x[(k, c)]);
+    let dyn_ = Mat::from_fn(b, x.ncols(), |k, c| dn[k] * x[(k, c)]);
+    (bpr(&pos, &neg), dx, dyp, dyn_)
 }
 
 /// The λ‖Θ‖² term's input under the default regularisation: `Σ_b (‖E_u‖² + ‖E_i‖² + ‖E_j‖²) / B`

@@ -5,7 +5,7 @@
 //! turned into the item graph S̃ (Eq. 14); e_I is propagated over S̃ (Eq. 15), users collect
 //! their items' h (Eq. 16), z = e + h (Eq. 17), and the batch loss is Eq. (18)-(20).
 
-use crate::config::{DropEdge, Fusion, ModelConfig, Regularisation};
+use crate::config::{DropEdge, Fusion, ItemGraphInput, ItemGraphSource, ModelConfig, Regularisation};
 use crate::dense::{add, add_assign, gather_rows, hcat, hsplit, scale, scatter_add_rows, sq_norm, vcat, vsplit};
 use crate::interaction_graph::{self as ig};
 use crate::item_graph::{self as it, CosineCache, KnnCache};
@@ -326,7 +326,7 @@ pub struct Forward {
     hs: Vec<Mat<f64>>,
     /// h `[M+N, d]`: Eq. (16) user rows over Eq. (15) item rows (zero without item graph).
     pub h: Mat<f64>,
-    /// z `[M+N, d]`, Eq. (17).
+    /// z `[M+N, d]`, Eq. (17); `[M+N, 2d]` = [e, h] without dual fusion (scores add up).
     pub z: Mat<f64>,
     /// Smallest distance of any input to a kink (ReLU, leaky ReLU, max, top-k tie, clamp):
     /// finite-difference checks need it well above their step.
@@ -360,23 +360,30 @@ pub fn forward(p: &Params, g: &Graph, cfg: &ModelConfig) -> Result<Forward, RefE
     let mut margin = ig::kink_margin(cfg.sigma, &gcn);
     let d = e.ncols();
     let (item_graph, features, hs, h) = if cfg.item_graph {
-        let (s_tilde, fc) = match &g.fixed_item_graph {
-            Some(s) => (s.clone(), None),
-            None => {
+        let (s_tilde, fc) = match (&g.fixed_item_graph, cfg.item_graph_source) {
+            (Some(s), _) => (s.clone(), None),
+            (None, ItemGraphSource::RawFeatures { image_weight }) => {
+                (it::raw_feature_graph(&g.features, cfg.knn_k, image_weight)?, None)
+            }
+            (None, ItemGraphSource::Learned) => {
                 let (s, fc, mg) = build_item_graph(p, g, cfg)?;
                 margin = margin.min(mg);
                 (s, Some(fc))
             }
         };
-        let (_, e_items) = vsplit(&e, m);
-        let hs = it::propagate(&s_tilde, &e_items, cfg.ii_layers);
+        let h0 = match cfg.item_graph_input {
+            ItemGraphInput::Readout => vsplit(&e, m).1,
+            ItemGraphInput::Embeddings => p.item_emb.clone(),
+        };
+        let hs = it::propagate(&s_tilde, &h0, cfg.ii_layers);
         let h_items = hs.last().unwrap().clone();
-        let h_users = it::user_semantic(&g.a, &h_items);
+        let h_users = if cfg.user_semantic { it::user_semantic(&g.a, &h_items) } else { Mat::zeros(m, d) };
         (Some(s_tilde), fc, hs, vcat(&h_users, &h_items))
     } else {
         (None, None, Vec::new(), Mat::zeros(m + n, d))
     };
-    let z = it::fuse(&e, &h);
+    // Eq. (17), or the late fusion of "w/o Dual Fusion": [e, h]·[e, h] = e_u·e_i + h_u·h_i.
+    let z = if cfg.dual_fusion { it::fuse(&e, &h) } else { hcat(&e, &h) };
     Ok(Forward { adj, gcn, e, item_graph, features, hs, h, z, kink_margin: margin })
 }
 
@@ -423,16 +430,22 @@ pub fn loss_and_grads(p: &Params, batch: &Batch, g: &Graph, cfg: &ModelConfig) -
         return Err(RefError::Shape(format!("triplet ({u}, {i}, {j}) outside {m} users x {n} items")));
     }
     let fw = forward(p, g, cfg)?;
-    let (zu, zi) = vsplit(&fw.z, m);
-    let pos_pairs: Vec<(usize, usize)> = batch.triplets.iter().map(|t| (t.0, t.1)).collect();
-    let neg_pairs: Vec<(usize, usize)> = batch.triplets.iter().map(|t| (t.0, t.2)).collect();
-    let pos = it::scores(&zu, &zi, &pos_pairs);
-    let neg = it::scores(&zu, &zi, &neg_pairs);
-    let l_bpr = losses::bpr(&pos, &neg);
-
-    // Eq. (19) on the distinct users and distinct positive items of the batch.
+    let d = fw.e.ncols();
     let (eu, ei) = vsplit(&fw.e, m);
     let (hu, hi) = vsplit(&fw.h, m);
+    let pos_pairs: Vec<(usize, usize)> = batch.triplets.iter().map(|t| (t.0, t.1)).collect();
+    let neg_pairs: Vec<(usize, usize)> = batch.triplets.iter().map(|t| (t.0, t.2)).collect();
+    // Eq. (18) on z = e + h; without dual fusion, one BPR term per branch.
+    let views: Vec<(Mat<f64>, Mat<f64>)> = if cfg.dual_fusion {
+        vec![(add(&eu, &hu), add(&ei, &hi))]
+    } else {
+        vec![(eu.clone(), ei.clone()), (hu.clone(), hi.clone())]
+    };
+    let view_scores: Vec<(Vec<f64>, Vec<f64>)> =
+        views.iter().map(|(xu, xi)| (it::scores(xu, xi, &pos_pairs), it::scores(xu, xi, &neg_pairs))).collect();
+    let l_bpr: f64 = view_scores.iter().map(|(pos, neg)| losses::bpr(pos, neg)).sum();
+
+    // Eq. (19) on the distinct users and distinct positive items of the batch.
     let users = batch.distinct_users();
     let items = batch.distinct_items();
     let cl = cfg.uses_contrastive().then(|| {
@@ -445,11 +458,27 @@ pub fn loss_and_grads(p: &Params, batch: &Batch, g: &Graph, cfg: &ModelConfig) -
     let (l_clu, l_cli) = cl.as_ref().map_or((0.0, 0.0), |c| (c.0, c.4));
     let sq = match cfg.regularisation {
         Regularisation::BatchEmbeddings => losses::batch_sq_norm(&p.user_emb, &p.item_emb, &batch.triplets),
+        Regularisation::BatchNorms => losses::batch_norms(&p.user_emb, &p.item_emb, &batch.triplets),
         Regularisation::AllParameters => p.tensors().iter().map(|(_, t)| sq_norm(t)).sum(),
     };
     let beta = if cfg.uses_contrastive() { cfg.beta } else { 0.0 };
-    let terms = losses::total_loss(l_bpr, l_clu, l_cli, sq, beta, cfg.lambda);
-    for (name, v) in [("bpr", terms.bpr), ("cl_user", terms.cl_user), ("cl_item", terms.cl_item), ("reg", terms.reg)] {
+    let mut terms = losses::total_loss(l_bpr, l_clu, l_cli, sq, beta, cfg.lambda);
+    // FREEDOM's modality terms: BPR of the user's z_u = e_u + h_u against projected features.
+    let batch_users: Vec<usize> = batch.triplets.iter().map(|t| t.0).collect();
+    let batch_pos: Vec<usize> = batch.triplets.iter().map(|t| t.1).collect();
+    let batch_neg: Vec<usize> = batch.triplets.iter().map(|t| t.2).collect();
+    let zsum_b = gather_rows(&add(&eu, &hu), &batch_users);
+    let mut modality = Vec::new();
+    if cfg.modality_bpr > 0.0 {
+        for mm in (0..2).filter(|&mm| g.features[mm].ncols() > 0) {
+            let xhat = up::project(&g.features[mm], &p.proj[mm], &p.proj_bias[mm]);
+            let (yp, yn) = (gather_rows(&xhat, &batch_pos), gather_rows(&xhat, &batch_neg));
+            let (l, dx, dyp, dyn_) = losses::bpr_rows(&zsum_b, &yp, &yn, cfg.modality_bpr);
+            terms.modality += cfg.modality_bpr * l;
+            modality.push((mm, dx, dyp, dyn_));
+        }
+    }
+    for (name, v) in terms.named() {
         if !v.is_finite() {
             return Err(RefError::Numeric(format!("loss term {name} is {v}")));
         }
@@ -457,14 +486,33 @@ pub fn loss_and_grads(p: &Params, batch: &Batch, g: &Graph, cfg: &ModelConfig) -
 
     // Backward.
     let mut gr = p.zeros_like();
-    let d = fw.e.ncols();
-    let (mut d_zu, mut d_zi) = (Mat::zeros(m, d), Mat::zeros(n, d));
-    let (d_pos, d_neg) = losses::bpr_backward(&pos, &neg, 1.0);
-    it::scores_backward(&zu, &zi, &pos_pairs, &d_pos, &mut d_zu, &mut d_zi);
-    it::scores_backward(&zu, &zi, &neg_pairs, &d_neg, &mut d_zu, &mut d_zi);
-    // Eq. (17): z = e + h sends d_z to both views.
-    let (mut d_eu, mut d_ei) = (d_zu.clone(), d_zi.clone());
-    let (mut d_hu, mut d_hi) = (d_zu, d_zi);
+    let (mut d_eu, mut d_ei) = (Mat::zeros(m, d), Mat::zeros(n, d));
+    let (mut d_hu, mut d_hi) = (Mat::zeros(m, d), Mat::zeros(n, d));
+    for (v, ((xu, xi), (pos, neg))) in views.iter().zip(&view_scores).enumerate() {
+        let (mut d_xu, mut d_xi) = (Mat::zeros(m, d), Mat::zeros(n, d));
+        let (d_pos, d_neg) = losses::bpr_backward(pos, neg, 1.0);
+        it::scores_backward(xu, xi, &pos_pairs, &d_pos, &mut d_xu, &mut d_xi);
+        it::scores_backward(xu, xi, &neg_pairs, &d_neg, &mut d_xu, &mut d_xi);
+        // Eq. (17): z = e + h sends d_z to both views; a late-fused branch only to its own.
+        if cfg.dual_fusion || v == 0 {
+            add_assign(&mut d_eu, &d_xu);
+            add_assign(&mut d_ei, &d_xi);
+        }
+        if cfg.dual_fusion || v == 1 {
+            add_assign(&mut d_hu, &d_xu);
+            add_assign(&mut d_hi, &d_xi);
+        }
+    }
+    for (mm, dx, dyp, dyn_) in &modality {
+        scatter_add_rows(&mut d_eu, &batch_users, dx);
+        scatter_add_rows(&mut d_hu, &batch_users, dx);
+        let mut d_xhat = Mat::zeros(n, d);
+        scatter_add_rows(&mut d_xhat, &batch_pos, dyp);
+        scatter_add_rows(&mut d_xhat, &batch_neg, dyn_);
+        let (d_p, d_b) = up::project_backward(&g.features[*mm], &d_xhat);
+        add_assign(&mut gr.proj[*mm], &d_p);
+        add_assign(&mut gr.proj_bias[*mm], &d_b);
+    }
     if let Some((_, cu, ae, ah, _, ci, be, bh)) = &cl {
         let (da, dh) = losses::info_nce_backward(ae, ah, cfg.tau, cu, beta);
         scatter_add_rows(&mut d_eu, &users, &da);
@@ -474,9 +522,14 @@ pub fn loss_and_grads(p: &Params, batch: &Batch, g: &Graph, cfg: &ModelConfig) -
         scatter_add_rows(&mut d_hi, &items, &dh);
     }
     if let Some(s_tilde) = &fw.item_graph {
-        add_assign(&mut d_hi, &it::user_semantic_backward(&g.a, &d_hu));
+        if cfg.user_semantic {
+            add_assign(&mut d_hi, &it::user_semantic_backward(&g.a, &d_hu));
+        }
         let (d_h0, d_vals) = it::propagate_backward(s_tilde, &fw.hs, &d_hi);
-        add_assign(&mut d_ei, &d_h0);
+        match cfg.item_graph_input {
+            ItemGraphInput::Readout => add_assign(&mut d_ei, &d_h0),
+            ItemGraphInput::Embeddings => add_assign(&mut gr.item_emb, &d_h0),
+        }
         if let Some(fc) = &fw.features {
             build_item_graph_backward(p, g, cfg, s_tilde, fc, &d_vals, &mut gr);
         }
@@ -491,6 +544,14 @@ pub fn loss_and_grads(p: &Params, batch: &Batch, g: &Graph, cfg: &ModelConfig) -
     }
     match cfg.regularisation {
         Regularisation::BatchEmbeddings => losses::batch_sq_norm_backward(
+            &p.user_emb,
+            &p.item_emb,
+            &batch.triplets,
+            cfg.lambda,
+            &mut gr.user_emb,
+            &mut gr.item_emb,
+        ),
+        Regularisation::BatchNorms => losses::batch_norms_backward(
             &p.user_emb,
             &p.item_emb,
             &batch.triplets,

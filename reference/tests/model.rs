@@ -86,6 +86,15 @@ model_variant!(model_grad_matches_fd_no_drop_edge, false, drop_edge: DropEdge::O
 model_variant!(model_grad_matches_fd_weightless_lightgcn_propagation, false, gcn_weights: false);
 model_variant!(model_grad_matches_fd_literal_unscaled_rca, false, rca_scale: RcaScale::None);
 
+model_variant!(model_grad_matches_fd_mmrec_unsquared_norm_penalty, false, regularisation: Regularisation::BatchNorms);
+model_variant!(model_grad_matches_fd_wo_dual_fusion_late_fusion, false, dual_fusion: false);
+model_variant!(model_grad_matches_fd_modality_bpr_on_learned_graph, false, feature_dim: 4, modality_bpr: 0.5);
+model_variant!(model_grad_matches_fd_freedom_baseline, false,
+    item_graph_source: ItemGraphSource::RawFeatures { image_weight: 0.1 },
+    item_graph_input: ItemGraphInput::Embeddings, user_semantic: false, contrastive: false,
+    feature_dim: 4, modality_bpr: 0.3, gcn_weights: false, regularisation: Regularisation::BatchNorms,
+    drop_edge: DropEdge::Freedom { keep_ratio: 0.7 }, degree_source: DegreeSource::KeptGraph);
+
 #[test]
 fn model_fixed_item_graph_sends_no_gradient_to_the_feature_branch() {
     let cfg = tiny_config();

@@ -87,6 +87,54 @@ pub fn knn(units: &[(&Unit, f32)], k: usize, block: usize) -> Result<KnnGraph> {
     Ok(KnnGraph { s, s_t, perm, retained: raw, row_sums })
 }
 
+/// FREEDOM's frozen graph from the raw features `[N, d_m]` (see
+/// `crane_reference::item_graph::raw_feature_graph`): each modality's top-k cosine index set
+/// (the streaming [`knn`]) with every entry `1/k`, weighted `w` (image) and `1 − w` (text);
+/// a modality with no columns gives its weight to the other. Never `[N, N]` in memory.
+pub fn raw_feature_graph(feats: &[Dense; 2], k: usize, image_weight: f64, block: usize) -> Result<KnnGraph> {
+    let n = feats[0].rows;
+    let present: Vec<usize> = (0..2).filter(|&m| feats[m].cols > 0).collect();
+    if present.is_empty() {
+        return Err(CraneError::config(
+            "item_graph_source",
+            "raw_features needs image or text features; neither is present",
+        ));
+    }
+    let mut rows: Vec<Vec<(u32, f64)>> = vec![Vec::new(); n];
+    for &m in &present {
+        let w = match (present.len(), m) {
+            (1, _) => 1.0,
+            (_, 0) => image_weight,
+            _ => 1.0 - image_weight,
+        };
+        let g = knn(&[(&unit_rows(&feats[m])?, 1.0)], k, block)?;
+        for (i, row) in rows.iter_mut().enumerate() {
+            row.extend(g.s.row(i).0.iter().map(|&j| (j, w / k as f64)));
+        }
+    }
+    let (mut offsets, mut idx, mut vals) = (vec![0], Vec::new(), Vec::new());
+    for mut row in rows {
+        row.sort_by_key(|e| e.0);
+        let mut q = 0;
+        while q < row.len() {
+            let (j, mut v) = row[q];
+            q += 1;
+            while q < row.len() && row[q].0 == j {
+                v += row[q].1;
+                q += 1;
+            }
+            if v != 0.0 {
+                idx.push(j);
+                vals.push(v as f32);
+            }
+        }
+        offsets.push(idx.len());
+    }
+    let s = Csr { rows: n, cols: n, offsets, idx, vals };
+    let (s_t, perm) = s.transpose_with_perm();
+    Ok(KnnGraph { s, s_t, perm, retained: Vec::new(), row_sums: Vec::new() })
+}
+
 /// Backward of [`knn`]: the gradient of each input's unit rows, from `dS̃` values.
 pub fn knn_backward(g: &KnnGraph, units: &[(&Unit, f32)], d_vals: &[f32]) -> Vec<Dense> {
     let n = g.s.rows;

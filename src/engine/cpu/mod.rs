@@ -14,7 +14,7 @@ pub mod user_profiles;
 use super::{Engine, ModelInputs, OptimiserState, StageTimes};
 use crate::error::{CraneError, Result};
 use crate::sampling::Triplet;
-use crane_reference::config::{Fusion, Regularisation};
+use crane_reference::config::{Fusion, ItemGraphInput, ItemGraphSource, Regularisation};
 use crane_reference::losses::LossTerms;
 use crane_reference::{ModelConfig, Params};
 use item_graph::{KnnGraph, Unit};
@@ -268,23 +268,50 @@ impl CpuEngine {
         }
     }
 
-    /// z `[M+N, d]` split into users and items, from e and the held graph.
-    fn fuse(&self, e: &Dense, graph: Option<&KnnGraph>) -> (Dense, Dense, Vec<Dense>, Dense) {
-        let e_i = e.rows_range(self.m, self.m + self.n);
-        let mut zu = e.rows_range(0, self.m);
-        let mut zi = e_i.clone();
-        let (hs, hu) = match graph {
+    /// The collaborative (e) and semantic (h, Eq. 15-16) views from e and the held graph.
+    fn branches(&self, e: &Dense, graph: Option<&KnnGraph>) -> Branches {
+        let eu = e.rows_range(0, self.m);
+        let ei = e.rows_range(self.m, self.m + self.n);
+        match graph {
             Some(g) => {
-                let hs = item_graph::propagate(g, &e_i, self.cfg.ii_layers);
-                let hu = self.a.spmm(hs.last().unwrap());
-                zu.add_assign(&hu);
-                zi.add_assign(hs.last().unwrap());
-                (hs, hu)
+                let h0 = match self.cfg.item_graph_input {
+                    ItemGraphInput::Readout => ei.clone(),
+                    ItemGraphInput::Embeddings => self.t("item_emb").clone(),
+                };
+                let hs = item_graph::propagate(g, &h0, self.cfg.ii_layers);
+                let hi = hs.last().unwrap().clone();
+                let hu = if self.cfg.user_semantic { self.a.spmm(&hi) } else { Dense::zeros(self.m, e.cols) };
+                Branches { eu, ei, hs, hu, hi }
             }
-            None => (Vec::new(), Dense::zeros(self.m, e.cols)),
-        };
-        (zu, zi, hs, hu)
+            None => {
+                let (hu, hi) = (Dense::zeros(self.m, e.cols), Dense::zeros(self.n, e.cols));
+                Branches { eu, ei, hs: Vec::new(), hu, hi }
+            }
+        }
     }
+
+    /// The scoring tables: z = e + h (Eq. 17), or [e, h] without dual fusion (late fusion:
+    /// the dot product adds the two branches' scores).
+    fn scoring_tables(&self, e: &Dense, graph: Option<&KnnGraph>) -> (Dense, Dense) {
+        let br = self.branches(e, graph);
+        if self.cfg.dual_fusion {
+            let (mut zu, mut zi) = (br.eu, br.ei);
+            zu.add_assign(&br.hu);
+            zi.add_assign(&br.hi);
+            (zu, zi)
+        } else {
+            (Dense::hcat(&br.eu, &br.hu), Dense::hcat(&br.ei, &br.hi))
+        }
+    }
+}
+
+/// e and h split into users and items; `hs` are the layers of Eq. (15) (empty without a graph).
+struct Branches {
+    eu: Dense,
+    ei: Dense,
+    hs: Vec<Dense>,
+    hu: Dense,
+    hi: Dense,
 }
 
 fn gather(x: &Dense, rows: &[u32]) -> Dense {
@@ -329,7 +356,9 @@ impl Engine for CpuEngine {
             return Err(CraneError::Invalid("empty batch".into()));
         }
         let cfg = self.cfg.clone();
-        if cfg.item_graph && self.graph.is_none() && !learn_graph {
+        // A frozen raw-feature graph (FREEDOM) has nothing to learn.
+        let learn = learn_graph && cfg.item_graph && cfg.item_graph_source == ItemGraphSource::Learned;
+        if cfg.item_graph && self.graph.is_none() && !learn {
             self.rebuild_item_graph()?;
         }
         let (m, n) = (self.m, self.n);
@@ -337,32 +366,53 @@ impl Engine for CpuEngine {
         let (e, gcn_cache) = self.gcn();
         let t1 = Instant::now();
         let mut fcache = None;
-        if cfg.item_graph && learn_graph {
+        if learn {
             let (g, fc) = self.build_graph()?;
             self.graph = Some(g);
             fcache = Some(fc);
         }
         let t2 = Instant::now();
         let graph = if cfg.item_graph { self.graph.clone() } else { None };
-        let (zu, zi, hs, hu) = self.fuse(&e, graph.as_ref());
+        let br = self.branches(&e, graph.as_ref());
         let t3 = Instant::now();
 
-        // Eq. (18)
-        let pos: Vec<f32> = batch.iter().map(|&(u, i, _)| dot(zu.row(u as usize), zi.row(i as usize))).collect();
-        let neg: Vec<f32> = batch.iter().map(|&(u, _, j)| dot(zu.row(u as usize), zi.row(j as usize))).collect();
-        let (l_bpr, dpos, dneg) = losses::bpr(&pos, &neg);
+        // Eq. (18) on z = e + h; without dual fusion, one BPR term per branch.
         let d = e.cols;
-        let (mut d_zu, mut d_zi) = (Dense::zeros(m, d), Dense::zeros(n, d));
-        for (k, &(u, i, j)) in batch.iter().enumerate() {
-            let (u, i, j) = (u as usize, i as usize, j as usize);
-            for c in 0..d {
-                d_zu.data[u * d + c] += dpos[k] * zi.data[i * d + c] + dneg[k] * zi.data[j * d + c];
-                d_zi.data[i * d + c] += dpos[k] * zu.data[u * d + c];
-                d_zi.data[j * d + c] += dneg[k] * zu.data[u * d + c];
+        let views: Vec<(Dense, Dense)> = if cfg.dual_fusion {
+            let (mut zu, mut zi) = (br.eu.clone(), br.ei.clone());
+            zu.add_assign(&br.hu);
+            zi.add_assign(&br.hi);
+            vec![(zu, zi)]
+        } else {
+            vec![(br.eu.clone(), br.ei.clone()), (br.hu.clone(), br.hi.clone())]
+        };
+        let (mut d_eu, mut d_ei) = (Dense::zeros(m, d), Dense::zeros(n, d));
+        let (mut d_hu, mut d_hi) = (Dense::zeros(m, d), Dense::zeros(n, d));
+        let mut l_bpr = 0.0;
+        for (v, (xu, xi)) in views.iter().enumerate() {
+            let pos: Vec<f32> = batch.iter().map(|&(u, i, _)| dot(xu.row(u as usize), xi.row(i as usize))).collect();
+            let neg: Vec<f32> = batch.iter().map(|&(u, _, j)| dot(xu.row(u as usize), xi.row(j as usize))).collect();
+            let (l, dpos, dneg) = losses::bpr(&pos, &neg);
+            l_bpr += l;
+            let (mut d_xu, mut d_xi) = (Dense::zeros(m, d), Dense::zeros(n, d));
+            for (k, &(u, i, j)) in batch.iter().enumerate() {
+                let (u, i, j) = (u as usize, i as usize, j as usize);
+                for c in 0..d {
+                    d_xu.data[u * d + c] += dpos[k] * xi.data[i * d + c] + dneg[k] * xi.data[j * d + c];
+                    d_xi.data[i * d + c] += dpos[k] * xu.data[u * d + c];
+                    d_xi.data[j * d + c] += dneg[k] * xu.data[u * d + c];
+                }
+            }
+            // Eq. (17): z = e + h sends d_z to both views; a late-fused branch only to its own.
+            if cfg.dual_fusion || v == 0 {
+                d_eu.add_assign(&d_xu);
+                d_ei.add_assign(&d_xi);
+            }
+            if cfg.dual_fusion || v == 1 {
+                d_hu.add_assign(&d_xu);
+                d_hi.add_assign(&d_xi);
             }
         }
-        let (mut d_eu, mut d_ei) = (d_zu.clone(), d_zi.clone());
-        let (mut d_hu, mut d_hi) = (d_zu, d_zi);
         // Eq. (19)
         let use_cl = cfg.uses_contrastive();
         let beta = if use_cl { cfg.beta } else { 0.0 };
@@ -370,41 +420,65 @@ impl Engine for CpuEngine {
         if use_cl {
             let users = distinct(batch.iter().map(|t| t.0));
             let items = distinct(batch.iter().map(|t| t.1));
-            let e_u = e.rows_range(0, m);
-            let e_i = e.rows_range(m, m + n);
-            let h_i = hs.last().unwrap();
             let (l, da, dh) =
-                losses::info_nce(&gather(&e_u, &users), &gather(&hu, &users), cfg.tau as f32, beta as f32);
+                losses::info_nce(&gather(&br.eu, &users), &gather(&br.hu, &users), cfg.tau as f32, beta as f32);
             l_clu = l;
             scatter_add(&mut d_eu, &users, &da);
             scatter_add(&mut d_hu, &users, &dh);
             let (l, da, dh) =
-                losses::info_nce(&gather(&e_i, &items), &gather(h_i, &items), cfg.tau as f32, beta as f32);
+                losses::info_nce(&gather(&br.ei, &items), &gather(&br.hi, &items), cfg.tau as f32, beta as f32);
             l_cli = l;
             scatter_add(&mut d_ei, &items, &da);
             scatter_add(&mut d_hi, &items, &dh);
         }
         // Eq. (20)
         let (ue, ie) = (self.ix("user_emb"), self.ix("item_emb"));
+        let users_b: Vec<u32> = batch.iter().map(|t| t.0).collect();
+        let pos_b: Vec<u32> = batch.iter().map(|t| t.1).collect();
+        let neg_b: Vec<u32> = batch.iter().map(|t| t.2).collect();
+        let table_sq = |t: &Dense, rows: &[u32]| {
+            rows.iter().map(|&r| dot(t.row(r as usize), t.row(r as usize)) as f64).sum::<f64>()
+        };
+        let norms = [table_sq(&self.p[ue], &users_b), table_sq(&self.p[ie], &pos_b), table_sq(&self.p[ie], &neg_b)];
         let sq = match cfg.regularisation {
-            Regularisation::BatchEmbeddings => {
-                batch
-                    .iter()
-                    .map(|&(u, i, j)| {
-                        let (pu, pi) = (&self.p[ue], &self.p[ie]);
-                        (dot(pu.row(u as usize), pu.row(u as usize))
-                            + dot(pi.row(i as usize), pi.row(i as usize))
-                            + dot(pi.row(j as usize), pi.row(j as usize))) as f64
-                    })
-                    .sum::<f64>()
-                    / batch.len() as f64
-            }
+            Regularisation::BatchEmbeddings => norms.iter().sum::<f64>() / batch.len() as f64,
+            Regularisation::BatchNorms => norms.iter().map(|v| v.sqrt()).sum::<f64>() / batch.len() as f64,
             Regularisation::AllParameters => self.p.iter().map(|t| t.sq_norm()).sum(),
         };
-        let terms = crane_reference::losses::total_loss(l_bpr, l_clu, l_cli, sq, beta, cfg.lambda);
-        for (name, v) in
-            [("bpr", terms.bpr), ("cl_user", terms.cl_user), ("cl_item", terms.cl_item), ("reg", terms.reg)]
-        {
+        let mut terms = crane_reference::losses::total_loss(l_bpr, l_clu, l_cli, sq, beta, cfg.lambda);
+        // FREEDOM's modality terms on the batch's rows only: [2B, d_m] features, not [N, d_m].
+        let mut modality = Vec::new();
+        if cfg.modality_bpr > 0.0 {
+            let mut zsum = gather(&br.eu, &users_b);
+            zsum.add_assign(&gather(&br.hu, &users_b));
+            let w = cfg.modality_bpr as f32;
+            for (mm, (pn, bn)) in [("proj.v", "proj_bias.v"), ("proj.t", "proj_bias.t")].into_iter().enumerate() {
+                if self.feats[mm].cols == 0 {
+                    continue;
+                }
+                let rows: Vec<u32> = pos_b.iter().chain(&neg_b).copied().collect();
+                let x = gather(&self.feats[mm], &rows);
+                let y = user_profiles::project(&x, self.t(pn), self.t(bn));
+                let b = batch.len();
+                let pos: Vec<f32> = (0..b).map(|k| dot(zsum.row(k), y.row(k))).collect();
+                let neg: Vec<f32> = (0..b).map(|k| dot(zsum.row(k), y.row(b + k))).collect();
+                let (l, dpos, dneg) = losses::bpr(&pos, &neg);
+                terms.modality += cfg.modality_bpr * l;
+                let mut dz = Dense::zeros(b, d);
+                let mut dy = Dense::zeros(2 * b, d);
+                for k in 0..b {
+                    for c in 0..d {
+                        dz.data[k * d + c] = w * (dpos[k] * y.data[k * d + c] + dneg[k] * y.data[(b + k) * d + c]);
+                        dy.data[k * d + c] = w * dpos[k] * zsum.data[k * d + c];
+                        dy.data[(b + k) * d + c] = w * dneg[k] * zsum.data[k * d + c];
+                    }
+                }
+                scatter_add(&mut d_eu, &users_b, &dz);
+                scatter_add(&mut d_hu, &users_b, &dz);
+                modality.push((pn, bn, x, dy));
+            }
+        }
+        for (name, v) in terms.named() {
             if !v.is_finite() {
                 return Err(CraneError::Invalid(format!("non-finite loss: term {name} is {v}")));
             }
@@ -415,10 +489,21 @@ impl Engine for CpuEngine {
         for g in &mut self.g {
             g.data.iter_mut().for_each(|v| *v = 0.0);
         }
+        for (pn, bn, x, dy) in &modality {
+            let (dp, db) = user_profiles::project_backward(x, dy);
+            let (kp, kb) = (self.ix(pn), self.ix(bn));
+            self.g[kp].add_assign(&dp);
+            self.g[kb].add_assign(&db);
+        }
         if let Some(g) = &graph {
-            d_hi.add_assign(&self.a_t.spmm(&d_hu));
-            let (d_h0, d_vals) = item_graph::propagate_backward(g, &hs, &d_hi);
-            d_ei.add_assign(&d_h0);
+            if cfg.user_semantic {
+                d_hi.add_assign(&self.a_t.spmm(&d_hu));
+            }
+            let (d_h0, d_vals) = item_graph::propagate_backward(g, &br.hs, &d_hi);
+            match cfg.item_graph_input {
+                ItemGraphInput::Readout => d_ei.add_assign(&d_h0),
+                ItemGraphInput::Embeddings => self.g[ie].add_assign(&d_h0),
+            }
             if let Some(fc) = &fcache {
                 let t = Instant::now();
                 self.build_graph_backward(g, fc, &d_vals);
@@ -436,19 +521,22 @@ impl Engine for CpuEngine {
             self.g[k].add_assign(dw);
         }
         let lam = cfg.lambda as f32;
-        match cfg.regularisation {
-            Regularisation::BatchEmbeddings => {
-                let f = 2.0 * lam / batch.len() as f32;
-                // Disjoint fields: read the parameters while writing their gradients.
-                let (p, g) = (&self.p, &mut self.g);
-                let (pu, pi) = (&p[ue], &p[ie]);
-                for &(u, i, j) in batch {
-                    for c in 0..d {
-                        g[ue].data[u as usize * d + c] += f * pu.data[u as usize * d + c];
-                        g[ie].data[i as usize * d + c] += f * pi.data[i as usize * d + c];
-                        g[ie].data[j as usize * d + c] += f * pi.data[j as usize * d + c];
-                    }
+        let batch_rows = |f: [f32; 3], p: &Vec<Dense>, g: &mut Vec<Dense>| {
+            let (pu, pi) = (&p[ue], &p[ie]);
+            for &(u, i, j) in batch {
+                for c in 0..d {
+                    g[ue].data[u as usize * d + c] += f[0] * pu.data[u as usize * d + c];
+                    g[ie].data[i as usize * d + c] += f[1] * pi.data[i as usize * d + c];
+                    g[ie].data[j as usize * d + c] += f[2] * pi.data[j as usize * d + c];
                 }
+            }
+        };
+        let b = batch.len() as f32;
+        match cfg.regularisation {
+            Regularisation::BatchEmbeddings => batch_rows([2.0 * lam / b; 3], &self.p, &mut self.g),
+            Regularisation::BatchNorms => {
+                let f = norms.map(|v| if v > 0.0 { lam / (b * v.sqrt() as f32) } else { 0.0 });
+                batch_rows(f, &self.p, &mut self.g)
             }
             Regularisation::AllParameters => {
                 for (g, p) in self.g.iter_mut().zip(&self.p) {
@@ -468,7 +556,17 @@ impl Engine for CpuEngine {
             return Ok(());
         }
         let t = Instant::now();
-        let (g, _) = self.build_graph()?;
+        let g = match self.cfg.item_graph_source {
+            ItemGraphSource::Learned => self.build_graph()?.0,
+            // Frozen: built from the raw features once, whatever the parameters.
+            ItemGraphSource::RawFeatures { .. } if self.graph.is_some() => return Ok(()),
+            ItemGraphSource::RawFeatures { image_weight } => item_graph::raw_feature_graph(
+                &self.feats,
+                self.cfg.knn_k,
+                image_weight,
+                rca::block_rows(self.n, self.block_bytes),
+            )?,
+        };
         self.graph = Some(g);
         self.times.rca_graph += t.elapsed();
         Ok(())
@@ -529,7 +627,7 @@ impl Engine for CpuEngine {
         self.set_edge_mask(&vec![1.0; self.a64.nnz()])?;
         let (e, _) = self.gcn();
         let graph = if self.cfg.item_graph { self.graph.clone() } else { None };
-        let (zu, zi, _, _) = self.fuse(&e, graph.as_ref());
+        let (zu, zi) = self.scoring_tables(&e, graph.as_ref());
         self.set_edge_mask(&saved)?;
         self.z = Some((zu, zi));
         self.times.scoring += t.elapsed();

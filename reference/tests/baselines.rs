@@ -1,0 +1,126 @@
+//! Invariants of the parts that the baselines and the "w/o Dual Fusion" ablation add to the
+//! model (their gradients are checked with the rest in `model.rs`): FREEDOM's frozen graph,
+//! MMRec's unsquared norm penalty, the modality BPR terms, late fusion.
+
+mod common;
+use common::*;
+use crane_reference::config::*;
+use crane_reference::dense::{row_cols, scale, vsplit};
+use crane_reference::item_graph::raw_feature_graph;
+use crane_reference::losses::{batch_norms, batch_sq_norm};
+use crane_reference::model::{forward, loss_and_grads};
+use faer::Mat;
+use proptest::prelude::*;
+
+fn freedom_config() -> ModelConfig {
+    ModelConfig {
+        item_graph_source: ItemGraphSource::RawFeatures { image_weight: 0.1 },
+        item_graph_input: ItemGraphInput::Embeddings,
+        user_semantic: false,
+        contrastive: false,
+        feature_dim: 4,
+        modality_bpr: 0.3,
+        gcn_weights: false,
+        ..tiny_config()
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    /// Each modality's binary kNN rows carry 1/k per entry, so every row of S sums to 1, the
+    /// item itself is a neighbour, and S does not change when a feature row is rescaled
+    /// (cosine). Columns are ascending (valid CSR).
+    #[test]
+    fn freedom_raw_graph_rows_sum_to_one_and_ignore_row_scale(seed in 0u64..10_000, w in 0.0f64..1.0, s in 0.1f64..10.0) {
+        let mut r = rng(seed);
+        let feats = [rand_mat(9, 6, 1.0, &mut r), rand_mat(9, 5, 1.0, &mut r)];
+        let g = raw_feature_graph(&feats, 3, w).unwrap();
+        for i in 0..9 {
+            let (lo, hi) = (g.row_offsets()[i], g.row_offsets()[i + 1]);
+            let sum: f64 = g.values()[lo..hi].iter().sum();
+            prop_assert!((sum - 1.0).abs() < 1e-12, "row {i} sums to {sum}");
+            prop_assert!(row_cols(&g, i).contains(&i), "row {i} lacks its own item");
+            prop_assert!(row_cols(&g, i).windows(2).all(|p| p[0] < p[1]));
+        }
+        let mut scaled = feats.clone();
+        let row2: Mat<f64> = scale(&scaled[1], 1.0);
+        scaled[1] = Mat::from_fn(9, 5, |i, j| if i == 4 { s * row2[(i, j)] } else { row2[(i, j)] });
+        prop_assert_eq!(raw_feature_graph(&scaled, 3, w).unwrap(), g);
+    }
+
+    /// MMRec's penalty is positively homogeneous of degree 1, the squared one of degree 2.
+    #[test]
+    fn mmrec_norm_penalty_is_homogeneous_of_degree_one(seed in 0u64..10_000, c in 0.1f64..5.0) {
+        let mut r = rng(seed);
+        let (u, i) = (rand_mat(5, 4, 1.0, &mut r), rand_mat(6, 4, 1.0, &mut r));
+        let t = [(0, 1, 2), (3, 4, 5), (0, 0, 3)];
+        let (uc, ic) = (scale(&u, c), scale(&i, c));
+        prop_assert!((batch_norms(&uc, &ic, &t) - c * batch_norms(&u, &i, &t)).abs() < 1e-10);
+        prop_assert!((batch_sq_norm(&uc, &ic, &t) - c * c * batch_sq_norm(&u, &i, &t)).abs() < 1e-9);
+    }
+}
+
+/// A missing modality gives its whole weight to the other: the graph is that modality's kNN.
+#[test]
+fn freedom_raw_graph_with_one_modality_is_that_modalitys_knn() {
+    let mut r = rng(3);
+    let text = rand_mat(9, 5, 1.0, &mut r);
+    let only_text = raw_feature_graph(&[Mat::zeros(9, 0), text.clone()], 3, 0.1).unwrap();
+    let text_weighted = raw_feature_graph(&[rand_mat(9, 6, 1.0, &mut r), text], 3, 0.0).unwrap();
+    assert_eq!(only_text, text_weighted);
+    assert!(only_text.values().iter().all(|&v| (v - 1.0 / 3.0).abs() < 1e-15));
+    let err = raw_feature_graph(&[Mat::zeros(9, 0), Mat::zeros(9, 0)], 3, 0.1).unwrap_err();
+    assert!(format!("{err}").contains("neither"), "{err}");
+}
+
+/// Late fusion scores a pair by the sum of the two branches' scores, and the dual model's
+/// z = e + h scores differ from it by the cross terms.
+#[test]
+fn wo_dual_fusion_scores_are_the_sum_of_branch_scores() {
+    let cfg = ModelConfig { dual_fusion: false, ..tiny_config() };
+    let (p, _, g) = tiny_case(9, &cfg);
+    let fw = forward(&p, &g, &cfg).unwrap();
+    let (zu, zi) = vsplit(&fw.z, 7);
+    let (eu, ei) = vsplit(&fw.e, 7);
+    let (hu, hi) = vsplit(&fw.h, 7);
+    let dot =
+        |a: &Mat<f64>, i: usize, b: &Mat<f64>, j: usize| (0..a.ncols()).map(|c| a[(i, c)] * b[(j, c)]).sum::<f64>();
+    for u in 0..7 {
+        for i in 0..9 {
+            let late = dot(&eu, u, &ei, i) + dot(&hu, u, &hi, i);
+            assert!((dot(&zu, u, &zi, i) - late).abs() < 1e-12);
+        }
+    }
+}
+
+/// FREEDOM: users carry no semantic part (h_u = 0), item h is S·E_I from the layer-0
+/// embeddings, and the graph is the raw-feature graph whatever the parameters are.
+#[test]
+fn freedom_item_side_is_frozen_graph_times_layer0_embeddings() {
+    let cfg = freedom_config();
+    let (p, batch, g) = tiny_case(4, &cfg);
+    let fw = forward(&p, &g, &cfg).unwrap();
+    let (hu, hi) = vsplit(&fw.h, 7);
+    assert_eq!(crane_reference::dense::max_abs(&hu), 0.0);
+    let s = raw_feature_graph(&g.features, cfg.knn_k, 0.1).unwrap();
+    assert_eq!(fw.item_graph.as_ref().unwrap(), &s);
+    let expect = crane_reference::dense::spmm(&s, &p.item_emb);
+    assert!(crane_reference::dense::max_abs(&crane_reference::dense::zip(&hi, &expect, |a, b| a - b)) < 1e-12);
+    // The modality terms are there and weighted; with modality_bpr = 0 they vanish.
+    let with = loss_and_grads(&p, &batch, &g, &cfg).unwrap();
+    assert!(with.terms.modality > 0.0);
+    let without = loss_and_grads(&p, &batch, &g, &ModelConfig { modality_bpr: 0.0, ..cfg.clone() }).unwrap();
+    assert_eq!(without.terms.modality, 0.0);
+    assert!((with.loss - without.loss - with.terms.modality).abs() < 1e-12);
+    // Nothing reaches the RCA weights: the graph is frozen.
+    assert_eq!(crane_reference::dense::max_abs(&with.grads.w_tr), 0.0);
+}
+
+#[test]
+fn modality_bpr_needs_matching_widths_and_cl_needs_user_semantic() {
+    let bad = ModelConfig { modality_bpr: 0.1, ..tiny_config() };
+    assert!(format!("{}", bad.validate(9).unwrap_err()).contains("feature_dim"));
+    let bad = ModelConfig { user_semantic: false, ..tiny_config() };
+    assert!(format!("{}", bad.validate(9).unwrap_err()).contains("user_semantic"));
+}
