@@ -213,17 +213,25 @@ pub fn rank_users(
 }
 
 /// MMRec's `save_recommended_topk` layout: a header `id top_1 ... top_K`, then one line per
-/// user with the original user id and the top-K item ids, tab-separated.
-pub fn topk_tsv(users: &[u32], rankings: &[Vec<u32>], user_ids: &[u64], k: usize) -> String {
+/// user with the original user id and the top-K item ids, tab-separated. `user` and `item`
+/// give the original ids (reviewer ids and ASINs when the dataset has mapping files).
+pub fn topk_tsv(
+    users: &[u32],
+    rankings: &[Vec<u32>],
+    user: impl Fn(u32) -> String,
+    item: impl Fn(u32) -> String,
+    k: usize,
+) -> String {
     let mut s = String::from("id");
     for r in 1..=k {
         s.push_str(&format!("\ttop_{r}"));
     }
     s.push('\n');
     for (&u, r) in users.iter().zip(rankings) {
-        s.push_str(&user_ids[u as usize].to_string());
-        for i in r.iter().take(k) {
-            s.push_str(&format!("\t{i}"));
+        s.push_str(&user(u));
+        for &i in r.iter().take(k) {
+            s.push('\t');
+            s.push_str(&item(i));
         }
         s.push('\n');
     }

@@ -16,15 +16,24 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Write a synthetic MMRec-layout dataset with the shape of a paper dataset.
+    /// With --features-for: write generated feature files for an existing interaction set.
     Synth {
         /// tiny, baby, sports, clothing or electronics.
-        #[arg(long)]
-        like: String,
+        #[arg(long, required_unless_present = "features_for", conflicts_with = "features_for")]
+        like: Option<String>,
         /// Multiply users, items and interactions by this factor.
         #[arg(long, default_value_t = 1.0)]
         scale: f64,
         #[arg(long, default_value_t = 2024)]
         seed: u64,
+        /// A dataset folder (either layout): write image_feat.npy (n_items x 4096) and
+        /// text_feat.npy (n_items x 384) for its items instead of a whole dataset.
+        #[arg(long)]
+        features_for: Option<PathBuf>,
+        /// With --features-for: `random` (no signal, a control) or `planted` (signal from the
+        /// training split only).
+        #[arg(long, default_value = "planted")]
+        kind: String,
         /// Output folder (created); files are `<like>.inter`, `image_feat.npy`, `text_feat.npy`.
         #[arg(long)]
         out: PathBuf,
@@ -51,8 +60,9 @@ enum Command {
         checkpoint: PathBuf,
         #[arg(long)]
         data_dir: PathBuf,
+        /// The user's original id: the number in the .inter file, or its name in user2id.json.
         #[arg(long)]
-        user: u64,
+        user: String,
         #[arg(short, long, default_value_t = 20)]
         k: usize,
     },
@@ -116,6 +126,17 @@ enum DataCommand {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Convert another layout to the MMRec layout (.inter, mapping files and features copied).
+    Import {
+        /// The source layout: lattice-json.
+        #[arg(long)]
+        from: String,
+        /// The source folder.
+        src: PathBuf,
+        /// The output folder; the .inter file is named after it.
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -211,7 +232,7 @@ fn run(cli: Cli) -> Result<()> {
                 if let (Some(path), "test") = (&export_topk, name) {
                     crane::io::write_string_atomic(
                         path,
-                        &crane::eval::topk_tsv(&set.users, &rankings, &ds.user_ids, k),
+                        &crane::eval::topk_tsv(&set.users, &rankings, |u| ds.user_label(u), |i| ds.item_label(i), k),
                     )?;
                     eprintln!("top-{k} lists of {} test users written to {}", set.users.len(), path.display());
                 }
@@ -220,15 +241,14 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Recommend { checkpoint, data_dir, user, k } => {
             let (ds, engine, _) = engine_from_checkpoint(&checkpoint, &data_dir)?;
-            let u = ds
-                .user_ids
-                .binary_search(&user)
-                .map_err(|_| CraneError::config("--user", format!("user {user} is not in {}", data_dir.display())))?;
+            let u = ds.find_user(&user).ok_or_else(|| {
+                CraneError::config("--user", format!("user `{user}` is not in {}", data_dir.display()))
+            })? as usize;
             let mut scores = vec![0f32; ds.n_items];
             engine.score_block(&[u as u32], &mut scores);
             let top = crane::eval::top_k(&scores, &ds.train_by_user()[u], k);
-            for (rank, i) in top.iter().enumerate() {
-                println!("{}\t{}\t{:.4}", rank + 1, i, scores[*i as usize]);
+            for (rank, &i) in top.iter().enumerate() {
+                println!("{}\t{}\t{:.4}", rank + 1, ds.item_label(i), scores[i as usize]);
             }
             Ok(())
         }
@@ -237,8 +257,9 @@ fn run(cli: Cli) -> Result<()> {
             let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&name));
             let st = ds.stats();
             eprintln!(
-                "{}: {} users, {} items, {} train interactions; features: {}{}",
+                "{} ({}): {} users, {} items, {} train interactions; features: {}{}",
                 ds.name,
+                ds.layout,
                 st.users,
                 st.items,
                 st.train,
@@ -297,7 +318,25 @@ fn run(cli: Cli) -> Result<()> {
             println!("RCA block GEMMs         {gf_rca:.1} GFLOP/s (plain faer matmul of the same shape: {gf_plain:.1} GFLOP/s)");
             Ok(())
         }
-        Command::Synth { like, scale, seed, out } => {
+        Command::Synth { like: None, seed, features_for: Some(src), kind, out, .. } => {
+            let kind = match kind.as_str() {
+                "random" => synth::FeatureKind::Random,
+                "planted" => synth::FeatureKind::Planted,
+                other => return Err(CraneError::config("--kind", format!("`{other}` is not random or planted"))),
+            };
+            let opts = LoadOptions { load_features: false, ..LoadOptions::default() };
+            let ds = data::load_dataset(&src, &opts)?;
+            eprintln!("{}: {} ({} items); generating {kind:?} features ...", src.display(), ds.layout, ds.n_items);
+            let [v, t] = synth::features_for(&ds, kind, seed);
+            std::fs::create_dir_all(&out).map_err(|e| CraneError::io(&out, "create directory", e))?;
+            for (file, f) in [("image_feat.npy", &v), ("text_feat.npy", &t)] {
+                data::npy::write_features(&out.join(file), f)?;
+                eprintln!("wrote {} ({} x {}, generated: {kind:?})", out.join(file).display(), f.rows, f.cols);
+            }
+            Ok(())
+        }
+        Command::Synth { like, scale, seed, out, .. } => {
+            let like = like.expect("clap requires --like without --features-for");
             let p = synth::preset(&like)?.scaled(scale)?;
             eprintln!("generating {} users, {} items, ~{} interactions ...", p.users, p.items, p.interactions);
             let s = synth::generate(&p, seed);
@@ -305,9 +344,19 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("wrote {} ({} interactions)", out.display(), s.rows.len());
             Ok(())
         }
+        Command::Data { command: DataCommand::Import { from, src, out } } => {
+            if from != "lattice-json" {
+                return Err(CraneError::config("--from", format!("`{from}` is not a known layout (lattice-json)")));
+            }
+            for p in data::lattice::import(&src, &out)? {
+                eprintln!("wrote {}", p.display());
+            }
+            Ok(())
+        }
         Command::Data { command: DataCommand::Stats { dir, min_user_interactions, split_seed: seed, json } } => {
             let opts = LoadOptions { min_user_interactions, split_seed: split_seed(&seed)?, load_features: true };
             let ds = data::load_dataset(&dir, &opts)?;
+            eprintln!("{}: found the {}", dir.display(), ds.layout);
             for w in &ds.warnings {
                 eprintln!("warning: {w}");
             }

@@ -10,6 +10,7 @@
 //! - Users absent from the training split are dropped from validation and test.
 
 pub mod inter;
+pub mod lattice;
 pub mod npy;
 pub mod split;
 pub mod synth;
@@ -39,6 +40,40 @@ impl Default for LoadOptions {
     }
 }
 
+/// The folder layout a dataset was read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    /// `<name>.inter` (+ features): MMRec.
+    Mmrec,
+    /// `train.json`, `val.json`, `test.json` (+ `item2id.json`, `user2id.json`): LATTICE.
+    LatticeJson,
+}
+
+impl std::fmt::Display for Layout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Layout::Mmrec => "MMRec layout (.inter)",
+            Layout::LatticeJson => "LATTICE JSON layout (train/val/test.json)",
+        })
+    }
+}
+
+/// Which layout `dir` holds: the MMRec `.inter` when there is one, else the JSON layout.
+pub fn detect_layout(dir: &Path) -> Result<Layout> {
+    if !dir.is_dir() {
+        return Err(CraneError::file(dir, "not a folder (expected a dataset folder)"));
+    }
+    match find_inter(dir) {
+        Ok(_) => Ok(Layout::Mmrec),
+        Err(_) if lattice::is_lattice_dir(dir) => Ok(Layout::LatticeJson),
+        Err(e) => Err(CraneError::file(
+            dir,
+            format!("no dataset found: neither the MMRec layout nor train.json/val.json/test.json ({e})"),
+        )),
+    }
+}
+
 /// Where the split came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SplitSource {
@@ -64,6 +99,11 @@ pub struct Dataset {
     pub split: SplitSource,
     /// Things the user should know (duplicates dropped, users filtered, ...).
     pub warnings: Vec<String>,
+    pub layout: Layout,
+    /// Original names of the dense users (reviewer ids), from `user2id.json`, when present.
+    pub user_names: Option<Vec<String>>,
+    /// Original names of the items (ASINs), from `item2id.json`, when present.
+    pub item_names: Option<Vec<String>>,
 }
 
 /// Finds `<dir>/<name>.inter`, or the only `.inter` file in `dir`.
@@ -89,15 +129,44 @@ pub fn find_inter(dir: &Path) -> Result<PathBuf> {
     }
 }
 
-/// Loads a dataset folder in the MMRec layout.
+/// Loads a dataset folder in either layout (see [`detect_layout`]).
 pub fn load_dataset(dir: &Path, opts: &LoadOptions) -> Result<Dataset> {
-    let inter_path = find_inter(dir)?;
-    let text = std::fs::read_to_string(&inter_path).map_err(|e| CraneError::io(&inter_path, "read", e))?;
-    let parsed = inter::parse_inter(&text, &inter_path)?;
-    let name = inter_path.file_stem().unwrap().to_string_lossy().to_string();
+    let layout = detect_layout(dir)?;
+    let (parsed, inter_path, name) = match layout {
+        Layout::Mmrec => {
+            let inter_path = find_inter(dir)?;
+            let text = std::fs::read_to_string(&inter_path).map_err(|e| CraneError::io(&inter_path, "read", e))?;
+            let parsed = inter::parse_inter(&text, &inter_path)?;
+            let name = inter_path.file_stem().unwrap().to_string_lossy().to_string();
+            (parsed, inter_path, name)
+        }
+        Layout::LatticeJson => {
+            let rows = lattice::read_splits(dir)?;
+            let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "dataset".into());
+            (inter::InterFile { rows, has_labels: true }, dir.join("train.json"), name)
+        }
+    };
     let mut warnings = Vec::new();
     if parsed.rows.is_empty() {
         return Err(CraneError::file(&inter_path, "no interactions after the header"));
+    }
+    let user_map = lattice::read_mapping(&dir.join("user2id.json"))?;
+    let item_map = lattice::read_mapping(&dir.join("item2id.json"))?;
+    for (map, file, what) in [(&user_map, "user2id.json", "user"), (&item_map, "item2id.json", "item")] {
+        if let Some(names) = map {
+            let id_of = |r: &inter::InterRow| if what == "user" { r.user } else { r.item };
+            if let Some(r) = parsed.rows.iter().find(|r| names.get(id_of(r) as usize).is_none_or(|n| n.is_none())) {
+                return Err(CraneError::file(
+                    &dir.join(file),
+                    format!(
+                        "disagrees with the splits: {what} id {} ({}, line {}) is not a value of {file}",
+                        id_of(r),
+                        split_source_name(layout, &inter_path, r.label),
+                        r.line
+                    ),
+                ));
+            }
+        }
     }
 
     // Duplicates: keep the first row.
@@ -120,7 +189,18 @@ pub fn load_dataset(dir: &Path, opts: &LoadOptions) -> Result<Dataset> {
             inter_path.display()
         ));
     }
-    let n_items = rows.iter().map(|r| r.item).max().unwrap() as usize + 1;
+    let mut n_items = rows.iter().map(|r| r.item).max().unwrap() as usize + 1;
+    if let Some(names) = &item_map {
+        // Items named in the mapping but in no split are candidates too (MMRec's rule for ids
+        // below the maximum), and feature rows follow the mapping.
+        if names.len() > n_items {
+            warnings.push(format!(
+                "item2id.json names {} item(s) with ids beyond every split's; they are ranked as candidates",
+                names.len() - n_items
+            ));
+            n_items = names.len();
+        }
+    }
 
     // Optional filter of light users.
     let mut per_user: BTreeMap<u64, usize> = BTreeMap::new();
@@ -187,6 +267,25 @@ pub fn load_dataset(dir: &Path, opts: &LoadOptions) -> Result<Dataset> {
             return Err(CraneError::file(&inter_path, format!("empty split: no {split} interactions")));
         }
     }
+    let mut in_train_items = vec![false; n_items];
+    for &(_, i) in &train {
+        in_train_items[i as usize] = true;
+    }
+    let outside: std::collections::BTreeSet<u32> =
+        valid.iter().chain(&test).map(|p| p.1).filter(|&i| !in_train_items[i as usize]).collect();
+    if !outside.is_empty() {
+        warnings.push(format!(
+            "{} item(s) occur only in validation or test (e.g. item {}): ranked as candidates; their ID \
+             embeddings get no BPR gradient",
+            outside.len(),
+            outside.iter().next().unwrap()
+        ));
+    }
+    let name_of = |map: &Option<Vec<Option<String>>>, id: u64| {
+        map.as_ref().and_then(|m| m.get(id as usize).cloned().flatten()).unwrap_or_else(|| id.to_string())
+    };
+    let user_names = user_map.as_ref().map(|_| user_ids.iter().map(|&u| name_of(&user_map, u)).collect());
+    let item_names = item_map.as_ref().map(|_| (0..n_items as u64).map(|i| name_of(&item_map, i)).collect());
 
     let mut features = [None, None];
     if opts.load_features {
@@ -220,7 +319,17 @@ pub fn load_dataset(dir: &Path, opts: &LoadOptions) -> Result<Dataset> {
         features,
         split: split_src,
         warnings,
+        layout,
+        user_names,
+        item_names,
     })
+}
+
+fn split_source_name(layout: Layout, inter_path: &Path, label: Option<u8>) -> String {
+    match layout {
+        Layout::Mmrec => inter_path.display().to_string(),
+        Layout::LatticeJson => lattice::SPLIT_FILES[label.unwrap_or(0) as usize].to_string(),
+    }
 }
 
 /// The columns of the paper's Table 2, plus per-split counts and feature shapes.
@@ -262,6 +371,33 @@ impl Dataset {
     /// Sorted training items of each user `[M][..]`.
     pub fn train_by_user(&self) -> Vec<Vec<u32>> {
         group(self.n_users, &self.train)
+    }
+
+    /// The original name of a dense user: its reviewer id when a mapping is known, else its id.
+    pub fn user_label(&self, u: u32) -> String {
+        match &self.user_names {
+            Some(n) => n[u as usize].clone(),
+            None => self.user_ids[u as usize].to_string(),
+        }
+    }
+
+    /// The original name of an item: its ASIN when a mapping is known, else its id.
+    pub fn item_label(&self, i: u32) -> String {
+        match &self.item_names {
+            Some(n) => n[i as usize].clone(),
+            None => i.to_string(),
+        }
+    }
+
+    /// The dense user with this original id or name.
+    pub fn find_user(&self, key: &str) -> Option<u32> {
+        if let Some(names) = &self.user_names {
+            if let Some(u) = names.iter().position(|n| n == key) {
+                return Some(u as u32);
+            }
+        }
+        let id: u64 = key.trim().parse().ok()?;
+        self.user_ids.binary_search(&id).ok().map(|u| u as u32)
     }
 
     /// Names of the modalities whose feature file is present.

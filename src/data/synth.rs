@@ -223,3 +223,117 @@ pub fn write(out: &Path, name: &str, s: &Synthetic) -> Result<()> {
     write_features(&out.join("image_feat.npy"), &s.visual)?;
     write_features(&out.join("text_feat.npy"), &s.textual)
 }
+
+/// What `crane synth --features-for` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FeatureKind {
+    /// Gaussian noise: no signal (a control).
+    Random,
+    /// A rank-`PLANTED_RANK` factorisation of the **training** interactions mapped to each
+    /// modality's width by a fixed random matrix, plus noise (text less noisy than image).
+    Planted,
+}
+
+/// Rank of the training-matrix factorisation behind planted features.
+pub const PLANTED_RANK: usize = 32;
+
+/// Image and text features `[n_items, 4096]`, `[n_items, 384]` for an existing dataset.
+///
+/// `Planted` reads **only** `ds.train`: item factors are the top-`PLANTED_RANK` eigenvectors
+/// of `ÃᵀÃ` (Ã the degree-normalised training matrix, by subspace iteration), scaled by
+/// their eigenvalues' square roots and standardised; each modality is `F W_m + σ_m ε` with a
+/// fixed Gaussian `W_m` and noise `σ_v = 1.0`, `σ_t = 0.5` per unit-variance signal. Items with
+/// no training interaction get pure noise, so validation and test never leak into features.
+/// Image rows are made non-negative (as CNN activations are), text rows unit-length (as
+/// sentence embeddings are).
+pub fn features_for(ds: &super::Dataset, kind: FeatureKind, seed: u64) -> [FeatureMatrix; 2] {
+    let n = ds.n_items;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut gauss = |rows: usize, cols: usize| -> Vec<f64> { (0..rows * cols).map(|_| gauss(&mut rng)).collect() };
+    let widths = [(4096usize, 1.0f64), (384usize, 0.5f64)];
+    let factors: Option<Vec<f64>> = match kind {
+        FeatureKind::Random => None,
+        FeatureKind::Planted => Some(train_item_factors(ds, PLANTED_RANK, seed)),
+    };
+    let mut out = Vec::new();
+    for (m, &(d, sigma)) in widths.iter().enumerate() {
+        let mut x = gauss(n, d);
+        if let Some(f) = &factors {
+            let w = gauss(PLANTED_RANK, d);
+            let scale = 1.0 / (PLANTED_RANK as f64).sqrt();
+            x.iter_mut().for_each(|v| *v *= sigma);
+            for i in 0..n {
+                let fi = &f[i * PLANTED_RANK..(i + 1) * PLANTED_RANK];
+                if fi.iter().all(|&v| v == 0.0) {
+                    x[i * d..(i + 1) * d].iter_mut().for_each(|v| *v /= sigma);
+                    continue;
+                }
+                for (r, &fr) in fi.iter().enumerate() {
+                    let wr = &w[r * d..(r + 1) * d];
+                    x[i * d..(i + 1) * d].iter_mut().zip(wr).for_each(|(o, &wv)| *o += scale * fr * wv);
+                }
+            }
+        }
+        let mut data: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        for row in data.chunks_mut(d) {
+            if m == 0 {
+                row.iter_mut().for_each(|v| *v = v.max(0.0));
+            } else {
+                let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+                row.iter_mut().for_each(|v| *v /= norm);
+            }
+        }
+        out.push(FeatureMatrix { rows: n, cols: d, data });
+    }
+    let t = out.pop().unwrap();
+    let v = out.pop().unwrap();
+    [v, t]
+}
+
+/// Standardised item factors `[n_items, rank]` (row-major) from the training pairs only.
+fn train_item_factors(ds: &super::Dataset, rank: usize, seed: u64) -> Vec<f64> {
+    use faer::Mat;
+    let (m, n) = (ds.n_users, ds.n_items);
+    let (mut du, mut di) = (vec![0f64; m], vec![0f64; n]);
+    for &(u, i) in &ds.train {
+        du[u as usize] += 1.0;
+        di[i as usize] += 1.0;
+    }
+    let w: Vec<f64> = ds.train.iter().map(|&(u, i)| 1.0 / (du[u as usize] * di[i as usize]).sqrt()).collect();
+    // y = ÃᵀÃ x for x [N, r], through the pair list (no matrix built).
+    let apply = |x: &Mat<f64>| -> Mat<f64> {
+        let mut ax = Mat::<f64>::zeros(m, x.ncols());
+        for (&(u, i), &wv) in ds.train.iter().zip(&w) {
+            for c in 0..x.ncols() {
+                ax[(u as usize, c)] += wv * x[(i as usize, c)];
+            }
+        }
+        let mut y = Mat::<f64>::zeros(n, x.ncols());
+        for (&(u, i), &wv) in ds.train.iter().zip(&w) {
+            for c in 0..x.ncols() {
+                y[(i as usize, c)] += wv * ax[(u as usize, c)];
+            }
+        }
+        y
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xfac7);
+    // Fewer items than the rank: the extra factor columns stay zero.
+    let r = rank.min(n);
+    let mut q = Mat::<f64>::from_fn(n, r, |_, _| rng.random::<f64>() - 0.5);
+    for _ in 0..8 {
+        q = apply(&q).qr().compute_thin_Q();
+    }
+    let y = apply(&q);
+    // Column c of ÃᵀÃ q ≈ λ_c q_c: scale by sqrt(λ_c), then standardise over items.
+    let mut f = vec![0f64; n * rank];
+    for c in 0..r {
+        let lam: f64 = (0..n).map(|i| q[(i, c)] * y[(i, c)]).sum::<f64>().max(0.0);
+        let col: Vec<f64> = (0..n).map(|i| q[(i, c)] * lam.sqrt()).collect();
+        let mean = col.iter().sum::<f64>() / n as f64;
+        let sd = (col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64).sqrt().max(1e-12);
+        for i in 0..n {
+            f[i * rank + c] = if di[i] > 0.0 { (col[i] - mean) / sd } else { 0.0 };
+        }
+    }
+    f
+}
