@@ -9,6 +9,7 @@
 
 pub mod bench;
 pub mod checkpoint;
+pub mod compare;
 pub mod config;
 pub mod data;
 pub mod engine;
@@ -16,7 +17,10 @@ pub mod error;
 pub mod eval;
 pub mod fuzzing;
 pub mod io;
+pub mod manifest;
+pub mod memory;
 pub mod sampling;
+pub mod stats;
 pub mod train;
 
 pub use error::{CraneError, Result};

@@ -66,6 +66,19 @@ enum Command {
         #[arg(short, long, default_value_t = 20)]
         k: usize,
     },
+    /// Train several models with several seeds each and write compare.md / compare.csv (mean ±
+    /// std over seeds, best marked, CRANE's improvement and a paired t-test). Finished runs are
+    /// kept and skipped when run again.
+    Compare {
+        #[command(flatten)]
+        train: TrainArgs,
+        /// Comma-separated model presets.
+        #[arg(long, default_value = "bpr,lightgcn,freedom,crane")]
+        models: String,
+        /// Number of seeds (the first N of 9, 672, 5368, 12784, 2023, then 1, 2, ...).
+        #[arg(long, default_value_t = 5)]
+        seeds: usize,
+    },
     /// Dataset inspection.
     Data {
         #[command(subcommand)]
@@ -110,6 +123,24 @@ struct TrainArgs {
     /// Continue the run saved in the output folder (state.safetensors) to the same result.
     #[arg(long)]
     resume: bool,
+    /// Refuse to start when the estimated peak memory exceeds this many GB.
+    #[arg(long)]
+    memory_budget: Option<f64>,
+}
+
+/// Prints the memory estimate and refuses a run over the budget.
+fn check_memory(ds: &data::Dataset, cfg: &crane::config::TrainConfig, budget_gb: Option<f64>) -> Result<f64> {
+    let est = crane::memory::estimate_peak_mb(ds, cfg);
+    eprintln!("estimated peak memory {:.0} MB", est);
+    if let Some(b) = budget_gb {
+        if est > b * 1024.0 {
+            return Err(CraneError::config(
+                "--memory-budget",
+                format!("the run is estimated to need {:.2} GB, over the budget of {b} GB", est / 1024.0),
+            ));
+        }
+    }
+    Ok(est)
 }
 
 #[derive(Subcommand)]
@@ -147,6 +178,15 @@ fn split_seed(s: &str) -> Result<u64> {
 
 /// Resolves the data folder (generating synthetic data for --like) and the config.
 fn prepare(args: &TrainArgs) -> Result<(data::Dataset, crane::config::TrainConfig, String, bool)> {
+    let p = prepare_with_base(args)?;
+    Ok((p.0, p.1, p.2, p.3))
+}
+
+/// [`prepare`], also returning the base TOML and its source name (for `compare`).
+#[allow(clippy::type_complexity)]
+fn prepare_with_base(
+    args: &TrainArgs,
+) -> Result<(data::Dataset, crane::config::TrainConfig, String, bool, String, String)> {
     let (dir, synthetic) = match (&args.data_dir, &args.like) {
         (Some(d), None) => (d.clone(), false),
         (None, Some(like)) => {
@@ -193,7 +233,7 @@ fn prepare(args: &TrainArgs) -> Result<(data::Dataset, crane::config::TrainConfi
     for w in &ds.warnings {
         eprintln!("warning: {w}");
     }
-    Ok((ds, cfg, name, synthetic))
+    Ok((ds, cfg, name, synthetic, text, source))
 }
 
 type Loaded = (data::Dataset, Box<dyn crane::engine::Engine>, crane::config::TrainConfig);
@@ -268,7 +308,11 @@ fn run(cli: Cli) -> Result<()> {
                 } else {
                     ds.present_modalities().join(", ")
                 },
-                if synthetic { " (GENERATED synthetic data and features)" } else { "" }
+                if synthetic {
+                    " (GENERATED synthetic data and features)".to_string()
+                } else {
+                    ds.generated_features.as_ref().map_or(String::new(), |_| " (GENERATED features)".to_string())
+                }
             );
             eprintln!(
                 "model {} on the {:?} engine, {} threads",
@@ -276,6 +320,7 @@ fn run(cli: Cli) -> Result<()> {
                 cfg.engine,
                 rayon::current_num_threads()
             );
+            check_memory(&ds, &cfg, args.memory_budget)?;
             let r = crane::train::train_with(&ds, &cfg, Some(&out), !args.no_progress, args.resume, None)?;
             println!(
                 "best epoch {} of {} ({:.2}s per epoch, peak memory {:.0} MB)",
@@ -287,9 +332,67 @@ fn run(cli: Cli) -> Result<()> {
             println!("results in {}", out.join("results.json").display());
             Ok(())
         }
+        Command::Compare { train: args, models, seeds } => {
+            let (ds, cfg, name, synthetic, base, source) = prepare_with_base(&args)?;
+            let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("compare-{name}")));
+            let models: Vec<String> =
+                models.split(',').map(|m| m.trim().to_string()).filter(|m| !m.is_empty()).collect();
+            let seeds: Vec<u64> = crane::compare::DEFAULT_SEEDS.iter().copied().chain(1..).take(seeds).collect();
+            check_memory(&ds, &cfg, args.memory_budget)?;
+            let command = std::env::args().collect::<Vec<_>>().join(" ");
+            let features = if synthetic {
+                "GENERATED synthetic interactions and features (crane synth --like)".to_string()
+            } else if let Some(g) = &ds.generated_features {
+                format!("real interactions with GENERATED features: {}", g.replace('\n', " "))
+            } else if ds.present_modalities().is_empty() {
+                "real interactions, no feature files".to_string()
+            } else {
+                "real interactions and feature files".to_string()
+            };
+            let spec = crane::compare::CompareSpec {
+                base_toml: &base,
+                source: &source,
+                models: models.clone(),
+                seeds: seeds.clone(),
+                sets: args.sets.clone(),
+                out: out.clone(),
+                command: command.clone(),
+            };
+            let report = crane::train::Reporter {
+                bars: !args.no_progress,
+                multi: (!args.no_progress).then(indicatif::MultiProgress::new),
+                tag: String::new(),
+            };
+            let rows = crane::compare::run_all(&ds, &spec, &report)?;
+            let header = vec![
+                format!("# Comparison on {} ({})", ds.name, ds.layout),
+                String::new(),
+                format!("- data: `{}`; {}", ds.dir.display(), features),
+                format!(
+                    "- {} users, {} items, {} / {} / {} train / valid / test interactions",
+                    ds.n_users,
+                    ds.n_items,
+                    ds.train.len(),
+                    ds.valid.len(),
+                    ds.test.len()
+                ),
+                format!("- models: {}; seeds: {:?}", models.join(", "), seeds),
+                format!(
+                    "- crane {} (commit {}); command: `{}`",
+                    env!("CARGO_PKG_VERSION"),
+                    option_env!("CRANE_GIT_COMMIT").unwrap_or("unknown"),
+                    spec.command
+                ),
+            ];
+            crane::compare::write_reports(&out, &rows, &models, &header)?;
+            println!("{}", crane::compare::markdown(&rows, &models, &header));
+            println!("written: {} and {}", out.join("compare.md").display(), out.join("compare.csv").display());
+            Ok(())
+        }
         Command::Bench(args) => {
             let (ds, mut cfg, name, synthetic) = prepare(&args)?;
             cfg.epochs = 1;
+            let est = check_memory(&ds, &cfg, args.memory_budget)?;
             let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("bench-{name}")));
             let r = crane::train::train(&ds, &cfg, Some(&out), !args.no_progress)?;
             let h = &r.history[0];
@@ -312,7 +415,7 @@ fn run(cli: Cli) -> Result<()> {
                 h.seconds_eval,
                 h.stages.scoring.as_secs_f64()
             );
-            println!("peak memory             {:.0} MB", r.peak_memory_mb);
+            println!("peak memory             {:.0} MB (estimated {est:.0} MB)", r.peak_memory_mb);
             let (gf_rca, gf_plain) =
                 crane::bench::rca_gflops(ds.n_users + ds.n_items, cfg.model.feature_dim, cfg.block_mb << 20);
             println!("RCA block GEMMs         {gf_rca:.1} GFLOP/s (plain faer matmul of the same shape: {gf_plain:.1} GFLOP/s)");
@@ -329,6 +432,10 @@ fn run(cli: Cli) -> Result<()> {
             eprintln!("{}: {} ({} items); generating {kind:?} features ...", src.display(), ds.layout, ds.n_items);
             let [v, t] = synth::features_for(&ds, kind, seed);
             std::fs::create_dir_all(&out).map_err(|e| CraneError::io(&out, "create directory", e))?;
+            synth::write_marker(
+                &out,
+                &format!("GENERATED {kind:?} features (seed {seed}) for the interactions of {}", src.display()),
+            )?;
             for (file, f) in [("image_feat.npy", &v), ("text_feat.npy", &t)] {
                 data::npy::write_features(&out.join(file), f)?;
                 eprintln!("wrote {} ({} x {}, generated: {kind:?})", out.join(file).display(), f.rows, f.cols);

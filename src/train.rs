@@ -129,6 +129,63 @@ pub fn train_with(
     resume: bool,
     stop_after: Option<usize>,
 ) -> Result<RunResult> {
+    train_reported(ds, cfg, out, &Reporter::new(progress), resume, stop_after)
+}
+
+/// Where a run's progress goes: the terminal (a bar per epoch and a line per epoch), or a
+/// multi-bar display shared with an outer loop (`crane compare`), or nowhere.
+#[derive(Clone, Default)]
+pub struct Reporter {
+    pub bars: bool,
+    pub multi: Option<indicatif::MultiProgress>,
+    /// Prefix of every line (the run's name in a comparison).
+    pub tag: String,
+}
+
+impl Reporter {
+    pub fn new(bars: bool) -> Self {
+        Self { bars, multi: None, tag: String::new() }
+    }
+
+    pub fn line(&self, s: &str) {
+        let s = if self.tag.is_empty() { s.to_string() } else { format!("[{}] {s}", self.tag) };
+        match &self.multi {
+            Some(m) => {
+                let _ = m.println(s);
+            }
+            None => eprintln!("{s}"),
+        }
+    }
+
+    fn bar(&self, len: u64) -> Option<indicatif::ProgressBar> {
+        if !self.bars {
+            return None;
+        }
+        let b = indicatif::ProgressBar::new(len);
+        Some(match &self.multi {
+            Some(m) => m.add(b),
+            None => b,
+        })
+    }
+}
+
+/// [`train_with`] reporting through `report`; writes `manifest.json` first when `out` is set.
+pub fn train_reported(
+    ds: &Dataset,
+    cfg: &TrainConfig,
+    out: Option<&Path>,
+    report: &Reporter,
+    resume: bool,
+    stop_after: Option<usize>,
+) -> Result<RunResult> {
+    if let Some(dir) = out {
+        std::fs::create_dir_all(dir).map_err(|e| CraneError::io(dir, "create directory", e))?;
+        let manifest = crate::manifest::Manifest::new(ds, cfg)?;
+        write_string_atomic(
+            &dir.join("manifest.json"),
+            &serde_json::to_string_pretty(&manifest).expect("manifest serialises"),
+        )?;
+    }
     let mut engine = build_engine(ds, cfg)?;
     let user_train = ds.train_by_user();
     let sampler = Sampler::new(&ds.train, &user_train)?;
@@ -167,7 +224,7 @@ pub fn train_with(
                 stopped_early = true;
                 start = cfg.epochs;
             }
-            eprintln!("resuming after epoch {} from {}", st.epoch, path.display());
+            report.line(&format!("resuming after epoch {} from {}", st.epoch, path.display()));
         }
     }
     let mut jsonl: String = history.iter().map(|h| serde_json::to_string(h).expect("log serialises") + "\n").collect();
@@ -179,8 +236,7 @@ pub fn train_with(
         engine.set_edge_mask(&mask)?;
         let batches = sampler.epoch(cfg.seed, epoch as u64, cfg.batch_size);
         let t_sample = t0.elapsed();
-        let bar = progress.then(|| {
-            let b = indicatif::ProgressBar::new(batches.len() as u64);
+        let bar = report.bar(batches.len() as u64).inspect(|b| {
             b.set_style(
                 indicatif::ProgressStyle::with_template(
                     "epoch {prefix:>3} [{bar:30}] {pos}/{len} loss {msg} eta {eta}",
@@ -189,7 +245,6 @@ pub fn train_with(
                 .progress_chars("=> "),
             );
             b.set_prefix(epoch.to_string());
-            b
         });
         let mut sums = [0.0f64; 6];
         for (b, batch) in batches.iter().enumerate() {
@@ -240,7 +295,7 @@ pub fn train_with(
             stages: engine.times().clone(),
             peak_memory_mb: peak_memory_mb(),
         };
-        eprintln!(
+        report.line(&format!(
             "epoch {epoch:>3}  loss {:.4} (bpr {:.4} cl {:.4} reg {:.5} mod {:.4})  valid {}  {:.1}s + eval {:.1}s",
             log.loss,
             log.bpr,
@@ -250,7 +305,7 @@ pub fn train_with(
             valid.summary(),
             log.seconds_train,
             log.seconds_eval
-        );
+        ));
         jsonl.push_str(&serde_json::to_string(&log).expect("log serialises"));
         jsonl.push('\n');
         history.push(log);
@@ -295,7 +350,7 @@ pub fn train_with(
         }
         if since > cfg.patience {
             stopped_early = true;
-            eprintln!("early stop: no validation Recall@20 improvement for {since} epochs");
+            report.line(&format!("early stop: no validation Recall@20 improvement for {since} epochs"));
             break;
         }
     }

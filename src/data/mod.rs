@@ -104,7 +104,15 @@ pub struct Dataset {
     pub user_names: Option<Vec<String>>,
     /// Original names of the items (ASINs), from `item2id.json`, when present.
     pub item_names: Option<Vec<String>>,
+    /// Every file read, for manifests (sha256) and reports.
+    pub files: Vec<PathBuf>,
+    /// How the feature files were generated, when `features.json` (written by `crane synth`)
+    /// says they were: every report made with them must say so.
+    pub generated_features: Option<String>,
 }
+
+/// The marker `crane synth` writes beside generated feature files.
+pub const GENERATED_MARKER: &str = "features.json";
 
 /// Finds `<dir>/<name>.inter`, or the only `.inter` file in `dir`.
 pub fn find_inter(dir: &Path) -> Result<PathBuf> {
@@ -287,6 +295,19 @@ pub fn load_dataset(dir: &Path, opts: &LoadOptions) -> Result<Dataset> {
     let user_names = user_map.as_ref().map(|_| user_ids.iter().map(|&u| name_of(&user_map, u)).collect());
     let item_names = item_map.as_ref().map(|_| (0..n_items as u64).map(|i| name_of(&item_map, i)).collect());
 
+    let mut files = match layout {
+        Layout::Mmrec => vec![inter_path.clone()],
+        Layout::LatticeJson => lattice::SPLIT_FILES.iter().map(|f| dir.join(f)).collect(),
+    };
+    files.extend(["user2id.json", "item2id.json"].iter().map(|f| dir.join(f)).filter(|p| p.is_file()));
+    let marker = dir.join(GENERATED_MARKER);
+    let generated_features = if marker.is_file() {
+        files.push(marker.clone());
+        let text = std::fs::read_to_string(&marker).map_err(|e| CraneError::io(&marker, "read", e))?;
+        Some(text.trim().to_string())
+    } else {
+        None
+    };
     let mut features = [None, None];
     if opts.load_features {
         for (m, (_, file)) in MODALITIES.iter().enumerate() {
@@ -304,6 +325,7 @@ pub fn load_dataset(dir: &Path, opts: &LoadOptions) -> Result<Dataset> {
                     ));
                 }
                 features[m] = Some(f);
+                files.push(path);
             }
         }
     }
@@ -322,6 +344,8 @@ pub fn load_dataset(dir: &Path, opts: &LoadOptions) -> Result<Dataset> {
         layout,
         user_names,
         item_names,
+        files,
+        generated_features,
     })
 }
 

@@ -220,6 +220,7 @@ fn features(latent: &[[f64; LATENT]], dim: usize, noise: f64, seed: u64, missing
 /// Writes `<out>/<name>.inter`, `image_feat.npy` and `text_feat.npy`.
 pub fn write(out: &Path, name: &str, s: &Synthetic) -> Result<()> {
     write_string_atomic(&out.join(format!("{name}.inter")), &format_inter(&s.rows))?;
+    write_marker(out, &format!("synthetic `{name}` interactions and features (crane synth --like)"))?;
     write_features(&out.join("image_feat.npy"), &s.visual)?;
     write_features(&out.join("text_feat.npy"), &s.textual)
 }
@@ -336,4 +337,10 @@ fn train_item_factors(ds: &super::Dataset, rank: usize, seed: u64) -> Vec<f64> {
         }
     }
     f
+}
+
+/// Writes `features.json`, which marks the folder's feature files as generated.
+pub fn write_marker(dir: &Path, what: &str) -> Result<()> {
+    let v = serde_json::json!({ "generated": true, "what": what });
+    write_string_atomic(&dir.join(super::GENERATED_MARKER), &serde_json::to_string_pretty(&v).expect("json"))
 }

@@ -1,0 +1,258 @@
+//! `crane compare`: every model with every seed on one dataset, then a table a paper would
+//! print (mean ± std over seeds, the best per column marked, CRANE's improvement over the best
+//! baseline and a paired t-test over seeds).
+//!
+//! Finished runs (a `results.json` whose config matches) are kept and skipped when the
+//! command is run again, and an interrupted run resumes from its `state.safetensors`, so a
+//! long comparison can span several sittings.
+
+use crate::config::{resolve, TrainConfig};
+use crate::data::Dataset;
+use crate::error::{CraneError, Result};
+use crate::eval::Metrics;
+use crate::io::write_string_atomic;
+use crate::stats::{mean, paired_t_test, std_dev};
+use crate::train::{train_reported, Reporter};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// The columns of the table: (metric, K).
+pub const COLUMNS: [(&str, usize); 4] = [("recall", 10), ("recall", 20), ("ndcg", 10), ("ndcg", 20)];
+
+/// Default training seeds: the paper's five split seeds, reused as training seeds.
+pub const DEFAULT_SEEDS: [u64; 5] = [9, 672, 5368, 12784, 2023];
+
+/// What a comparison needs besides the data.
+pub struct CompareSpec<'a> {
+    pub base_toml: &'a str,
+    pub source: &'a str,
+    pub models: Vec<String>,
+    pub seeds: Vec<u64>,
+    pub sets: Vec<String>,
+    pub out: PathBuf,
+    /// The command line, quoted in the report.
+    pub command: String,
+}
+
+/// The part of `results.json` a comparison reads.
+#[derive(Clone, Debug, Deserialize)]
+pub struct RunSummary {
+    pub config: TrainConfig,
+    pub best_epoch: usize,
+    pub valid: Metrics,
+    pub test: Metrics,
+    pub epochs_run: usize,
+    pub seconds_per_epoch: f64,
+    pub peak_memory_mb: f64,
+}
+
+/// One finished run.
+#[derive(Clone, Debug)]
+pub struct RunRow {
+    pub model: String,
+    pub seed: u64,
+    pub summary: RunSummary,
+    /// Whether this invocation trained it (false: kept from an earlier one).
+    pub trained_now: bool,
+}
+
+/// The run folder of (model, seed).
+pub fn run_dir(out: &Path, model: &str, seed: u64) -> PathBuf {
+    out.join(model).join(format!("seed-{seed}"))
+}
+
+/// Trains what is missing and returns every run, in model then seed order.
+pub fn run_all(ds: &Dataset, spec: &CompareSpec, report: &Reporter) -> Result<Vec<RunRow>> {
+    if spec.models.is_empty() || spec.seeds.is_empty() {
+        return Err(CraneError::config("--models/--seeds", "need at least one model and one seed"));
+    }
+    let total = (spec.models.len() * spec.seeds.len()) as u64;
+    let overall = report.bars.then(|| {
+        let b = indicatif::ProgressBar::new(total);
+        let b = match &report.multi {
+            Some(m) => m.add(b),
+            None => b,
+        };
+        b.set_style(
+            indicatif::ProgressStyle::with_template("comparison [{bar:30}] {pos}/{len} runs  {msg}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        b
+    });
+    let mut rows = Vec::new();
+    for model in &spec.models {
+        for &seed in &spec.seeds {
+            let mut sets = spec.sets.clone();
+            sets.push(format!("model_preset={model}"));
+            sets.push(format!("seed={seed}"));
+            let cfg = resolve(spec.base_toml, spec.source, &sets)?;
+            let dir = run_dir(&spec.out, model, seed);
+            if let Some(b) = &overall {
+                b.set_message(format!("{model} seed {seed}"));
+            }
+            let results = dir.join("results.json");
+            let (summary, trained_now) = match read_summary(&results)? {
+                Some(s) if s.config == cfg => (s, false),
+                Some(_) => {
+                    return Err(CraneError::file(
+                        &results,
+                        "was made with a different config than this comparison asks for; move the folder \
+                         away or use another --out",
+                    ))
+                }
+                None => {
+                    let r = Reporter { tag: format!("{model} seed {seed}"), ..report.clone() };
+                    train_reported(ds, &cfg, Some(&dir), &r, true, None)?;
+                    let s = read_summary(&results)?.ok_or_else(|| CraneError::file(&results, "not written"))?;
+                    (s, true)
+                }
+            };
+            report.line(&format!(
+                "{model} seed {seed}: test {}  (best epoch {}{})",
+                summary.test.summary(),
+                summary.best_epoch,
+                if trained_now { "" } else { ", kept from an earlier run" }
+            ));
+            rows.push(RunRow { model: model.clone(), seed, summary, trained_now });
+            if let Some(b) = &overall {
+                b.inc(1);
+            }
+        }
+    }
+    if let Some(b) = overall {
+        b.finish_and_clear();
+    }
+    Ok(rows)
+}
+
+fn read_summary(path: &Path) -> Result<Option<RunSummary>> {
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| CraneError::io(path, "read", e))?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| CraneError::line(path, e.line(), format!("not a crane results file: {e}")))
+}
+
+fn value(r: &RunRow, (metric, k): (&str, usize)) -> f64 {
+    r.summary.test.get(metric, k).unwrap_or(f64::NAN)
+}
+
+/// Per-run rows: model, seed, best epoch, epochs, seconds per epoch, peak memory, test metrics.
+pub fn csv(rows: &[RunRow]) -> String {
+    let mut s = String::from("model,seed,best_epoch,epochs_run,seconds_per_epoch,peak_memory_mb");
+    for (m, k) in COLUMNS {
+        s.push_str(&format!(",{m}@{k}"));
+    }
+    s.push('\n');
+    for r in rows {
+        s.push_str(&format!(
+            "{},{},{},{},{:.3},{:.0}",
+            r.model,
+            r.seed,
+            r.summary.best_epoch,
+            r.summary.epochs_run,
+            r.summary.seconds_per_epoch,
+            r.summary.peak_memory_mb
+        ));
+        for c in COLUMNS {
+            s.push_str(&format!(",{:.6}", value(r, c)));
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// The comparison table in Markdown. `header` lines go first (dataset, features, command).
+/// The target model is `crane` when present, else the last model.
+pub fn markdown(rows: &[RunRow], models: &[String], header: &[String]) -> String {
+    let mut s = String::new();
+    for h in header {
+        s.push_str(h);
+        s.push('\n');
+    }
+    s.push('\n');
+    let vals = |model: &str, c| -> Vec<f64> { rows.iter().filter(|r| r.model == model).map(|r| value(r, c)).collect() };
+    let name = |(m, k): (&str, usize)| format!("{}@{k}", if m == "recall" { "Recall" } else { "NDCG" });
+    s.push_str("| model | seeds |");
+    for c in COLUMNS {
+        s.push_str(&format!(" {} |", name(c)));
+    }
+    s.push_str("\n|---|---|");
+    s.push_str(&"---|".repeat(COLUMNS.len()));
+    s.push('\n');
+    let best: Vec<String> = COLUMNS
+        .iter()
+        .map(|&c| {
+            models.iter().max_by(|a, b| mean(&vals(a, c)).total_cmp(&mean(&vals(b, c)))).cloned().unwrap_or_default()
+        })
+        .collect();
+    for model in models {
+        let n = rows.iter().filter(|r| &r.model == model).count();
+        s.push_str(&format!("| {model} | {n} |"));
+        for (ci, &c) in COLUMNS.iter().enumerate() {
+            let v = vals(model, c);
+            let cell = format!("{:.4} ± {:.4}", mean(&v), std_dev(&v));
+            if &best[ci] == model {
+                s.push_str(&format!(" **{cell}** |"));
+            } else {
+                s.push_str(&format!(" {cell} |"));
+            }
+        }
+        s.push('\n');
+    }
+    let target = if models.iter().any(|m| m == "crane") {
+        "crane".to_string()
+    } else {
+        models.last().cloned().unwrap_or_default()
+    };
+    let baselines: Vec<&String> = models.iter().filter(|m| **m != target).collect();
+    if !baselines.is_empty() {
+        let mut imp = format!("| {target} vs best baseline: improvement | |");
+        let mut pv = "| paired t-test over seeds: two-sided p (best baseline) | |".to_string();
+        for &c in &COLUMNS {
+            let tv = vals(&target, c);
+            let b = baselines.iter().max_by(|a, b| mean(&vals(a, c)).total_cmp(&mean(&vals(b, c)))).unwrap();
+            let bv = vals(b, c);
+            imp.push_str(&format!(" {:+.2}% ({b}) |", 100.0 * (mean(&tv) / mean(&bv) - 1.0)));
+            let paired: Vec<(f64, f64)> = rows
+                .iter()
+                .filter(|r| r.model == target)
+                .filter_map(|r| {
+                    rows.iter().find(|q| &q.model == *b && q.seed == r.seed).map(|q| (value(r, c), value(q, c)))
+                })
+                .collect();
+            let (x, y): (Vec<f64>, Vec<f64>) = paired.into_iter().unzip();
+            let (t, p) = paired_t_test(&x, &y);
+            pv.push_str(&format!(" {} (t = {t:.2}, n = {}) |", format_p(p), x.len()));
+        }
+        s.push_str(&imp);
+        s.push('\n');
+        s.push_str(&pv);
+        s.push('\n');
+    }
+    s.push_str(
+        "\nTest metrics at the best validation epoch of each run (early stopping on validation Recall@20); \
+                mean ± sample standard deviation over seeds; bold: best mean per column. The t-test pairs runs \
+                with the same seed.\n",
+    );
+    s
+}
+
+fn format_p(p: f64) -> String {
+    if p.is_nan() {
+        "n/a".into()
+    } else if p < 1e-4 {
+        format!("{p:.1e}")
+    } else {
+        format!("{p:.4}")
+    }
+}
+
+/// Writes `compare.csv` and `compare.md` into `out` (atomically).
+pub fn write_reports(out: &Path, rows: &[RunRow], models: &[String], header: &[String]) -> Result<()> {
+    write_string_atomic(&out.join("compare.csv"), &csv(rows))?;
+    write_string_atomic(&out.join("compare.md"), &markdown(rows, models, header))
+}

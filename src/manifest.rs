@@ -1,0 +1,88 @@
+//! `manifest.json`: what a run was made from, so that a reader can trust and repeat it.
+
+use crate::config::TrainConfig;
+use crate::data::{DataStats, Dataset, Layout};
+use crate::error::{CraneError, Result};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::path::Path;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct InputFile {
+    pub path: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Manifest {
+    pub crane_version: &'static str,
+    /// `git describe`-style commit of the build (`-dirty` with uncommitted changes), or
+    /// `unknown` when built outside a git checkout.
+    pub commit: &'static str,
+    /// Seconds since the Unix epoch when the run started.
+    pub started_unix: u64,
+    pub config: TrainConfig,
+    pub seed: u64,
+    pub threads: usize,
+    pub device: String,
+    pub layout: Layout,
+    pub data: DataStats,
+    /// What `features.json` says when the features were generated (null for real features).
+    pub generated_features: Option<String>,
+    pub inputs: Vec<InputFile>,
+    /// Estimated peak memory (MB) printed before training.
+    pub estimated_peak_mb: f64,
+}
+
+impl Manifest {
+    pub fn new(ds: &Dataset, cfg: &TrainConfig) -> Result<Self> {
+        let inputs = ds.files.iter().map(|p| hash_file(p)).collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            crane_version: env!("CARGO_PKG_VERSION"),
+            commit: option_env!("CRANE_GIT_COMMIT").unwrap_or("unknown"),
+            started_unix: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            config: cfg.clone(),
+            seed: cfg.seed,
+            threads: rayon::current_num_threads(),
+            device: device(cfg),
+            layout: ds.layout,
+            data: ds.stats(),
+            generated_features: ds.generated_features.clone(),
+            inputs,
+            estimated_peak_mb: crate::memory::estimate_peak_mb(ds, cfg),
+        })
+    }
+}
+
+/// The engine and the machine it runs on.
+pub fn device(cfg: &TrainConfig) -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    format!("{:?} engine on {cpu} ({} threads)", cfg.engine, rayon::current_num_threads())
+}
+
+/// Size and sha256 of a file, streamed.
+pub fn hash_file(path: &Path) -> Result<InputFile> {
+    let mut f = std::fs::File::open(path).map_err(|e| CraneError::io(path, "open", e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut bytes = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(|e| CraneError::io(path, "read", e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        bytes += n as u64;
+    }
+    let sha256 = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok(InputFile { path: path.display().to_string(), bytes, sha256 })
+}

@@ -1,0 +1,59 @@
+//! An estimate of a training run's peak resident memory, printed before training and checked by
+//! `--memory-budget`. It counts the large tables the CPU engine holds (features, parameters with
+//! Adam's moments, propagation layers, RCA's per-round caches and block buffers, evaluation
+//! blocks) from the dataset's shape and the config; the constants are calibrated against
+//! measured peaks (`tests/memory.rs` checks two sizes to within 25%).
+
+use crate::config::TrainConfig;
+use crate::data::Dataset;
+use crane_reference::config::{Fusion, ItemGraphSource};
+
+/// The process before any table: binary, allocator, thread pools.
+const BASE_MB: f64 = 30.0;
+
+/// Estimated peak resident memory in MB.
+pub fn estimate_peak_mb(ds: &Dataset, cfg: &TrainConfig) -> f64 {
+    let m = &cfg.model;
+    let (users, items) = (ds.n_users as f64, ds.n_items as f64);
+    let ent = users + items;
+    let e = ds.train.len() as f64;
+    let widths: Vec<f64> = ds.features.iter().map(|f| f.as_ref().map_or(0.0, |f| f.cols as f64)).collect();
+    let feat_cols: f64 = widths.iter().sum();
+    let d = m.embedding_dim as f64;
+    let df = m.feature_dim as f64;
+    let layers = m.ui_layers as f64;
+    // f32 elements.
+    let mut el = 0.0;
+    // Features: the dataset's copy and the engine's.
+    el += 2.0 * items * feat_cols;
+    // Parameters: f32 value, gradient, two Adam moments, plus two f64 copies (the engine's
+    // template and the exported parameters), i.e. 8 f32-equivalents.
+    let params = ent * d + feat_cols * df + 8.0 * df * df;
+    el += 8.0 * params;
+    // Interaction graph: layers, readout and their gradients.
+    el += (2.0 * layers + 4.0) * ent * d;
+    // Per-batch views and gradients of e and h.
+    el += 10.0 * ent * d;
+    let learned = m.item_graph && m.item_graph_source == ItemGraphSource::Learned;
+    let mut bytes = 0.0;
+    if learned {
+        if m.fusion == Fusion::Rca {
+            // Per round and modality: input, E', anchors, refined rows and gradients.
+            el += m.rounds.max(1) as f64 * 2.0 * 6.0 * ent * df;
+            // Two [block, M+N] buffers in flight.
+            bytes += 2.0 * (cfg.block_mb as f64 * 1048576.0).min(ent * ent * 4.0);
+        } else {
+            bytes += 2.0 * (cfg.block_mb as f64 * 1048576.0).min(items * items * 4.0);
+        }
+        el += 4.0 * items * df * 2.0;
+    }
+    if m.item_graph {
+        // S̃, S̃ᵀ and their caches, h layers.
+        el += 6.0 * items * m.knn_k as f64 + (m.ii_layers as f64 + 3.0) * items * d;
+    }
+    // Evaluation: a [block, N] score buffer and the rankings.
+    el += 2.0 * cfg.eval_block as f64 * items;
+    // Pairs, CSR copies (f32 + f64 + transposes), sampler state: bytes per training edge.
+    bytes += e * 120.0;
+    BASE_MB + (4.0 * el + bytes) / 1048576.0
+}

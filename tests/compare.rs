@@ -1,0 +1,106 @@
+//! `crane compare`, its statistics, and run manifests.
+
+use crane::compare::{markdown, run_all, CompareSpec};
+use crane::config::dataset_preset;
+use crane::data::{load_dataset, synth, LoadOptions};
+use crane::stats::{incomplete_beta, ln_gamma, paired_t_test, std_dev, t_two_sided_p};
+use crane::train::Reporter;
+
+#[test]
+fn student_t_tails_match_tables() {
+    // Two-sided critical values from standard t tables.
+    for (t, df, p) in [
+        (2.776_445, 4.0, 0.05),
+        (4.604_095, 4.0, 0.01),
+        (8.610_302, 4.0, 0.001),
+        (12.706_205, 1.0, 0.05),
+        (1.0, 1.0, 0.5),
+        (3.169_273, 10.0, 0.01),
+        (1.959_964, 1e7, 0.05),
+        (0.0, 4.0, 1.0),
+    ] {
+        let got = t_two_sided_p(t, df);
+        assert!((got - p).abs() <= 1e-5 * p.max(1e-3), "t = {t}, df = {df}: {got} vs {p}");
+    }
+    assert!((ln_gamma(5.0) - 24f64.ln()).abs() < 1e-12);
+    assert!((ln_gamma(0.5) - std::f64::consts::PI.sqrt().ln()).abs() < 1e-12);
+    // I_x(1, 1) = x; I_x(a, b) = 1 − I_{1−x}(b, a).
+    assert!((incomplete_beta(0.3, 1.0, 1.0) - 0.3).abs() < 1e-12);
+    assert!((incomplete_beta(0.3, 2.5, 4.0) + incomplete_beta(0.7, 4.0, 2.5) - 1.0).abs() < 1e-12);
+}
+
+#[test]
+fn paired_t_test_matches_a_hand_computed_case() {
+    // d = [0.1, 0.2, 0.3, 0.2, 0.2]: mean 0.2, sd sqrt(0.005), t = 0.2 / (sqrt(0.005)/sqrt(5)) = 6.3246.
+    let a = [1.1, 1.2, 1.3, 1.2, 1.2];
+    let b = [1.0; 5];
+    let (t, p) = paired_t_test(&a, &b);
+    assert!((t - 6.324_555).abs() < 1e-5, "{t}");
+    // Tail by direct numerical integration of the t(4) density: 0.0031982022.
+    assert!((p - 0.003_198_202).abs() < 1e-8, "{p}");
+    assert!((std_dev(&[1.0, 2.0, 3.0]) - 1.0).abs() < 1e-15);
+    let (t, p) = paired_t_test(&[1.0, 2.0], &[1.0, 2.0]);
+    assert!(t.is_nan() && p.is_nan(), "no difference at all: undefined");
+    assert_eq!(paired_t_test(&[2.0, 3.0], &[1.0, 2.0]).1, 0.0, "identical non-zero differences");
+}
+
+#[test]
+fn compare_trains_each_model_and_seed_once_and_reports() {
+    let base = std::env::temp_dir().join(format!("crane-compare-{}", std::process::id()));
+    let data = base.join("tiny");
+    let p = synth::preset("tiny").unwrap();
+    synth::write(&data, "tiny", &synth::generate(&p, 5)).unwrap();
+    let ds = load_dataset(&data, &LoadOptions::default()).unwrap();
+    let toml = dataset_preset("tiny").unwrap();
+    let models = vec!["lightgcn".to_string(), "crane".to_string()];
+    let spec = CompareSpec {
+        base_toml: toml,
+        source: "tiny",
+        models: models.clone(),
+        seeds: vec![9, 672],
+        sets: vec!["epochs=2".into()],
+        out: base.join("cmp"),
+        command: "test".into(),
+    };
+    let rows = run_all(&ds, &spec, &Reporter::default()).unwrap();
+    assert_eq!(rows.len(), 4);
+    assert!(rows.iter().all(|r| r.trained_now));
+    for r in &rows {
+        let dir = crane::compare::run_dir(&spec.out, &r.model, r.seed);
+        assert_eq!(r.summary.config.seed, r.seed);
+        // The manifest names every input with its sha256 and says the features are generated.
+        let m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+        let inputs = m["inputs"].as_array().unwrap();
+        assert!(inputs.iter().any(|f| f["path"].as_str().unwrap().ends_with("tiny.inter")));
+        let inter = inputs.iter().find(|f| f["path"].as_str().unwrap().ends_with("tiny.inter")).unwrap();
+        let want = crane::manifest::hash_file(&data.join("tiny.inter")).unwrap().sha256;
+        assert_eq!(inter["sha256"].as_str().unwrap(), want);
+        assert_eq!(want.len(), 64);
+        assert!(m["generated_features"].as_str().unwrap().contains("synthetic"));
+        assert_eq!(m["seed"].as_u64(), Some(r.seed));
+        assert!(m["estimated_peak_mb"].as_f64().unwrap() > 0.0);
+    }
+    // Seeds change the runs.
+    assert_ne!(rows[0].summary.test, rows[1].summary.test);
+    // Run again: everything is kept.
+    let again = run_all(&ds, &spec, &Reporter::default()).unwrap();
+    assert!(again.iter().all(|r| !r.trained_now));
+    assert_eq!(
+        again.iter().map(|r| r.summary.test.clone()).collect::<Vec<_>>(),
+        rows.iter().map(|r| r.summary.test.clone()).collect::<Vec<_>>()
+    );
+    let md = markdown(&rows, &models, &["# header".to_string()]);
+    assert!(md.starts_with("# header"));
+    assert!(md.contains("| lightgcn | 2 |") && md.contains("| crane | 2 |"), "{md}");
+    assert_eq!(md.matches("**").count(), 8, "one best cell per column:\n{md}");
+    assert!(md.contains("crane vs best baseline: improvement") && md.contains("(t = "), "{md}");
+    let csv = crane::compare::csv(&rows);
+    assert_eq!(csv.lines().count(), 5);
+    assert!(csv.starts_with("model,seed,best_epoch"));
+    // A changed config does not silently reuse the old runs.
+    let spec2 = CompareSpec { sets: vec!["epochs=3".into()], ..spec };
+    let e = run_all(&ds, &spec2, &Reporter::default()).unwrap_err().to_string();
+    assert!(e.contains("different config"), "{e}");
+    let _ = std::fs::remove_dir_all(&base);
+}

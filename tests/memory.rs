@@ -1,0 +1,47 @@
+//! The peak-memory estimate printed before training, against the peak the process measured
+//! (VmHWM) on two dataset sizes, and `--memory-budget` refusing a run over budget. Runs the
+//! binary, so that nothing else in the test process counts towards the peak.
+
+use std::path::Path;
+use std::process::Command;
+
+fn bench(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_crane"))
+        .args(["bench", "--no-progress", "--dataset", "baby", "--data-dir"])
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .output()
+        .expect("crane runs")
+}
+
+#[test]
+fn memory_estimate_is_within_25_percent_of_the_measured_peak_on_two_sizes() {
+    let base = std::env::temp_dir().join(format!("crane-memory-{}", std::process::id()));
+    for scale in [0.15, 0.3] {
+        let p = crane::data::synth::preset("baby").unwrap().scaled(scale).unwrap();
+        let data = base.join(format!("baby-{scale}"));
+        crane::data::synth::write(&data, "baby", &crate_generate(&p)).unwrap();
+        let o = bench(&data, &base.join(format!("out-{scale}")), &[]);
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+        let line = stdout.lines().find(|l| l.starts_with("peak memory")).expect("bench prints the peak");
+        let nums: Vec<f64> =
+            line.split(|c: char| !c.is_ascii_digit() && c != '.').filter_map(|t| t.parse().ok()).collect();
+        let (measured, estimated) = (nums[0], nums[1]);
+        let ratio = estimated / measured;
+        eprintln!("scale {scale}: measured {measured} MB, estimated {estimated} MB (ratio {ratio:.3})");
+        assert!((0.75..=1.25).contains(&ratio), "scale {scale}: {line}");
+    }
+    // A budget below the estimate is refused before any work.
+    let o = bench(&base.join("baby-0.15"), &base.join("out-budget"), &["--memory-budget", "0.01"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("over the budget of 0.01 GB"), "{err}");
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+fn crate_generate(p: &crane::data::synth::Preset) -> crane::data::synth::Synthetic {
+    crane::data::synth::generate(p, 2024)
+}
