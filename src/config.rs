@@ -83,7 +83,7 @@ pub fn dataset_preset(name: &str) -> Result<&'static str> {
 /// Model presets: TOML fragments laid over the dataset preset (before any `--set`), so every
 /// baseline is a set of switches of the same model and any of its values can still be
 /// overridden. `presets/models/*.toml` say where each value comes from.
-pub const MODEL_PRESETS: [&str; 4] = ["crane", "bpr", "lightgcn", "freedom"];
+pub const MODEL_PRESETS: [&str; 5] = ["crane", "bpr", "lightgcn", "freedom", "crane-code"];
 
 /// The TOML fragment of a model preset.
 pub fn model_preset(name: &str) -> Result<&'static str> {
@@ -92,6 +92,7 @@ pub fn model_preset(name: &str) -> Result<&'static str> {
         "bpr" => include_str!("../presets/models/bpr.toml"),
         "lightgcn" => include_str!("../presets/models/lightgcn.toml"),
         "freedom" => include_str!("../presets/models/freedom.toml"),
+        "crane-code" => include_str!("../presets/models/crane-code.toml"),
         other => {
             return Err(CraneError::config(
                 "model_preset",

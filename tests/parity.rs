@@ -118,18 +118,55 @@ fn engine(b: Backend, c: &Case, cfg: &ModelConfig) -> Box<dyn Engine> {
 /// vector to TOL.
 const TENSOR_TOL: f64 = 1e-4;
 
-/// All tensors as one vector: ‖got − want‖ / ‖want‖ ≤ TOL, and each tensor ≤ TENSOR_TOL.
-fn assert_params_close(what: &str, got: &Params, want: &Params) {
+/// A tensor's error is measured against its own norm, or against this fraction of the whole
+/// gradient's norm when it is smaller. Some gradients are zero or nearly so by structure, not
+/// by chance: softmax ignores the attention's key bias, BPR ignores a shift shared by all items
+/// (the value and output biases of `crane-code`), and the projection bias collects what is left
+/// of those cancellations (measured: 8e-6 against a whole-gradient norm of 7e-2). In f32 such a
+/// tensor is round-off of cancelling terms, and its relative error says nothing; a defect in it
+/// still shows, as an error of the tensor's own size (≥ 1e-1 of this floor).
+const TENSOR_FLOOR: f64 = 1e-3;
+
+/// Tensors the loss does not depend on at all under `cfg`: the attention's key bias (softmax
+/// ignores it) and, when BPR is the only term that reaches them, its value and output biases
+/// (they shift every item alike). Their gradients are zero in exact arithmetic; Adam turns
+/// f32 round-off there into steps of about lr, so after Adam steps they are not compared.
+fn null_directions(cfg: &ModelConfig) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if cfg.uses_attention() {
+        v.push("mha.b_k");
+        if !cfg.uses_contrastive() {
+            v.extend(["mha.b_v", "mha.b_o"]);
+        }
+    }
+    v
+}
+
+/// All tensors as one vector: ‖got − want‖ / ‖want‖ ≤ TOL, and each tensor ≤ TENSOR_TOL;
+/// tensors in `skip` are left out.
+fn assert_params_close(what: &str, got: &Params, want: &Params, skip: &[&str]) {
+    let sq = |m: &faer::Mat<f64>| {
+        (0..m.ncols()).flat_map(|j| (0..m.nrows()).map(move |i| (i, j))).map(|(i, j)| m[(i, j)].powi(2)).sum::<f64>()
+    };
+    let total: f64 = want.tensors().iter().map(|(_, w)| sq(w)).sum::<f64>().sqrt();
     let (mut diff, mut norm) = (0.0, 0.0);
     for ((name, g), (_, w)) in got.tensors().into_iter().zip(want.tensors()) {
-        let err = rel_error(g, w);
-        assert!(err <= TENSOR_TOL, "{what} {name}: relative error {err:.3e} > {TENSOR_TOL:e}");
-        for j in 0..g.ncols() {
-            for i in 0..g.nrows() {
-                diff += (g[(i, j)] - w[(i, j)]).powi(2);
-                norm += w[(i, j)].powi(2);
-            }
+        if skip.contains(&name.as_str()) {
+            continue;
         }
+        let d: f64 = (0..g.ncols())
+            .flat_map(|j| (0..g.nrows()).map(move |i| (i, j)))
+            .map(|(i, j)| (g[(i, j)] - w[(i, j)]).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        let err = d / f64::max(sq(w).sqrt(), TENSOR_FLOOR * total).max(1e-30);
+        assert!(
+            err <= TENSOR_TOL,
+            "{what} {name}: relative error {err:.3e} > {TENSOR_TOL:e} (rel_error {:.3e})",
+            rel_error(g, w)
+        );
+        diff += d * d;
+        norm += sq(w);
     }
     let err = diff.sqrt() / f64::max(norm.sqrt(), 1e-8);
     if std::env::var_os("CRANE_PARITY_REPORT").is_some() {
@@ -177,7 +214,7 @@ fn check_parity(b: Backend, cfg: &ModelConfig, big: bool) {
                     assert!((x - y).abs() <= TOL * y.abs().max(1e-3), "{what} loss {term}: {x} vs {y}");
                 }
                 if synced {
-                    assert_params_close(&format!("{what} gradient"), &got.grads(), &want.grads());
+                    assert_params_close(&format!("{what} gradient"), &got.grads(), &want.grads(), &[]);
                 }
                 match (got.item_graph(), want.item_graph()) {
                     (Some(g), Some(w)) => {
@@ -192,7 +229,12 @@ fn check_parity(b: Backend, cfg: &ModelConfig, big: bool) {
                 got.adam_step(1e-3);
             }
             if !synced {
-                assert_params_close(&format!("{b:?} params after 3 Adam steps"), &got.params(), &want.params());
+                assert_params_close(
+                    &format!("{b:?} params after 3 Adam steps"),
+                    &got.params(),
+                    &want.params(),
+                    &null_directions(cfg),
+                );
             }
             // Scores on the full graph.
             want.prepare_scoring().unwrap();
@@ -202,6 +244,15 @@ fn check_parity(b: Backend, cfg: &ModelConfig, big: bool) {
             let mut sg = vec![0f32; case.m * case.n];
             want.score_block(&users, &mut sw);
             got.score_block(&users, &mut sg);
+            // Per user, scores are compared up to a constant: rankings, BPR and every metric
+            // ignore it, and in `crane-code` a shift shared by all items gets no gradient, so
+            // Adam moves it by round-off-driven steps that differ between f32 and f64.
+            for s in [&mut sw, &mut sg] {
+                for row in s.chunks_mut(case.n) {
+                    let mean = row.iter().map(|&v| v as f64).sum::<f64>() / case.n as f64;
+                    row.iter_mut().for_each(|v| *v -= mean as f32);
+                }
+            }
             let num: f64 = sw.iter().zip(&sg).map(|(a, b)| ((a - b) as f64).powi(2)).sum::<f64>().sqrt();
             let den: f64 = sw.iter().map(|a| (*a as f64).powi(2)).sum::<f64>().sqrt();
             assert!(num / den.max(1e-8) <= TOL, "{b:?}: scores differ by {:.3e}", num / den);
@@ -254,6 +305,18 @@ test_backends! {
     parity_mmrec_norm_penalty => with(|c| c.regularisation = Regularisation::BatchNorms), false;
     parity_wo_dual_fusion => with(|c| c.dual_fusion = false), false;
     parity_modality_bpr => with(|c| { c.feature_dim = c.embedding_dim; c.modality_bpr = 0.5; }), false;
+    parity_authors_code_attention => with(|c| {
+        c.item_graph_source = ItemGraphSource::RawFeatures { image_weight: 0.1 };
+        c.item_graph_input = ItemGraphInput::Attention;
+        c.attention_heads = 2;
+        c.user_semantic = false;
+        c.contrastive = false;
+        c.feature_dim = c.embedding_dim;
+        c.gcn_weights = false;
+        c.lambda = 0.0;
+        c.drop_edge = DropEdge::Freedom { keep_ratio: 0.7 };
+        c.degree_source = DegreeSource::KeptGraph;
+    }), true;
     parity_freedom_baseline => with(|c| {
         c.item_graph_source = ItemGraphSource::RawFeatures { image_weight: 0.1 };
         c.item_graph_input = ItemGraphInput::Embeddings;
@@ -318,5 +381,47 @@ fn tall_transposed_product_equals_the_plain_one() {
         let err = got.data.iter().zip(&want.data).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
         assert!(err <= 1e-5 * scale * rows as f32 / 100.0 + 1e-6, "rows {rows}: differs by {err}");
         assert_eq!(got, mm_tn_tall(&a, &b), "deterministic");
+    }
+}
+
+/// The blocked attention of the CPU engine equals the dense reference for every block size,
+/// forward and backward (the authors' code holds the [N, N] matrices; crane never does).
+#[test]
+fn blocked_attention_equals_dense_reference_for_every_block_size() {
+    use crane::engine::cpu::attention::{backward, forward, Mha};
+    use crane::engine::cpu::ops::Dense;
+    use crane_reference::attention::{mha, mha_backward, MhaParams};
+    let (n, d, heads) = (23, 8, 4);
+    let mut r = ChaCha8Rng::seed_from_u64(17);
+    let mut rnd =
+        |rows: usize, cols: usize, s: f64| faer::Mat::<f64>::from_fn(rows, cols, |_, _| s * (r.random::<f64>() - 0.5));
+    let x = rnd(n, d, 2.0);
+    let w: [faer::Mat<f64>; 4] = std::array::from_fn(|_| rnd(d, d, 1.0));
+    let b: [faer::Mat<f64>; 4] = std::array::from_fn(|_| rnd(1, d, 0.5));
+    let dy = rnd(n, d, 1.0);
+    let rp = MhaParams { w: std::array::from_fn(|k| &w[k]), b: std::array::from_fn(|k| &b[k]), heads };
+    let (y_ref, cache) = mha(&x, &rp);
+    let (dx_ref, dw_ref, db_ref) = mha_backward(&rp, &cache, &dy);
+    let (wf, bf): (Vec<Dense>, Vec<Dense>) =
+        (w.iter().map(Dense::from_mat).collect(), b.iter().map(Dense::from_mat).collect());
+    let p = Mha { w: std::array::from_fn(|k| &wf[k]), b: std::array::from_fn(|k| &bf[k]), heads };
+    let close = |what: String, got: &Dense, want: &faer::Mat<f64>| {
+        let err = rel_error(&got.to_mat(), want);
+        assert!(err <= TOL, "{what}: relative error {err:.2e}");
+    };
+    for block in [1, 2, 5, 22, 23, 64] {
+        let (y, c) = forward(&Dense::from_mat(&x), &p, block);
+        close(format!("block {block}: y"), &y, &y_ref);
+        let (dx, dw, db) = backward(&p, &c, &Dense::from_mat(&dy), block);
+        close(format!("block {block}: dx"), &dx, &dx_ref);
+        for k in 0..4 {
+            close(format!("block {block}: dW[{k}]"), &dw[k], &dw_ref[k]);
+            if k != 1 {
+                close(format!("block {block}: db[{k}]"), &db[k], &db_ref[k]);
+            } else {
+                let worst = db[1].data.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                assert!(worst < 1e-5, "db_k is zero up to round-off, got {worst}");
+            }
+        }
     }
 }

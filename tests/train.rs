@@ -57,6 +57,11 @@ fn set_overrides_any_field_and_refuses_unknown_ones() {
     assert_eq!((m.knn_k, m.ui_layers, m.lambda, m.modality_bpr), (10, 2, 0.0, 1e-4));
     assert_eq!(m.drop_edge, DropEdge::Freedom { keep_ratio: 0.2 });
     assert_eq!(fr.refresh, GraphRefresh::Frozen);
+    let cc = resolve(base, "baby", &["model_preset=crane-code".to_string()]).unwrap();
+    assert_eq!(
+        (cc.model.item_graph_input, cc.model.attention_heads, cc.model.modality_bpr),
+        (ItemGraphInput::Attention, 4, 0.0)
+    );
     // The paper's model is the dataset preset untouched.
     assert_eq!(
         resolve(base, "baby", &[]).unwrap().model,
@@ -98,6 +103,7 @@ fn baselines_and_refresh_modes_train() {
         vec!["model_preset=bpr", "epochs=2"],
         vec!["model_preset=lightgcn", "epochs=2"],
         vec!["model_preset=freedom", "epochs=2"],
+        vec!["model_preset=crane-code", "epochs=1"],
         vec!["model.dual_fusion=false", "epochs=2"],
         vec!["refresh=every_step", "epochs=1"],
         vec!["refresh=frozen", "epochs=1", "model.fusion=average_graphs"],

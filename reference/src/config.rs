@@ -138,6 +138,10 @@ pub enum ItemGraphInput {
     Readout,
     /// `h^(0) = E_I`, the layer-0 item ID embeddings (FREEDOM).
     Embeddings,
+    /// `h^(0) = ½(MHA(x̂^v) + MHA(x̂^t))`: one multi-head self-attention over all items with
+    /// shared weights, per projected modality, averaged (the authors' released code; see
+    /// `attention.rs`). Needs d_f = d.
+    Attention,
 }
 
 /// The model's hyper-parameters and variant switches.
@@ -192,6 +196,8 @@ pub struct ModelConfig {
     /// FREEDOM's λ: weight of the modality BPR terms `BPR(z_u, x̂_i^m, x̂_j^m)` summed over the
     /// modalities present, with `x̂^m = X^m P_m + p_m` the projected features (d_f must equal d).
     pub modality_bpr: f64,
+    /// Heads of the attention of `item_graph_input = "attention"` (d_f must divide by it).
+    pub attention_heads: usize,
 }
 
 impl Default for ModelConfig {
@@ -223,6 +229,7 @@ impl Default for ModelConfig {
             user_semantic: true,
             dual_fusion: true,
             modality_bpr: 0.0,
+            attention_heads: 4,
         }
     }
 }
@@ -269,6 +276,23 @@ impl ModelConfig {
                 ),
             );
         }
+        if self.item_graph_input == ItemGraphInput::Attention {
+            if self.feature_dim != self.embedding_dim {
+                return bad(
+                    "item_graph_input",
+                    format!(
+                        "attention output is h^(0), so feature_dim ({}) must equal embedding_dim ({})",
+                        self.feature_dim, self.embedding_dim
+                    ),
+                );
+            }
+            if self.attention_heads == 0 || self.feature_dim % self.attention_heads != 0 {
+                return bad(
+                    "attention_heads",
+                    format!("must divide feature_dim ({}), got {}", self.feature_dim, self.attention_heads),
+                );
+            }
+        }
         if self.uses_contrastive() && !self.user_semantic {
             return bad("user_semantic", "L_CL^U (Eq. 19) needs h_u: turn contrastive off or user_semantic on".into());
         }
@@ -287,6 +311,11 @@ impl ModelConfig {
         } else {
             0
         }
+    }
+
+    /// Whether the attention of the authors' code is part of the model (its weights exist).
+    pub fn uses_attention(&self) -> bool {
+        self.item_graph && self.item_graph_input == ItemGraphInput::Attention
     }
 
     /// Whether the contrastive terms of Eq. (19) take part in the loss.

@@ -44,6 +44,10 @@ impl Params {
         let mut quad = || [x(dj, df), x(df, df), x(df, df), x(df, 1)];
         let [mv, av, fv, sv] = quad();
         let [mt, at, ft, st] = quad();
+        // The attention of the authors' code: weights only when used (zero-sized otherwise).
+        let a = if cfg.uses_attention() { df } else { 0 };
+        let mha_w = std::array::from_fn(|_| if a > 0 { x(a, a) } else { Mat::zeros(0, 0) });
+        let mha_b = std::array::from_fn(|_| Mat::zeros(usize::from(a > 0), a));
         Self {
             user_emb,
             item_emb,
@@ -56,6 +60,8 @@ impl Params {
             w_a: [av, at],
             w_f: [fv, ft],
             att: [sv, st],
+            mha_w,
+            mha_b,
         }
     }
 }

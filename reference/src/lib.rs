@@ -17,6 +17,7 @@
 // Loops over the two modalities index several parallel arrays by m ∈ {v, t}, as the paper does.
 #![allow(clippy::needless_range_loop)]
 
+pub mod attention;
 pub mod config;
 pub mod dense;
 pub mod fd;

@@ -41,7 +41,15 @@ pub struct Params {
     pub w_f: [Mat<f64>; 2],
     /// Attention-aggregation vectors a_m `[d_f, 1]` (Table 6 variant only).
     pub att: [Mat<f64>; 2],
+    /// `[W_q, W_k, W_v, W_o]` `[d_f, d_f]` of the authors' attention (`crane-code`; `[0, 0]`
+    /// unless `item_graph_input = "attention"`).
+    pub mha_w: [Mat<f64>; 4],
+    /// `[b_q, b_k, b_v, b_o]` `[1, d_f]` (`[0, 0]` when unused).
+    pub mha_b: [Mat<f64>; 4],
 }
+
+/// Names of the attention tensors, in [`Params::tensors`] order.
+const MHA_NAMES: [&str; 4] = ["q", "k", "v", "o"];
 
 impl Params {
     /// Named views of every tensor, in a fixed order (init, Adam, checkpoints, tests).
@@ -62,6 +70,10 @@ impl Params {
             v.push((format!("w_a.{name}"), &self.w_a[m]));
             v.push((format!("w_f.{name}"), &self.w_f[m]));
             v.push((format!("att.{name}"), &self.att[m]));
+        }
+        for (k, name) in MHA_NAMES.iter().enumerate() {
+            v.push((format!("mha.w_{name}"), &self.mha_w[k]));
+            v.push((format!("mha.b_{name}"), &self.mha_b[k]));
         }
         v
     }
@@ -91,6 +103,10 @@ impl Params {
             v.push((format!("w_f.{name}"), wf));
             v.push((format!("att.{name}"), a));
         }
+        for ((w, b), name) in self.mha_w.iter_mut().zip(self.mha_b.iter_mut()).zip(MHA_NAMES) {
+            v.push((format!("mha.w_{name}"), w));
+            v.push((format!("mha.b_{name}"), b));
+        }
         v
     }
 
@@ -109,6 +125,16 @@ impl Params {
             w_a: [z(&self.w_a[0]), z(&self.w_a[1])],
             w_f: [z(&self.w_f[0]), z(&self.w_f[1])],
             att: [z(&self.att[0]), z(&self.att[1])],
+            mha_w: std::array::from_fn(|k| z(&self.mha_w[k])),
+            mha_b: std::array::from_fn(|k| z(&self.mha_b[k])),
+        }
+    }
+
+    fn mha_params(&self, heads: usize) -> crate::attention::MhaParams<'_> {
+        crate::attention::MhaParams {
+            w: std::array::from_fn(|k| &self.mha_w[k]),
+            b: std::array::from_fn(|k| &self.mha_b[k]),
+            heads,
         }
     }
 
@@ -322,6 +348,8 @@ pub struct Forward {
     /// S̃ `[N, N]` when the item graph is on.
     pub item_graph: Option<CsrMatrix<f64>>,
     features: Option<FeatureCache>,
+    /// Per present modality, the attention cache (`item_graph_input = "attention"`).
+    attention: Option<Vec<(usize, crate::attention::MhaCache)>>,
     /// h^(0..=L_II) of Eq. (15).
     hs: Vec<Mat<f64>>,
     /// h `[M+N, d]`: Eq. (16) user rows over Eq. (15) item rows (zero without item graph).
@@ -359,6 +387,7 @@ pub fn forward(p: &Params, g: &Graph, cfg: &ModelConfig) -> Result<Forward, RefE
     let (e, gcn) = ig::gcn_forward(&adj, &h0, &gcn_weights(p, cfg), cfg.sigma, cfg.readout);
     let mut margin = ig::kink_margin(cfg.sigma, &gcn);
     let d = e.ncols();
+    let mut attention = None;
     let (item_graph, features, hs, h) = if cfg.item_graph {
         let (s_tilde, fc) = match (&g.fixed_item_graph, cfg.item_graph_source) {
             (Some(s), _) => (s.clone(), None),
@@ -374,6 +403,27 @@ pub fn forward(p: &Params, g: &Graph, cfg: &ModelConfig) -> Result<Forward, RefE
         let h0 = match cfg.item_graph_input {
             ItemGraphInput::Readout => vsplit(&e, m).1,
             ItemGraphInput::Embeddings => p.item_emb.clone(),
+            ItemGraphInput::Attention => {
+                let mut outs = Vec::new();
+                for mm in (0..2).filter(|&mm| g.features[mm].ncols() > 0) {
+                    let xhat = up::project(&g.features[mm], &p.proj[mm], &p.proj_bias[mm]);
+                    let (y, c) = crate::attention::mha(&xhat, &p.mha_params(cfg.attention_heads));
+                    outs.push((mm, y, c));
+                }
+                if outs.is_empty() {
+                    return Err(RefError::Config {
+                        field: "item_graph_input".into(),
+                        why: "attention needs image or text features; neither is present".into(),
+                    });
+                }
+                let w = 1.0 / outs.len() as f64;
+                let mut h0 = Mat::zeros(n, d);
+                for (_, y, _) in &outs {
+                    add_assign(&mut h0, &scale(y, w));
+                }
+                attention = Some(outs.into_iter().map(|(mm, _, c)| (mm, c)).collect::<Vec<_>>());
+                h0
+            }
         };
         let hs = it::propagate(&s_tilde, &h0, cfg.ii_layers);
         let h_items = hs.last().unwrap().clone();
@@ -384,7 +434,7 @@ pub fn forward(p: &Params, g: &Graph, cfg: &ModelConfig) -> Result<Forward, RefE
     };
     // Eq. (17), or the late fusion of "w/o Dual Fusion": [e, h]·[e, h] = e_u·e_i + h_u·h_i.
     let z = if cfg.dual_fusion { it::fuse(&e, &h) } else { hcat(&e, &h) };
-    Ok(Forward { adj, gcn, e, item_graph, features, hs, h, z, kink_margin: margin })
+    Ok(Forward { adj, gcn, e, item_graph, features, attention, hs, h, z, kink_margin: margin })
 }
 
 /// A mini-batch of BPR triplets (u, i, j): i a training item of u, j a sampled negative.
@@ -529,6 +579,20 @@ pub fn loss_and_grads(p: &Params, batch: &Batch, g: &Graph, cfg: &ModelConfig) -
         match cfg.item_graph_input {
             ItemGraphInput::Readout => add_assign(&mut d_ei, &d_h0),
             ItemGraphInput::Embeddings => add_assign(&mut gr.item_emb, &d_h0),
+            ItemGraphInput::Attention => {
+                let caches = fw.attention.as_ref().expect("attention cache present");
+                let d_y = scale(&d_h0, 1.0 / caches.len() as f64);
+                for (mm, c) in caches {
+                    let (d_x, dw, db) = crate::attention::mha_backward(&p.mha_params(cfg.attention_heads), c, &d_y);
+                    for k in 0..4 {
+                        add_assign(&mut gr.mha_w[k], &dw[k]);
+                        add_assign(&mut gr.mha_b[k], &db[k]);
+                    }
+                    let (d_p, d_b) = up::project_backward(&g.features[*mm], &d_x);
+                    add_assign(&mut gr.proj[*mm], &d_p);
+                    add_assign(&mut gr.proj_bias[*mm], &d_b);
+                }
+            }
         }
         if let Some(fc) = &fw.features {
             build_item_graph_backward(p, g, cfg, s_tilde, fc, &d_vals, &mut gr);

@@ -124,3 +124,74 @@ fn modality_bpr_needs_matching_widths_and_cl_needs_user_semantic() {
     let bad = ModelConfig { user_semantic: false, ..tiny_config() };
     assert!(format!("{}", bad.validate(9).unwrap_err()).contains("user_semantic"));
 }
+
+fn mha_case(seed: u64, n: usize, d: usize) -> (Mat<f64>, [Mat<f64>; 4], [Mat<f64>; 4]) {
+    let mut r = rng(seed);
+    let x = rand_mat(n, d, 1.0, &mut r);
+    let w = std::array::from_fn(|_| rand_mat(d, d, 0.7, &mut r));
+    let b = std::array::from_fn(|_| rand_mat(1, d, 0.3, &mut r));
+    (x, w, b)
+}
+
+/// The attention of the authors' code: every input's gradient against central differences.
+#[test]
+fn code_attention_grad_matches_fd() {
+    use crane_reference::attention::{mha, mha_backward, MhaParams};
+    use crane_reference::fd::assert_grad;
+    for (seed, heads) in [(1u64, 1usize), (2, 2), (3, 4)] {
+        let (x, w, b) = mha_case(seed, 6, 4);
+        let mut r = rng(seed + 100);
+        let g = rand_mat(6, 4, 1.0, &mut r);
+        let params = |w: &[Mat<f64>; 4], b: &[Mat<f64>; 4]| -> (Mat<f64>, Mat<f64>) {
+            let p = MhaParams { w: std::array::from_fn(|k| &w[k]), b: std::array::from_fn(|k| &b[k]), heads };
+            (mha(&x, &p).0, Mat::zeros(0, 0))
+        };
+        let p = MhaParams { w: std::array::from_fn(|k| &w[k]), b: std::array::from_fn(|k| &b[k]), heads };
+        let (_, cache) = mha(&x, &p);
+        let (dx, dw, db) = mha_backward(&p, &cache, &g);
+        assert_grad("mha dx", &x, &dx, |v| probe(&g, &mha(v, &p).0));
+        for k in 0..4 {
+            assert_grad(&format!("mha dW[{k}]"), &w[k], &dw[k], |v| {
+                let mut w2 = w.clone();
+                w2[k] = v.clone();
+                probe(&g, &params(&w2, &b).0)
+            });
+            let f = |v: &Mat<f64>| {
+                let mut b2 = b.clone();
+                b2[k] = v.clone();
+                probe(&g, &params(&w, &b2).0)
+            };
+            if k == 1 {
+                // The key bias shifts every score of a row by q·b_k: softmax ignores it, so its
+                // gradient is exactly zero (a relative error of two zeros means nothing).
+                let numeric = crane_reference::fd::numeric_grad(&b[k], f);
+                assert!(crane_reference::dense::max_abs(&db[k]) < 1e-14, "db_k = {:?}", db[k]);
+                assert!(crane_reference::dense::max_abs(&numeric) < 1e-9, "numeric db_k = {numeric:?}");
+            } else {
+                assert_grad(&format!("mha db[{k}]"), &b[k], &db[k], f);
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Self-attention without positions is permutation-equivariant: permuting the items
+    /// permutes the output rows.
+    #[test]
+    fn code_attention_is_permutation_equivariant(seed in 0u64..10_000, rot in 1usize..6) {
+        use crane_reference::attention::{mha, MhaParams};
+        let (x, w, b) = mha_case(seed, 6, 4);
+        let p = MhaParams { w: std::array::from_fn(|k| &w[k]), b: std::array::from_fn(|k| &b[k]), heads: 2 };
+        let perm: Vec<usize> = (0..6).map(|i| (i + rot) % 6).collect();
+        let xp = Mat::from_fn(6, 4, |i, j| x[(perm[i], j)]);
+        let (y, _) = mha(&x, &p);
+        let (yp, _) = mha(&xp, &p);
+        for i in 0..6 {
+            for j in 0..4 {
+                prop_assert!((yp[(i, j)] - y[(perm[i], j)]).abs() < 1e-12);
+            }
+        }
+    }
+}

@@ -4,6 +4,7 @@
 //! on small random graphs, `tests/parity.rs`) without ever materialising an `[M+N, M+N]` or
 //! `[N, N]` matrix: RCA's C^m and the item similarities are built one row block at a time.
 
+pub mod attention;
 pub mod interaction_graph;
 pub mod item_graph;
 pub mod losses;
@@ -274,20 +275,51 @@ impl CpuEngine {
         let ei = e.rows_range(self.m, self.m + self.n);
         match graph {
             Some(g) => {
+                let mut att = None;
                 let h0 = match self.cfg.item_graph_input {
                     ItemGraphInput::Readout => ei.clone(),
                     ItemGraphInput::Embeddings => self.t("item_emb").clone(),
+                    ItemGraphInput::Attention => {
+                        let (h0, caches) = self.attention_input();
+                        att = Some(caches);
+                        h0
+                    }
                 };
                 let hs = item_graph::propagate(g, &h0, self.cfg.ii_layers);
                 let hi = hs.last().unwrap().clone();
                 let hu = if self.cfg.user_semantic { self.a.spmm(&hi) } else { Dense::zeros(self.m, e.cols) };
-                Branches { eu, ei, hs, hu, hi }
+                Branches { eu, ei, hs, hu, hi, att }
             }
             None => {
                 let (hu, hi) = (Dense::zeros(self.m, e.cols), Dense::zeros(self.n, e.cols));
-                Branches { eu, ei, hs: Vec::new(), hu, hi }
+                Branches { eu, ei, hs: Vec::new(), hu, hi, att: None }
             }
         }
+    }
+
+    fn mha(&self) -> attention::Mha<'_> {
+        attention::Mha {
+            w: [self.t("mha.w_q"), self.t("mha.w_k"), self.t("mha.w_v"), self.t("mha.w_o")],
+            b: [self.t("mha.b_q"), self.t("mha.b_k"), self.t("mha.b_v"), self.t("mha.b_o")],
+            heads: self.cfg.attention_heads,
+        }
+    }
+
+    /// h^(0) of the authors' code: the mean over present modalities of the blocked attention
+    /// of the projected features `[N, d]`, with the caches of its backward.
+    fn attention_input(&self) -> (Dense, Vec<(usize, attention::MhaCache)>) {
+        let block = rca::block_rows(self.n, self.block_bytes);
+        let present: Vec<usize> = (0..2).filter(|&m| self.feats[m].cols > 0).collect();
+        let mut h0 = Dense::zeros(self.n, self.cfg.feature_dim);
+        let mut caches = Vec::new();
+        for &m in &present {
+            let (pn, bn) = [("proj.v", "proj_bias.v"), ("proj.t", "proj_bias.t")][m];
+            let xhat = user_profiles::project(&self.feats[m], self.t(pn), self.t(bn));
+            let (y, c) = attention::forward(&xhat, &self.mha(), block);
+            h0.axpy(1.0 / present.len() as f32, &y);
+            caches.push((m, c));
+        }
+        (h0, caches)
     }
 
     /// The scoring tables: z = e + h (Eq. 17), or [e, h] without dual fusion (late fusion:
@@ -312,6 +344,8 @@ struct Branches {
     hs: Vec<Dense>,
     hu: Dense,
     hi: Dense,
+    /// Attention caches per present modality (`item_graph_input = "attention"`).
+    att: Option<Vec<(usize, attention::MhaCache)>>,
 }
 
 fn gather(x: &Dense, rows: &[u32]) -> Dense {
@@ -503,6 +537,27 @@ impl Engine for CpuEngine {
             match cfg.item_graph_input {
                 ItemGraphInput::Readout => d_ei.add_assign(&d_h0),
                 ItemGraphInput::Embeddings => self.g[ie].add_assign(&d_h0),
+                ItemGraphInput::Attention => {
+                    let t = Instant::now();
+                    let caches = br.att.as_ref().expect("attention caches");
+                    let mut d_y = d_h0.clone();
+                    d_y.scale(1.0 / caches.len() as f32);
+                    let block = rca::block_rows(self.n, self.block_bytes);
+                    for (m, c) in caches {
+                        let (d_x, dw, db) = attention::backward(&self.mha(), c, &d_y, block);
+                        for (k, name) in ["q", "k", "v", "o"].iter().enumerate() {
+                            let (kw, kb) = (self.ix(&format!("mha.w_{name}")), self.ix(&format!("mha.b_{name}")));
+                            self.g[kw].add_assign(&dw[k]);
+                            self.g[kb].add_assign(&db[k]);
+                        }
+                        let (pn, bn) = [("proj.v", "proj_bias.v"), ("proj.t", "proj_bias.t")][*m];
+                        let (dp, db) = user_profiles::project_backward(&self.feats[*m], &d_x);
+                        let (kp, kb) = (self.ix(pn), self.ix(bn));
+                        self.g[kp].add_assign(&dp);
+                        self.g[kb].add_assign(&db);
+                    }
+                    self.times.rca_graph += t.elapsed();
+                }
             }
             if let Some(fc) = &fcache {
                 let t = Instant::now();
