@@ -79,6 +79,20 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         seeds: usize,
     },
+    /// Time one forward + backward of crane-code's blocked attention over N items (random
+    /// inputs), with its peak memory beside what the dense released code would hold.
+    BenchAttention {
+        /// Items (63001 = electronics).
+        #[arg(long, default_value_t = 63_001)]
+        items: usize,
+        #[arg(long, default_value_t = 64)]
+        dim: usize,
+        #[arg(long, default_value_t = 4)]
+        heads: usize,
+        /// MB per [block, N] buffer.
+        #[arg(long, default_value_t = 64)]
+        block_mb: usize,
+    },
     /// Dataset inspection.
     Data {
         #[command(subcommand)]
@@ -387,6 +401,48 @@ fn run(cli: Cli) -> Result<()> {
             crane::compare::write_reports(&out, &rows, &models, &header)?;
             println!("{}", crane::compare::markdown(&rows, &models, &header));
             println!("written: {} and {}", out.join("compare.md").display(), out.join("compare.csv").display());
+            Ok(())
+        }
+        Command::BenchAttention { items, dim, heads, block_mb } => {
+            use crane::engine::cpu::{attention, ops::Dense};
+            if heads == 0 || dim % heads != 0 || items == 0 {
+                return Err(CraneError::config("--heads/--dim/--items", "heads must divide dim; items positive"));
+            }
+            let rnd = |r: usize, c: usize, seed: u64| {
+                Dense::from_fn(r, c, |i, j| {
+                    (crane::sampling::mix_seed(&[seed, i as u64, j as u64]) % 2001) as f32 / 1000.0 - 1.0
+                })
+            };
+            let x = rnd(items, dim, 1);
+            let w: Vec<Dense> = (0..4).map(|k| rnd(dim, dim, 10 + k)).collect();
+            let b: Vec<Dense> = (0..4).map(|k| rnd(1, dim, 20 + k)).collect();
+            let dy = rnd(items, dim, 3);
+            let p = attention::Mha { w: [&w[0], &w[1], &w[2], &w[3]], b: [&b[0], &b[1], &b[2], &b[3]], heads };
+            let block = crane::engine::cpu::rca::block_rows(items, block_mb << 20);
+            let before = crane::train::peak_memory_mb();
+            let t0 = std::time::Instant::now();
+            let (y, cache) = attention::forward(&x, &p, block);
+            let t1 = t0.elapsed();
+            let (dx, _, _) = attention::backward(&p, &cache, &dy, block);
+            let t2 = t0.elapsed() - t1;
+            let dh = (dim / heads) as f64;
+            let n = items as f64;
+            // Forward: QKᵀ and PV per head; backward: QKᵀ again, dP, dQ, dK, dV.
+            let (f_fwd, f_bwd) = (2.0 * 2.0 * n * n * dh * heads as f64, 5.0 * 2.0 * n * n * dh * heads as f64);
+            println!("attention over {items} items, d = {dim}, {heads} heads, block {block} rows ({block_mb} MB)");
+            println!("forward   {:.2} s ({:.1} GFLOP/s)", t1.as_secs_f64(), f_fwd / t1.as_secs_f64() / 1e9);
+            println!("backward  {:.2} s ({:.1} GFLOP/s)", t2.as_secs_f64(), f_bwd / t2.as_secs_f64() / 1e9);
+            println!(
+                "peak memory {:.0} MB (process before: {before:.0} MB); the dense released code holds 8 N^2 floats \
+                 per attention copy: {:.1} GB",
+                crane::train::peak_memory_mb(),
+                8.0 * n * n * 4.0 / 1e9
+            );
+            println!(
+                "checksum {:.6e} {:.6e}",
+                y.data.iter().map(|v| *v as f64).sum::<f64>(),
+                dx.data.iter().map(|v| *v as f64).sum::<f64>()
+            );
             Ok(())
         }
         Command::Bench(args) => {

@@ -346,6 +346,21 @@ fn fast_tanh_is_within_5e7_of_tanh() {
 }
 
 #[test]
+fn fast_exp_is_within_3e7_relative_of_exp() {
+    use crane::engine::cpu::ops::fast_exp;
+    let mut worst: f64 = 0.0;
+    let mut x = -87.0f32;
+    while x < 88.0 {
+        let want = (x as f64).exp();
+        worst = worst.max(((fast_exp(x) as f64) - want).abs() / want);
+        x += 7.3e-4;
+    }
+    assert!(worst <= 3e-7, "max relative error {worst:e}");
+    assert_eq!(fast_exp(0.0), 1.0);
+    assert!(fast_exp(-1e4) >= 0.0 && fast_exp(-1e4) < 1e-37, "clamped below, no NaN");
+}
+
+#[test]
 fn blocked_correlation_equals_dense_for_every_block_size() {
     use crane::engine::cpu::ops::{fast_tanh, mm, Dense};
     use crane::engine::cpu::rca::{correlate_blocked, correlate_blocked_backward};
