@@ -22,5 +22,6 @@ pub mod memory;
 pub mod sampling;
 pub mod stats;
 pub mod train;
+pub mod verify;
 
 pub use error::{CraneError, Result};

@@ -93,6 +93,20 @@ enum Command {
         #[arg(long, default_value_t = 64)]
         block_mb: usize,
     },
+    /// Parity run: an engine against the f64 reference on small random graphs for every
+    /// variant; prints a table (stage, max abs/rel error, tolerance, pass/fail) and exits
+    /// non-zero on any failure. `--gpu` needs a CUDA device.
+    Verify {
+        /// Verify the GPU engine.
+        #[arg(long, conflicts_with = "cpu")]
+        gpu: bool,
+        /// Verify the fast CPU engine.
+        #[arg(long)]
+        cpu: bool,
+        /// Number of random graphs per variant.
+        #[arg(long, default_value_t = 3)]
+        graphs: u64,
+    },
     /// Dataset inspection.
     Data {
         #[command(subcommand)]
@@ -401,6 +415,29 @@ fn run(cli: Cli) -> Result<()> {
             crane::compare::write_reports(&out, &rows, &models, &header)?;
             println!("{}", crane::compare::markdown(&rows, &models, &header));
             println!("written: {} and {}", out.join("compare.md").display(), out.join("compare.csv").display());
+            Ok(())
+        }
+        Command::Verify { gpu, cpu, graphs } => {
+            if !gpu && !cpu {
+                return Err(CraneError::config("verify", "choose --gpu or --cpu"));
+            }
+            let seeds: Vec<u64> = (1..=graphs.max(1)).collect();
+            let rows = if gpu {
+                crane::verify::gpu()?
+            } else {
+                let make =
+                    |i: &crane::engine::ModelInputs, c: &crane_reference::ModelConfig, p: &crane_reference::Params| {
+                        Ok(Box::new(crane::engine::cpu::CpuEngine::new(i, c, p)?.with_block_bytes(4 * 16 * 40))
+                            as Box<dyn crane::engine::Engine>)
+                    };
+                crane::verify::run(&make, &seeds)?
+            };
+            print!("{}", crane::verify::table(&rows));
+            let failed = rows.iter().filter(|r| !r.pass()).count();
+            println!("{} comparisons, {} failed", rows.len(), failed);
+            if failed > 0 {
+                return Err(CraneError::Invalid(format!("verify: {failed} comparison(s) out of tolerance")));
+            }
             Ok(())
         }
         Command::BenchAttention { items, dim, heads, block_mb } => {

@@ -71,7 +71,7 @@ fn synth_stats_train_eval_recommend() {
         &dir,
     );
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("user 99999 is not in"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("user `99999` is not in"));
 }
 
 #[test]
@@ -87,4 +87,32 @@ fn bad_input_exits_nonzero_with_a_named_error_and_no_panic() {
     let out = crane(&["train", "--like", "tiny", "--set", "model.knn_k=0"], &dir);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("knn_k"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `crane verify --gpu` without a device: non-zero exit, one clear line, no panic. With a
+/// device (not on CI) it must still not panic.
+#[test]
+fn verify_gpu_fails_cleanly_without_a_device() {
+    let out = crane(&["verify", "--gpu"], &std::env::temp_dir());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(!err.contains("panicked"), "{err}");
+    if crane_gpu::probe_device().is_err() {
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.starts_with("error: no CUDA device found:"), "{err}");
+    }
+}
+
+/// `crane verify --cpu` prints the table for every variant and passes.
+#[test]
+fn verify_cpu_passes_with_a_table() {
+    let out = crane(&["verify", "--cpu", "--graphs", "1"], &std::env::temp_dir());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.starts_with("case"), "{text}");
+    for v in ["crane / graph 1", "wo_dual_fusion / graph 1", "freedom / graph 1", "crane_code / graph 1"] {
+        assert!(text.contains(v), "{v} missing");
+    }
+    assert!(text.contains("params after 3 Adam steps") && text.contains("metrics R/N/P/MAP@5,10"));
+    assert!(text.contains(", 0 failed"), "{text}");
 }

@@ -1,0 +1,51 @@
+// CRANE_INF: NVRTC compiles without <cmath>, so infinity is spelled from its bits.
+#define CRANE_INF __int_as_float(0x7f800000)
+
+// Elementwise kernels of the CRANE engine. One thread per element; n is the element count.
+
+// Eq. (10): C = tanh(X Pᵀ) on a [block, M+N] buffer, in place.
+extern "C" __global__ void tanh_inplace(float *x, long long n) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[i] = tanhf(x[i]);
+}
+
+// Backward of tanh from the forward output y: dx = dy (1 - y^2), in place on dy.
+extern "C" __global__ void tanh_backward(float *dy, const float *y, long long n) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) dy[i] *= 1.0f - y[i] * y[i];
+}
+
+// σ of Eq. (3)-(4): leaky ReLU with slope s (identity when s = 1).
+extern "C" __global__ void leaky_relu(float *y, const float *x, float s, long long n) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = x[i] > 0.0f ? x[i] : s * x[i];
+}
+
+extern "C" __global__ void leaky_relu_backward(float *dx, const float *x, const float *dy, float s, long long n) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) dx[i] = x[i] > 0.0f ? dy[i] : s * dy[i];
+}
+
+// y += a x.
+extern "C" __global__ void axpy(float *y, const float *x, float a, long long n) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] += a * x[i];
+}
+
+// Adds the [1, c] bias b to every row of x [r, c].
+extern "C" __global__ void add_row_bias(float *x, const float *b, long long r, int c) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < r * c) x[i] += b[i % c];
+}
+
+// Adam without weight decay, bias-corrected (c1 = 1 - β1^t, c2 = 1 - β2^t), as torch.optim.Adam.
+extern "C" __global__ void adam_step(float *p, const float *g, float *m, float *v, float lr, float b1, float b2,
+                                     float eps, float c1, float c2, long long n) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        float gi = g[i];
+        m[i] = b1 * m[i] + (1.0f - b1) * gi;
+        v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
+        p[i] -= lr * (m[i] / c1) / (sqrtf(v[i] / c2) + eps);
+    }
+}

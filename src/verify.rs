@@ -1,0 +1,268 @@
+//! `crane verify`: the parity run that shows an engine computes the reference's function.
+//!
+//! On several small random graphs and for every variant switch, the reference (f64) and the
+//! engine under test (f32) run the same three training steps; the table compares the loss
+//! terms, the item graph, every gradient tensor, the parameters after three Adam steps, the
+//! scores and the evaluation metrics. The same comparisons as `tests/parity.rs`, for users.
+
+use crate::data::npy::FeatureMatrix;
+use crate::engine::{reference::ReferenceEngine, Engine, ModelInputs};
+use crate::error::{CraneError, Result};
+use crane_reference::config::*;
+use crane_reference::init::Dims;
+use crane_reference::{ModelConfig, Params};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Relative tolerance of losses, graph values, scores, metrics and whole-vector gradients.
+pub const TOL: f64 = 1e-5;
+/// Relative tolerance of a single tensor (see SPEC.md, "The fast CPU engine").
+pub const TENSOR_TOL: f64 = 1e-4;
+
+/// One row of the table.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub case: String,
+    pub stage: String,
+    pub max_abs: f64,
+    pub max_rel: f64,
+    pub tol: f64,
+}
+
+impl Row {
+    pub fn pass(&self) -> bool {
+        self.max_rel <= self.tol
+    }
+}
+
+/// The variants checked: the paper's model, its ablations and variants, and the baselines.
+pub fn variants() -> Vec<(&'static str, ModelConfig)> {
+    let base =
+        ModelConfig { embedding_dim: 4, feature_dim: 4, joint_dim: 3, rounds: 2, knn_k: 3, ..ModelConfig::default() };
+    let with = |f: &dyn Fn(&mut ModelConfig)| {
+        let mut c = base.clone();
+        f(&mut c);
+        c
+    };
+    let freedom = |c: &mut ModelConfig| {
+        c.item_graph_source = ItemGraphSource::RawFeatures { image_weight: 0.1 };
+        c.item_graph_input = ItemGraphInput::Embeddings;
+        c.user_semantic = false;
+        c.contrastive = false;
+        c.gcn_weights = false;
+        c.modality_bpr = 0.3;
+        c.regularisation = Regularisation::BatchNorms;
+        c.drop_edge = DropEdge::Freedom { keep_ratio: 0.7 };
+        c.degree_source = DegreeSource::KeptGraph;
+    };
+    vec![
+        ("crane", base.clone()),
+        ("leaky_relu", with(&|c| c.sigma = Sigma::LeakyRelu(0.2))),
+        ("max_profiles", with(&|c| c.aggregation = Aggregation::Max)),
+        ("attention_profiles", with(&|c| c.aggregation = Aggregation::Attention)),
+        ("fusion_concat", with(&|c| c.fusion = Fusion::Concat)),
+        ("fusion_average_graphs", with(&|c| c.fusion = Fusion::AverageGraphs)),
+        ("single_round", with(&|c| c.rounds = 1)),
+        ("wo_item_graph", with(&|c| c.item_graph = false)),
+        ("wo_cl", with(&|c| c.contrastive = false)),
+        ("wo_dual_fusion", with(&|c| c.dual_fusion = false)),
+        (
+            "lightgcn",
+            with(&|c| {
+                c.gcn_weights = false;
+                c.item_graph = false;
+                c.regularisation = Regularisation::BatchNorms;
+                c.drop_edge = DropEdge::Off;
+            }),
+        ),
+        ("freedom", with(&freedom)),
+        (
+            "crane_code",
+            with(&|c| {
+                freedom(c);
+                c.modality_bpr = 0.0;
+                c.item_graph_input = ItemGraphInput::Attention;
+                c.attention_heads = 2;
+            }),
+        ),
+    ]
+}
+
+struct Case {
+    m: usize,
+    n: usize,
+    train: Vec<(u32, u32)>,
+    valid: Vec<(u32, u32)>,
+    feats: [FeatureMatrix; 2],
+    batches: Vec<Vec<(u32, u32, u32)>>,
+}
+
+fn case(seed: u64) -> Case {
+    let mut r = ChaCha8Rng::seed_from_u64(seed);
+    let (m, n) = (12 + (seed as usize % 5), 15 + (seed as usize % 7));
+    let (mut train, mut valid) = (Vec::new(), Vec::new());
+    for u in 0..m as u32 {
+        let mut items: Vec<u32> = (0..n as u32).collect();
+        for k in 0..items.len() {
+            let j = r.random_range(k..items.len());
+            items.swap(k, j);
+        }
+        let deg = r.random_range(2..=5);
+        train.extend(items[..deg].iter().map(|&i| (u, i)));
+        valid.push((u, items[deg]));
+    }
+    train.sort_unstable();
+    let feat = |c: usize, r: &mut ChaCha8Rng| FeatureMatrix {
+        rows: n,
+        cols: c,
+        data: (0..n * c).map(|_| r.random_range(-0.5f32..0.5)).collect(),
+    };
+    let feats = [feat(6, &mut r), feat(5, &mut r)];
+    let by_user = crate::data::group(m, &train);
+    let batches = (0..3)
+        .map(|_| {
+            (0..8)
+                .map(|_| {
+                    let u = r.random_range(0..m);
+                    let row = &by_user[u];
+                    let i = row[r.random_range(0..row.len())];
+                    let j = loop {
+                        let j = r.random_range(0..n as u32);
+                        if !row.contains(&j) {
+                            break j;
+                        }
+                    };
+                    (u as u32, i, j)
+                })
+                .collect()
+        })
+        .collect();
+    Case { m, n, train, valid, feats, batches }
+}
+
+fn compare(case: &str, stage: &str, got: &[f64], want: &[f64], tol: f64, floor: f64) -> Row {
+    let max_abs = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    let diff: f64 = got.iter().zip(want).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
+    let norm: f64 = want.iter().map(|v| v * v).sum::<f64>().sqrt();
+    Row { case: case.into(), stage: stage.into(), max_abs, max_rel: diff / norm.max(floor).max(1e-30), tol }
+}
+
+fn flat(p: &Params) -> Vec<(String, Vec<f64>)> {
+    p.tensors()
+        .into_iter()
+        .map(|(n, t)| (n, (0..t.nrows()).flat_map(|i| (0..t.ncols()).map(move |j| t[(i, j)])).collect()))
+        .collect()
+}
+
+/// Builds the engine under test from the inputs, the config and the starting parameters.
+pub type MakeEngine<'a> = &'a dyn Fn(&ModelInputs, &ModelConfig, &Params) -> Result<Box<dyn Engine>>;
+
+/// Runs the comparison of `make(inputs, cfg, params)` against the reference.
+pub fn run(make: MakeEngine, seeds: &[u64]) -> Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for (name, cfg) in variants() {
+        for &seed in seeds {
+            let c = case(seed);
+            let label = format!("{name} / graph {seed}");
+            let inputs = ModelInputs {
+                n_users: c.m,
+                n_items: c.n,
+                train: &c.train,
+                features: [Some(&c.feats[0]), Some(&c.feats[1])],
+            };
+            let mut params = Params::init(&cfg, Dims { n_users: c.m, n_items: c.n, d_visual: 6, d_text: 5 }, seed + 1);
+            for (_, t) in params.tensors_mut() {
+                *t = faer::Mat::from_fn(t.nrows(), t.ncols(), |i, j| t[(i, j)] as f32 as f64);
+            }
+            let mut want: Box<dyn Engine> = Box::new(ReferenceEngine::new(&inputs, &cfg, params.clone())?);
+            let mut got = make(&inputs, &cfg, &params)?;
+            let a = inputs.interaction_matrix()?;
+            let mask = crane_reference::model::sample_edge_mask(&a, cfg.drop_edge, seed ^ 77);
+            want.set_edge_mask(&mask)?;
+            got.set_edge_mask(&mask)?;
+            let (mut terms_w, mut terms_g) = (Vec::new(), Vec::new());
+            for (step, batch) in c.batches.iter().enumerate() {
+                // Gradients on identical parameters: the engine gets the reference's first.
+                got.set_params(&want.params());
+                let lw = want.loss_and_grads(batch, step == 0)?;
+                let lg = got.loss_and_grads(batch, step == 0)?;
+                terms_w.extend(lw.named().map(|t| t.1));
+                terms_g.extend(lg.named().map(|t| t.1));
+                let (gw, gg) = (flat(&want.grads()), flat(&got.grads()));
+                let total: f64 = gw.iter().flat_map(|t| t.1.iter()).map(|v| v * v).sum::<f64>().sqrt();
+                for ((tn, w), (_, g)) in gw.iter().zip(&gg) {
+                    if !w.is_empty() {
+                        rows.push(compare(&label, &format!("step {step} grad {tn}"), g, w, TENSOR_TOL, 1e-3 * total));
+                    }
+                }
+                if step == 0 {
+                    if let (Some(gw), Some(gg)) = (want.item_graph(), got.item_graph()) {
+                        let same = gw.col_indices() == gg.col_indices();
+                        let mut r = compare(&label, "item graph S̃ values", gg.values(), gw.values(), TOL, 0.0);
+                        if !same {
+                            r.max_rel = f64::INFINITY;
+                            r.stage = "item graph S̃ index sets".into();
+                        }
+                        rows.push(r);
+                    }
+                }
+                want.adam_step(1e-3);
+                got.adam_step(1e-3);
+            }
+            rows.push(compare(&label, "loss terms (3 steps)", &terms_g, &terms_w, TOL, 1e-3));
+            let (pw, pg) = (flat(&want.params()), flat(&got.params()));
+            let null: &[&str] = if cfg.uses_attention() { &["mha.b_k", "mha.b_v", "mha.b_o"] } else { &[] };
+            let keep = |v: &Vec<(String, Vec<f64>)>| -> Vec<f64> {
+                v.iter().filter(|t| !null.contains(&t.0.as_str())).flat_map(|t| t.1.iter().copied()).collect()
+            };
+            rows.push(compare(&label, "params after 3 Adam steps", &keep(&pg), &keep(&pw), TOL, 0.0));
+            want.prepare_scoring()?;
+            got.prepare_scoring()?;
+            let users: Vec<u32> = (0..c.m as u32).collect();
+            let (mut sw, mut sg) = (vec![0f32; c.m * c.n], vec![0f32; c.m * c.n]);
+            want.score_block(&users, &mut sw);
+            got.score_block(&users, &mut sg);
+            let centre = |s: &[f32]| -> Vec<f64> {
+                s.chunks(c.n)
+                    .flat_map(|row| {
+                        let mean = row.iter().map(|&v| v as f64).sum::<f64>() / c.n as f64;
+                        row.iter().map(move |&v| v as f64 - mean)
+                    })
+                    .collect()
+            };
+            rows.push(compare(&label, "scores (per user, up to a constant)", &centre(&sg), &centre(&sw), TOL, 0.0));
+            let set = crate::eval::EvalSet::from_pairs(c.m, &c.valid);
+            let mask_items = crate::data::group(c.m, &c.train);
+            let ks = [5, 10];
+            let mw = crate::eval::evaluate(&set, &mask_items, c.n, &ks, 8, |u, o| want.score_block(u, o)).to_map();
+            let mg = crate::eval::evaluate(&set, &mask_items, c.n, &ks, 8, |u, o| got.score_block(u, o)).to_map();
+            let (vw, vg): (Vec<f64>, Vec<f64>) = mw.values().copied().zip(mg.values().copied()).unzip();
+            rows.push(compare(&label, "metrics R/N/P/MAP@5,10", &vg, &vw, TOL, 1e-3));
+        }
+    }
+    Ok(rows)
+}
+
+/// The table, one line per row, failures marked.
+pub fn table(rows: &[Row]) -> String {
+    let mut s = format!("{:<34} {:<44} {:>10} {:>10} {:>8}  result\n", "case", "stage", "max abs", "max rel", "tol");
+    for r in rows {
+        s.push_str(&format!(
+            "{:<34} {:<44} {:>10.2e} {:>10.2e} {:>8.0e}  {}\n",
+            r.case,
+            r.stage,
+            r.max_abs,
+            r.max_rel,
+            r.tol,
+            if r.pass() { "pass" } else { "FAIL" }
+        ));
+    }
+    s
+}
+
+/// The GPU run: fails with one line when there is no device, and says plainly that the GPU
+/// engine does not exist yet when there is one.
+pub fn gpu() -> Result<Vec<Row>> {
+    let dev = crane_gpu::probe_device().map_err(|e| CraneError::Invalid(e.to_string()))?;
+    Err(CraneError::Invalid(format!("{} ({}): {}", dev.name, dev.count, crane_gpu::ENGINE_STATUS)))
+}
