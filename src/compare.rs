@@ -91,23 +91,8 @@ pub fn run_all(ds: &Dataset, spec: &CompareSpec, report: &Reporter) -> Result<Ve
             if let Some(b) = &overall {
                 b.set_message(format!("{model} seed {seed}"));
             }
-            let results = dir.join("results.json");
-            let (summary, trained_now) = match read_summary(&results)? {
-                Some(s) if s.config == cfg => (s, false),
-                Some(_) => {
-                    return Err(CraneError::file(
-                        &results,
-                        "was made with a different config than this comparison asks for; move the folder \
-                         away or use another --out",
-                    ))
-                }
-                None => {
-                    let r = Reporter { tag: format!("{model} seed {seed}"), ..report.clone() };
-                    train_reported(ds, &cfg, Some(&dir), &r, true, None)?;
-                    let s = read_summary(&results)?.ok_or_else(|| CraneError::file(&results, "not written"))?;
-                    (s, true)
-                }
-            };
+            let r = Reporter { tag: format!("{model} seed {seed}"), ..report.clone() };
+            let (summary, trained_now) = run_one(ds, &cfg, &dir, &r)?;
             report.line(&format!(
                 "{model} seed {seed}: test {}  (best epoch {}{})",
                 summary.test.summary(),
@@ -124,6 +109,111 @@ pub fn run_all(ds: &Dataset, spec: &CompareSpec, report: &Reporter) -> Result<Ve
         b.finish_and_clear();
     }
     Ok(rows)
+}
+
+/// Trains `cfg` into `dir` unless a finished run with the same config is there (then it is
+/// kept), resuming an interrupted one. Returns the summary and whether it was trained now.
+pub fn run_one(ds: &Dataset, cfg: &TrainConfig, dir: &Path, report: &Reporter) -> Result<(RunSummary, bool)> {
+    let results = dir.join("results.json");
+    match read_summary(&results)? {
+        Some(s) if s.config == *cfg => Ok((s, false)),
+        Some(_) => Err(CraneError::file(
+            &results,
+            "was made with a different config than this comparison asks for; move the folder away or use another \
+             --out",
+        )),
+        None => {
+            train_reported(ds, cfg, Some(dir), report, true, None)?;
+            let s = read_summary(&results)?.ok_or_else(|| CraneError::file(&results, "not written"))?;
+            Ok((s, true))
+        }
+    }
+}
+
+/// One point of a hyper-parameter grid.
+#[derive(Clone, Debug)]
+pub struct GridRow {
+    /// `key=value` settings of this point.
+    pub point: Vec<String>,
+    pub summary: RunSummary,
+}
+
+/// Parses `key=v1,v2,...` into the key and its values.
+pub fn parse_grid_axis(s: &str) -> Result<(String, Vec<String>)> {
+    let (k, vs) =
+        s.split_once('=').ok_or_else(|| CraneError::config("--grid", format!("`{s}` is not key=v1,v2,...")))?;
+    let vals: Vec<String> = vs.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect();
+    if vals.is_empty() {
+        return Err(CraneError::config("--grid", format!("`{s}` lists no values")));
+    }
+    Ok((k.trim().to_string(), vals))
+}
+
+/// Trains every point of the grid (one seed) and returns them in grid order; finished points
+/// are kept. Selection is by validation Recall@20 ([`select_on_validation`]).
+pub fn run_grid(
+    ds: &Dataset,
+    base_toml: &str,
+    source: &str,
+    sets: &[String],
+    axes: &[(String, Vec<String>)],
+    out: &Path,
+    report: &Reporter,
+) -> Result<Vec<GridRow>> {
+    let mut points: Vec<Vec<String>> = vec![Vec::new()];
+    for (k, vals) in axes {
+        points = points
+            .into_iter()
+            .flat_map(|p| vals.iter().map(move |v| [p.clone(), vec![format!("{k}={v}")]].concat()))
+            .collect();
+    }
+    let mut rows = Vec::new();
+    for (n, point) in points.iter().enumerate() {
+        let cfg = resolve(base_toml, source, &[sets.to_vec(), point.clone()].concat())?;
+        let dir = out.join(point.join(",").replace(['/', ' '], "_"));
+        let r = Reporter { tag: format!("grid {}/{} {}", n + 1, points.len(), point.join(" ")), ..report.clone() };
+        let (summary, _) = run_one(ds, &cfg, &dir, &r)?;
+        r.line(&format!("valid {}  test {}", summary.valid.summary(), summary.test.summary()));
+        rows.push(GridRow { point: point.clone(), summary });
+    }
+    Ok(rows)
+}
+
+/// Index of the point with the best validation Recall@20 (the first on ties).
+pub fn select_on_validation(rows: &[GridRow]) -> usize {
+    let v = |r: &GridRow| r.summary.valid.get("recall", 20).unwrap_or(f64::NEG_INFINITY);
+    (0..rows.len()).fold(0, |b, k| if v(&rows[k]) > v(&rows[b]) { k } else { b })
+}
+
+/// The grid as Markdown: every point's validation and test metrics, the validation-selected
+/// point marked, and (labelled as leaking the test set) what MMRec's test-selection would pick.
+pub fn grid_markdown(rows: &[GridRow], header: &[String]) -> String {
+    let mut s: String = header.iter().map(|h| format!("{h}\n")).collect();
+    s.push_str("\n| point | valid R@20 | test R@10 | test R@20 | test N@10 | test N@20 | best epoch |\n|---|---|---|---|---|---|---|\n");
+    let pick = select_on_validation(rows);
+    let t = |r: &GridRow, m: &str, k| r.summary.test.get(m, k).unwrap_or(f64::NAN);
+    for (k, r) in rows.iter().enumerate() {
+        s.push_str(&format!(
+            "| {}{} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {} |\n",
+            r.point.join(" "),
+            if k == pick { " **(selected on validation)**" } else { "" },
+            r.summary.valid.get("recall", 20).unwrap_or(f64::NAN),
+            t(r, "recall", 10),
+            t(r, "recall", 20),
+            t(r, "ndcg", 10),
+            t(r, "ndcg", 20),
+            r.summary.best_epoch
+        ));
+    }
+    let leak =
+        (0..rows.len()).fold(0, |b, k| if t(&rows[k], "recall", 20) > t(&rows[b], "recall", 20) { k } else { b });
+    s.push_str(&format!(
+        "\nSelected on validation Recall@20: `{}`. MMRec's search script would pick `{}` (best *test* \
+         Recall@20, which leaks the test set; shown for comparison only).\n",
+        rows[pick].point.join(" "),
+        rows[leak].point.join(" ")
+    ));
+    s
 }
 
 fn read_summary(path: &Path) -> Result<Option<RunSummary>> {

@@ -104,3 +104,39 @@ fn compare_trains_each_model_and_seed_once_and_reports() {
     assert!(e.contains("different config"), "{e}");
     let _ = std::fs::remove_dir_all(&base);
 }
+
+#[test]
+fn grid_selects_on_validation_and_labels_the_test_selected_point() {
+    let base = std::env::temp_dir().join(format!("crane-grid-{}", std::process::id()));
+    let data = base.join("tiny");
+    let p = synth::preset("tiny").unwrap();
+    synth::write(&data, "tiny", &synth::generate(&p, 6)).unwrap();
+    let ds = load_dataset(&data, &LoadOptions::default()).unwrap();
+    let axes = vec![
+        crane::compare::parse_grid_axis("model.lambda=1e-3, 1e-1").unwrap(),
+        crane::compare::parse_grid_axis("model.ui_layers=1,2").unwrap(),
+    ];
+    assert_eq!(axes[0].1, vec!["1e-3", "1e-1"]);
+    let sets = vec!["model_preset=lightgcn".to_string(), "epochs=2".to_string()];
+    let rows = crane::compare::run_grid(
+        &ds,
+        dataset_preset("tiny").unwrap(),
+        "tiny",
+        &sets,
+        &axes,
+        &base.join("g"),
+        &Reporter::default(),
+    )
+    .unwrap();
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows[3].point, vec!["model.lambda=1e-1", "model.ui_layers=2"]);
+    assert_eq!(rows[3].summary.config.model.lambda, 0.1);
+    let pick = crane::compare::select_on_validation(&rows);
+    let best = rows.iter().map(|r| r.summary.valid.get("recall", 20).unwrap()).fold(f64::MIN, f64::max);
+    assert_eq!(rows[pick].summary.valid.get("recall", 20).unwrap(), best);
+    let md = crane::compare::grid_markdown(&rows, &[]);
+    assert_eq!(md.matches("(selected on validation)").count(), 1);
+    assert!(md.contains("leaks the test set"));
+    assert!(crane::compare::parse_grid_axis("model.lambda").is_err());
+    let _ = std::fs::remove_dir_all(&base);
+}
