@@ -36,3 +36,20 @@ pub fn config_parser(data: &[u8]) {
     let rest: String = text.lines().skip(usize::from(!sets.is_empty())).collect::<Vec<_>>().join("\n");
     let _ = crate::config::resolve(&rest, "fuzz.toml", &sets);
 }
+
+/// The LATTICE JSON parsers on arbitrary bytes: the text before the first NUL byte as a split
+/// file, the rest as a mapping file. Accepted rows carry ids below 2^32 and the given label;
+/// accepted mappings never give two names one id.
+pub fn lattice_json(data: &[u8]) {
+    let cut = data.iter().position(|&b| b == 0).unwrap_or(data.len());
+    let split = String::from_utf8_lossy(&data[..cut]);
+    if let Ok(rows) = crate::data::lattice::parse_split(&split, Path::new("fuzz/train.json"), 1) {
+        assert!(rows.iter().all(|r| r.user < u32::MAX as u64 && r.item < u32::MAX as u64 && r.label == Some(1)));
+    }
+    let mapping = String::from_utf8_lossy(data.get(cut + 1..).unwrap_or_default());
+    if let Ok(names) = crate::data::lattice::parse_mapping(&mapping, Path::new("fuzz/item2id.json")) {
+        let named: Vec<&String> = names.iter().flatten().collect();
+        let distinct: std::collections::HashSet<&&String> = named.iter().collect();
+        assert_eq!(named.len(), distinct.len());
+    }
+}

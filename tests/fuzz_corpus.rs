@@ -35,3 +35,8 @@ fn npy_reader_corpus_replays_without_panic() {
 fn config_parser_corpus_replays_without_panic() {
     assert!(replay("config_parser", crane::fuzzing::config_parser) >= 2);
 }
+
+#[test]
+fn lattice_json_corpus_replays_without_panic() {
+    assert!(replay("lattice_json", crane::fuzzing::lattice_json) >= 6);
+}

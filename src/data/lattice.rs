@@ -30,29 +30,35 @@ pub fn read_splits(dir: &Path) -> Result<Vec<InterRow>> {
             ));
         }
         let text = std::fs::read_to_string(&path).map_err(|e| CraneError::io(&path, "read", e))?;
-        let map: BTreeMap<String, serde_json::Value> = serde_json::from_str(&text).map_err(|e| {
-            CraneError::line(&path, e.line(), format!("expected an object {{\"<user id>\": [item ids]}}: {e}"))
+        rows.extend(parse_split(&text, &path, label as u8)?);
+    }
+    Ok(rows)
+}
+
+/// One split file's text as rows with `label`; `path` names the file in errors.
+pub fn parse_split(text: &str, path: &Path, label: u8) -> Result<Vec<InterRow>> {
+    let map: BTreeMap<String, serde_json::Value> = serde_json::from_str(text).map_err(|e| {
+        CraneError::line(path, e.line(), format!("expected an object {{\"<user id>\": [item ids]}}: {e}"))
+    })?;
+    // Keys in numeric order, so rows come out the same whatever the file's key order.
+    let mut users = Vec::with_capacity(map.len());
+    for (k, v) in map {
+        let u: u64 = k.trim().parse().ok().filter(|&u| u < u32::MAX as u64).ok_or_else(|| {
+            CraneError::file(path, format!("user key `{k}` is not a non-negative integer below 2^32"))
         })?;
-        // Keys in numeric order, so rows come out the same whatever the file's key order.
-        let mut users = Vec::with_capacity(map.len());
-        for (k, v) in map {
-            let u: u64 = k
-                .trim()
-                .parse()
-                .map_err(|_| CraneError::file(&path, format!("user key `{k}` is not a non-negative integer")))?;
-            users.push((u, k, v));
-        }
-        users.sort_by_key(|x| x.0);
-        for (pos, (u, key, v)) in users.into_iter().enumerate() {
-            let items = v.as_array().ok_or_else(|| {
-                CraneError::file(&path, format!("user `{key}`: expected a list of item ids, got {v}"))
+        users.push((u, k, v));
+    }
+    users.sort_by_key(|x| x.0);
+    let mut rows = Vec::new();
+    for (pos, (u, key, v)) in users.into_iter().enumerate() {
+        let items = v
+            .as_array()
+            .ok_or_else(|| CraneError::file(path, format!("user `{key}`: expected a list of item ids, got {v}")))?;
+        for it in items {
+            let i = it.as_u64().filter(|&i| i < u32::MAX as u64).ok_or_else(|| {
+                CraneError::file(path, format!("user `{key}`: item `{it}` is not a non-negative integer below 2^32"))
             })?;
-            for it in items {
-                let i = it.as_u64().ok_or_else(|| {
-                    CraneError::file(&path, format!("user `{key}`: item `{it}` is not a non-negative integer"))
-                })?;
-                rows.push(InterRow { user: u, item: i, label: Some(label as u8), line: pos + 1 });
-            }
+            rows.push(InterRow { user: u, item: i, label: Some(label), line: pos + 1 });
         }
     }
     Ok(rows)
@@ -66,18 +72,23 @@ pub fn read_mapping(path: &Path) -> Result<Option<Vec<Option<String>>>> {
         return Ok(None);
     }
     let text = std::fs::read_to_string(path).map_err(|e| CraneError::io(path, "read", e))?;
-    let map: BTreeMap<String, serde_json::Value> = serde_json::from_str(&text).map_err(|e| {
+    parse_mapping(&text, path).map(Some)
+}
+
+/// A mapping file's text: names indexed by dense id; `path` names the file in errors.
+pub fn parse_mapping(text: &str, path: &Path) -> Result<Vec<Option<String>>> {
+    let map: BTreeMap<String, serde_json::Value> = serde_json::from_str(text).map_err(|e| {
         CraneError::line(path, e.line(), format!("expected an object {{\"<original id>\": <dense id>}}: {e}"))
     })?;
     let mut names: Vec<Option<String>> = Vec::new();
     for (name, v) in map {
         let id = v
             .as_u64()
-            .ok_or_else(|| CraneError::file(path, format!("`{name}`: id `{v}` is not a non-negative integer")))?
-            as usize;
+            .ok_or_else(|| CraneError::file(path, format!("`{name}`: id `{v}` is not a non-negative integer")))?;
         if id > 50_000_000 {
             return Err(CraneError::file(path, format!("`{name}`: id {id} is implausibly large (over 5e7)")));
         }
+        let id = id as usize;
         if names.len() <= id {
             names.resize(id + 1, None);
         }
@@ -89,7 +100,7 @@ pub fn read_mapping(path: &Path) -> Result<Option<Vec<Option<String>>>> {
         }
         names[id] = Some(name);
     }
-    Ok(Some(names))
+    Ok(names)
 }
 
 /// Writes the MMRec layout for a JSON-layout folder: `<out>/<name>.inter` (rating 1,
