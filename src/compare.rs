@@ -23,6 +23,7 @@ pub const COLUMNS: [(&str, usize); 4] = [("recall", 10), ("recall", 20), ("ndcg"
 pub const DEFAULT_SEEDS: [u64; 5] = [9, 672, 5368, 12784, 2023];
 
 /// What a comparison needs besides the data.
+#[derive(Clone)]
 pub struct CompareSpec<'a> {
     pub base_toml: &'a str,
     pub source: &'a str,
@@ -32,6 +33,8 @@ pub struct CompareSpec<'a> {
     pub out: PathBuf,
     /// The command line, quoted in the report.
     pub command: String,
+    /// Only report the runs already finished; train nothing.
+    pub report_only: bool,
 }
 
 /// The part of `results.json` a comparison reads.
@@ -92,7 +95,20 @@ pub fn run_all(ds: &Dataset, spec: &CompareSpec, report: &Reporter) -> Result<Ve
                 b.set_message(format!("{model} seed {seed}"));
             }
             let r = Reporter { tag: format!("{model} seed {seed}"), ..report.clone() };
-            let (summary, trained_now) = run_one(ds, &cfg, &dir, &r)?;
+            let (summary, trained_now) = if spec.report_only {
+                match read_summary(&dir.join("results.json"))? {
+                    Some(s) if s.config == cfg => (s, false),
+                    _ => {
+                        report.line(&format!("{model} seed {seed}: not finished, left out of the report"));
+                        if let Some(b) = &overall {
+                            b.inc(1);
+                        }
+                        continue;
+                    }
+                }
+            } else {
+                run_one(ds, &cfg, &dir, &r)?
+            };
             report.line(&format!(
                 "{model} seed {seed}: test {}  (best epoch {}{})",
                 summary.test.summary(),

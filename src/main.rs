@@ -78,6 +78,9 @@ enum Command {
         /// Number of seeds (the first N of 9, 672, 5368, 12784, 2023, then 1, 2, ...).
         #[arg(long, default_value_t = 5)]
         seeds: usize,
+        /// Write the report from the runs already finished; train nothing.
+        #[arg(long)]
+        report_only: bool,
     },
     /// Time one forward + backward of crane-code's blocked attention over N items (random
     /// inputs), with its peak memory beside what the dense released code would hold.
@@ -369,7 +372,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("results in {}", out.join("results.json").display());
             Ok(())
         }
-        Command::Compare { train: args, models, seeds } => {
+        Command::Compare { train: args, models, seeds, report_only } => {
             let (ds, cfg, name, synthetic, base, source) = prepare_with_base(&args)?;
             let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("compare-{name}")));
             let models: Vec<String> =
@@ -394,6 +397,7 @@ fn run(cli: Cli) -> Result<()> {
                 sets: args.sets.clone(),
                 out: out.clone(),
                 command: command.clone(),
+                report_only,
             };
             let report = crane::train::Reporter {
                 bars: !args.no_progress,
@@ -413,7 +417,20 @@ fn run(cli: Cli) -> Result<()> {
                     ds.valid.len(),
                     ds.test.len()
                 ),
-                format!("- models: {}; seeds: {:?}", models.join(", "), seeds),
+                format!(
+                    "- models: {}; seeds: {:?}{}",
+                    models.join(", "),
+                    seeds,
+                    if rows.len() < models.len() * seeds.len() {
+                        format!(
+                            " — PARTIAL: {} of {} runs finished (the seeds column counts each model's)",
+                            rows.len(),
+                            models.len() * seeds.len()
+                        )
+                    } else {
+                        String::new()
+                    }
+                ),
                 format!(
                     "- crane {} (commit {}); command: `{}`",
                     env!("CARGO_PKG_VERSION"),

@@ -61,6 +61,7 @@ fn compare_trains_each_model_and_seed_once_and_reports() {
         sets: vec!["epochs=2".into()],
         out: base.join("cmp"),
         command: "test".into(),
+        report_only: false,
     };
     let rows = run_all(&ds, &spec, &Reporter::default()).unwrap();
     assert_eq!(rows.len(), 4);
@@ -98,6 +99,11 @@ fn compare_trains_each_model_and_seed_once_and_reports() {
     let csv = crane::compare::csv(&rows);
     assert_eq!(csv.lines().count(), 5);
     assert!(csv.starts_with("model,seed,best_epoch"));
+    // Report-only: finished runs are reported, missing ones left out, nothing is trained.
+    let partial = CompareSpec { seeds: vec![9, 672, 5368], report_only: true, ..spec.clone() };
+    let rows3 = run_all(&ds, &partial, &Reporter::default()).unwrap();
+    assert_eq!(rows3.len(), 4);
+    assert!(!crane::compare::run_dir(&spec.out, "crane", 5368).exists());
     // A changed config does not silently reuse the old runs.
     let spec2 = CompareSpec { sets: vec!["epochs=3".into()], ..spec };
     let e = run_all(&ds, &spec2, &Reporter::default()).unwrap_err().to_string();
