@@ -281,6 +281,10 @@ pub fn markdown(rows: &[RunRow], models: &[String], header: &[String]) -> String
     }
     s.push('\n');
     let vals = |model: &str, c| -> Vec<f64> { rows.iter().filter(|r| r.model == model).map(|r| value(r, c)).collect() };
+    // Models without a finished run are named, not tabulated (a partial report).
+    let missing: Vec<&String> = models.iter().filter(|m| !rows.iter().any(|r| &r.model == *m)).collect();
+    let models: Vec<String> = models.iter().filter(|m| !missing.contains(m)).cloned().collect();
+    let models = &models[..];
     let name = |(m, k): (&str, usize)| format!("{}@{k}", if m == "recall" { "Recall" } else { "NDCG" });
     s.push_str("| model | seeds |");
     for c in COLUMNS {

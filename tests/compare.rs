@@ -96,6 +96,11 @@ fn compare_trains_each_model_and_seed_once_and_reports() {
     assert!(md.contains("| lightgcn | 2 |") && md.contains("| crane | 2 |"), "{md}");
     assert_eq!(md.matches("**").count(), 8, "one best cell per column:\n{md}");
     assert!(md.contains("crane vs best baseline: improvement") && md.contains("(t = "), "{md}");
+    let with_missing = markdown(&rows, &[models.clone(), vec!["freedom".to_string()]].concat(), &[]);
+    assert!(
+        with_missing.contains("not in the table: freedom") && !with_missing.contains("| freedom |"),
+        "{with_missing}"
+    );
     let csv = crane::compare::csv(&rows);
     assert_eq!(csv.lines().count(), 5);
     assert!(csv.starts_with("model,seed,best_epoch"));
