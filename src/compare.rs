@@ -343,6 +343,10 @@ pub fn markdown(rows: &[RunRow], models: &[String], header: &[String]) -> String
         s.push_str(&pv);
         s.push('\n');
     }
+    if !missing.is_empty() {
+        let names: Vec<&str> = missing.iter().map(|m| m.as_str()).collect();
+        s.push_str(&format!("\nNo finished run yet, so not in the table: {}.\n", names.join(", ")));
+    }
     s.push_str(
         "\nTest metrics at the best validation epoch of each run (early stopping on validation Recall@20); \
                 mean ± sample standard deviation over seeds; bold: best mean per column. The t-test pairs runs \
