@@ -25,6 +25,9 @@ use rayon::prelude::*;
 use std::collections::HashMap;
 use std::time::Instant;
 
+/// Parameter names of the projection `P_m`, `p_m` of each modality (v, t).
+const PROJ: [(&str, &str); 2] = [("proj.v", "proj_bias.v"), ("proj.t", "proj_bias.t")];
+
 /// Bytes per `[block, M+N]` buffer of RCA and the kNN (two such buffers are live at once).
 pub const DEFAULT_BLOCK_BYTES: usize = 64 << 20;
 
@@ -162,10 +165,7 @@ impl CpuEngine {
     /// Eq. (5)-(14): S̃ from the features and current parameters.
     fn build_graph(&self) -> Result<(KnnGraph, FeatureCache)> {
         let cfg = &self.cfg;
-        let xhat = [
-            user_profiles::project(&self.feats[0], self.t("proj.v"), self.t("proj_bias.v")),
-            user_profiles::project(&self.feats[1], self.t("proj.t"), self.t("proj_bias.t")),
-        ];
+        let xhat = [self.project(0, &self.feats[0]), self.project(1, &self.feats[1])];
         let block = rca::block_rows(self.m + self.n, self.block_bytes);
         let kblock = rca::block_rows(self.n, self.block_bytes);
         let (mut profiles, mut rca_cache) = (None, None);
@@ -261,12 +261,23 @@ impl CpuEngine {
                 d_xhat[1].add_assign(&d_units[1]);
             }
         }
-        for (m, (pn, bn)) in [("proj.v", "proj_bias.v"), ("proj.t", "proj_bias.t")].into_iter().enumerate() {
-            let (dp, db) = user_profiles::project_backward(&self.feats[m], &d_xhat[m]);
-            let (kp, kb) = (self.ix(pn), self.ix(bn));
-            self.g[kp].add_assign(&dp);
-            self.g[kb].add_assign(&db);
+        for (m, d) in d_xhat.iter().enumerate() {
+            self.add_project_grads(m, None, d);
         }
+    }
+
+    /// `X̂^m = X P_m + p_m` for rows `x` of modality m's raw features.
+    fn project(&self, m: usize, x: &Dense) -> Dense {
+        user_profiles::project(x, self.t(PROJ[m].0), self.t(PROJ[m].1))
+    }
+
+    /// Accumulates the gradients of `P_m`, `p_m` from `dX̂` of the feature rows `x` (`None`:
+    /// every item's row, without copying the features).
+    fn add_project_grads(&mut self, m: usize, x: Option<&Dense>, d_xhat: &Dense) {
+        let (dp, db) = user_profiles::project_backward(x.unwrap_or(&self.feats[m]), d_xhat);
+        let (kp, kb) = (self.ix(PROJ[m].0), self.ix(PROJ[m].1));
+        self.g[kp].add_assign(&dp);
+        self.g[kb].add_assign(&db);
     }
 
     /// The collaborative (e) and semantic (h, Eq. 15-16) views from e and the held graph.
@@ -313,8 +324,7 @@ impl CpuEngine {
         let mut h0 = Dense::zeros(self.n, self.cfg.feature_dim);
         let mut caches = Vec::new();
         for &m in &present {
-            let (pn, bn) = [("proj.v", "proj_bias.v"), ("proj.t", "proj_bias.t")][m];
-            let xhat = user_profiles::project(&self.feats[m], self.t(pn), self.t(bn));
+            let xhat = self.project(m, &self.feats[m]);
             let (y, c) = attention::forward(&xhat, &self.mha(), block);
             h0.axpy(1.0 / present.len() as f32, &y);
             caches.push((m, c));
@@ -486,13 +496,10 @@ impl Engine for CpuEngine {
             let mut zsum = gather(&br.eu, &users_b);
             zsum.add_assign(&gather(&br.hu, &users_b));
             let w = cfg.modality_bpr as f32;
-            for (mm, (pn, bn)) in [("proj.v", "proj_bias.v"), ("proj.t", "proj_bias.t")].into_iter().enumerate() {
-                if self.feats[mm].cols == 0 {
-                    continue;
-                }
-                let rows: Vec<u32> = pos_b.iter().chain(&neg_b).copied().collect();
+            let rows: Vec<u32> = pos_b.iter().chain(&neg_b).copied().collect();
+            for mm in (0..2).filter(|&mm| self.feats[mm].cols > 0) {
                 let x = gather(&self.feats[mm], &rows);
-                let y = user_profiles::project(&x, self.t(pn), self.t(bn));
+                let y = self.project(mm, &x);
                 let b = batch.len();
                 let pos: Vec<f32> = (0..b).map(|k| dot(zsum.row(k), y.row(k))).collect();
                 let neg: Vec<f32> = (0..b).map(|k| dot(zsum.row(k), y.row(b + k))).collect();
@@ -509,7 +516,7 @@ impl Engine for CpuEngine {
                 }
                 scatter_add(&mut d_eu, &users_b, &dz);
                 scatter_add(&mut d_hu, &users_b, &dz);
-                modality.push((pn, bn, x, dy));
+                modality.push((mm, x, dy));
             }
         }
         for (name, v) in terms.named() {
@@ -523,11 +530,8 @@ impl Engine for CpuEngine {
         for g in &mut self.g {
             g.data.iter_mut().for_each(|v| *v = 0.0);
         }
-        for (pn, bn, x, dy) in &modality {
-            let (dp, db) = user_profiles::project_backward(x, dy);
-            let (kp, kb) = (self.ix(pn), self.ix(bn));
-            self.g[kp].add_assign(&dp);
-            self.g[kb].add_assign(&db);
+        for (mm, x, dy) in &modality {
+            self.add_project_grads(*mm, Some(x), dy);
         }
         if let Some(g) = &graph {
             if cfg.user_semantic {
@@ -550,11 +554,7 @@ impl Engine for CpuEngine {
                             self.g[kw].add_assign(&dw[k]);
                             self.g[kb].add_assign(&db[k]);
                         }
-                        let (pn, bn) = [("proj.v", "proj_bias.v"), ("proj.t", "proj_bias.t")][*m];
-                        let (dp, db) = user_profiles::project_backward(&self.feats[*m], &d_x);
-                        let (kp, kb) = (self.ix(pn), self.ix(bn));
-                        self.g[kp].add_assign(&dp);
-                        self.g[kb].add_assign(&db);
+                        self.add_project_grads(*m, None, &d_x);
                     }
                     self.times.rca_graph += t.elapsed();
                 }
