@@ -17,7 +17,7 @@ use crane_reference::{loss_and_grads, ModelConfig, Params};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-const TOL: f64 = 1e-5;
+use crane::verify::{null_directions, TENSOR_FLOOR, TENSOR_TOL, TOL};
 
 #[derive(Clone, Copy, Debug)]
 enum Backend {
@@ -109,37 +109,6 @@ fn engine(b: Backend, c: &Case, cfg: &ModelConfig) -> Box<dyn Engine> {
         // Tiny blocks so that the blocked code paths (several blocks, a partial last one) run.
         Backend::Cpu => Box::new(CpuEngine::new(&inputs, cfg, &c.params).unwrap().with_block_bytes(4 * 16 * 40)),
     }
-}
-
-/// Per-tensor bound. A defect (dropped term, flipped sign, wrong index) gives an O(1) error in
-/// its tensor; f32 round-off in the RCA branch's bias gradients, which sum upstream gradients
-/// over all rows, measures up to 1.2e-5 on these graphs (the reference itself moves them by
-/// 2e-6 under 1e-7 relative input noise), so single tensors are held to 1e-4 and the whole
-/// vector to TOL.
-const TENSOR_TOL: f64 = 1e-4;
-
-/// A tensor's error is measured against its own norm, or against this fraction of the whole
-/// gradient's norm when it is smaller. Some gradients are zero or nearly so by structure, not
-/// by chance: softmax ignores the attention's key bias, BPR ignores a shift shared by all items
-/// (the value and output biases of `crane-code`), and the projection bias collects what is left
-/// of those cancellations (measured: 8e-6 against a whole-gradient norm of 7e-2). In f32 such a
-/// tensor is round-off of cancelling terms, and its relative error says nothing; a defect in it
-/// still shows, as an error of the tensor's own size (≥ 1e-1 of this floor).
-const TENSOR_FLOOR: f64 = 1e-3;
-
-/// Tensors the loss does not depend on at all under `cfg`: the attention's key bias (softmax
-/// ignores it) and, when BPR is the only term that reaches them, its value and output biases
-/// (they shift every item alike). Their gradients are zero in exact arithmetic; Adam turns
-/// f32 round-off there into steps of about lr, so after Adam steps they are not compared.
-fn null_directions(cfg: &ModelConfig) -> Vec<&'static str> {
-    let mut v = Vec::new();
-    if cfg.uses_attention() {
-        v.push("mha.b_k");
-        if !cfg.uses_contrastive() {
-            v.extend(["mha.b_v", "mha.b_o"]);
-        }
-    }
-    v
 }
 
 /// All tensors as one vector: ‖got − want‖ / ‖want‖ ≤ TOL, and each tensor ≤ TENSOR_TOL;
