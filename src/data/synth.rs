@@ -262,16 +262,14 @@ pub fn features_for(ds: &super::Dataset, kind: FeatureKind, seed: u64) -> [Featu
         if let Some(f) = &factors {
             let w = gauss(PLANTED_RANK, d);
             let scale = 1.0 / (PLANTED_RANK as f64).sqrt();
-            x.iter_mut().for_each(|v| *v *= sigma);
-            for i in 0..n {
-                let fi = &f[i * PLANTED_RANK..(i + 1) * PLANTED_RANK];
+            for (fi, row) in f.chunks(PLANTED_RANK).zip(x.chunks_mut(d)) {
+                // Items without training interactions keep unit-variance noise only.
                 if fi.iter().all(|&v| v == 0.0) {
-                    x[i * d..(i + 1) * d].iter_mut().for_each(|v| *v /= sigma);
                     continue;
                 }
-                for (r, &fr) in fi.iter().enumerate() {
-                    let wr = &w[r * d..(r + 1) * d];
-                    x[i * d..(i + 1) * d].iter_mut().zip(wr).for_each(|(o, &wv)| *o += scale * fr * wv);
+                row.iter_mut().for_each(|v| *v *= sigma);
+                for (&fr, wr) in fi.iter().zip(w.chunks(d)) {
+                    row.iter_mut().zip(wr).for_each(|(o, &wv)| *o += scale * fr * wv);
                 }
             }
         }
