@@ -3,6 +3,7 @@
 
 fn main() {
     git_commit();
+    cuda_driver();
     let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
     for (cfg, file) in [
         ("real_baby_data", "../shared/data/baby/baby.inter"),
@@ -33,4 +34,29 @@ fn git_commit() {
     }
     println!("cargo::rerun-if-changed=.git/HEAD");
     println!("cargo::rerun-if-changed=.git/index");
+}
+
+/// Sets `cfg(cuda_driver_present)` when a CUDA driver library is on the loader's usual paths,
+/// so the GPU engine's device tests are reported as ignored (with the reason) where there is none.
+fn cuda_driver() {
+    println!("cargo::rustc-check-cfg=cfg(cuda_driver_present)");
+    println!("cargo::rerun-if-env-changed=LD_LIBRARY_PATH");
+    let mut dirs: Vec<std::path::PathBuf> = std::env::var("LD_LIBRARY_PATH")
+        .unwrap_or_default()
+        .split(':')
+        .filter(|s| !s.is_empty())
+        .map(Into::into)
+        .collect();
+    dirs.extend(
+        ["/usr/lib/x86_64-linux-gnu", "/usr/local/cuda/lib64", "/usr/lib64", "/usr/lib", "/usr/lib/wsl/lib"]
+            .map(Into::into),
+    );
+    let found = dirs.iter().any(|d| {
+        std::fs::read_dir(d)
+            .map(|it| it.flatten().any(|e| e.file_name().to_string_lossy().starts_with("libcuda.so")))
+            .unwrap_or(false)
+    });
+    if found {
+        println!("cargo::rustc-cfg=cuda_driver_present");
+    }
 }

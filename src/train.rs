@@ -5,6 +5,7 @@
 use crate::config::{EngineKind, TrainConfig};
 use crate::data::Dataset;
 use crate::engine::cpu::CpuEngine;
+use crate::engine::gpu::GpuEngine;
 use crate::engine::reference::ReferenceEngine;
 use crate::engine::{Engine, GraphRefresh, ModelInputs, StageTimes};
 use crate::error::{CraneError, Result};
@@ -95,6 +96,11 @@ pub fn build_engine(ds: &Dataset, cfg: &TrainConfig) -> Result<Box<dyn Engine>> 
     Ok(match cfg.engine {
         EngineKind::Cpu => Box::new(CpuEngine::new(&inputs, &cfg.model, &params)?.with_block_bytes(cfg.block_mb << 20)),
         EngineKind::Reference => Box::new(ReferenceEngine::new(&inputs, &cfg.model, params)?),
+        EngineKind::Gpu => {
+            let dev = crane_gpu::cuda::CudaDevice::new().map_err(|e| CraneError::Invalid(e.to_string()))?;
+            Box::new(GpuEngine::new(dev, &inputs, &cfg.model, &params)?)
+        }
+        EngineKind::GpuHost => Box::new(GpuEngine::new(crane_gpu::device::HostDevice, &inputs, &cfg.model, &params)?),
     })
 }
 

@@ -95,12 +95,31 @@ fn bad_input_exits_nonzero_with_a_named_error_and_no_panic() {
 fn verify_gpu_fails_cleanly_without_a_device() {
     let out = crane(&["verify", "--gpu"], &std::env::temp_dir());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
     assert!(!err.contains("panicked"), "{err}");
     if crane_gpu::probe_device().is_err() {
+        assert!(!out.status.success());
         assert_eq!(err.trim().lines().count(), 1, "{err}");
         assert!(err.starts_with("error: no CUDA device found:"), "{err}");
     }
+}
+
+/// `crane verify --gpu-host` runs the GPU engine's code on the host: the variants it implements
+/// pass every comparison; the others are listed as not run, with the reason, and fail the run.
+#[test]
+fn verify_gpu_host_passes_what_the_gpu_engine_implements() {
+    let out = crane(&["verify", "--gpu-host", "--graphs", "1"], &std::env::temp_dir());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("case"), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    for v in ["wo_item_graph / graph 1", "lightgcn / graph 1", "bpr_mf / graph 1"] {
+        let rows: Vec<&str> = text.lines().filter(|l| l.starts_with(v)).collect();
+        assert!(rows.len() >= 5, "{v}: {rows:?}");
+        assert!(rows.iter().all(|l| l.ends_with("pass")), "{v}: {rows:#?}");
+    }
+    for v in ["crane / every graph", "freedom / every graph", "crane_code / every graph"] {
+        let row = text.lines().find(|l| l.starts_with(v)).unwrap_or_else(|| panic!("{v} missing:\n{text}"));
+        assert!(row.contains("not run") && row.ends_with("FAIL"), "{row}");
+    }
+    assert!(!out.status.success());
 }
 
 /// `crane verify --cpu` prints the table for every variant and passes.

@@ -144,3 +144,27 @@ fn resume_after_a_kill_ends_as_the_uninterrupted_run() {
     let e = crane::train::train_with(&ds, &other, Some(&b_dir), false, true, None).unwrap_err().to_string();
     assert!(e.contains("different config"), "{e}");
 }
+
+/// The GPU engine's code (ops on the host) trains LightGCN and BPR-MF as the CPU engine does:
+/// the same losses per epoch up to f32 round-off; configs it does not implement are refused
+/// with the reason.
+#[test]
+fn gpu_engine_on_host_ops_trains_like_the_cpu_engine() {
+    let ds = tiny_dataset("gpu-host");
+    for preset in ["lightgcn", "bpr"] {
+        let run = |engine: &str| {
+            let sets = [format!("model_preset={preset}"), "epochs=2".into(), format!("engine={engine}")];
+            let cfg = resolve(dataset_preset("tiny").unwrap(), "tiny", &sets).unwrap();
+            train(&ds, &cfg, None, false).unwrap_or_else(|e| panic!("{preset} on {engine}: {e}"))
+        };
+        let (cpu, gpu) = (run("cpu"), run("gpu_host"));
+        for (a, b) in cpu.history.iter().zip(&gpu.history) {
+            assert!((a.loss - b.loss).abs() <= 1e-4 * a.loss.abs(), "{preset}: loss {} vs {}", a.loss, b.loss);
+        }
+        let (ra, rb) = (cpu.test.get("recall", 20).unwrap(), gpu.test.get("recall", 20).unwrap());
+        assert!((ra - rb).abs() <= 0.02, "{preset}: test R@20 {ra} vs {rb}");
+    }
+    let cfg = resolve(dataset_preset("tiny").unwrap(), "tiny", &["engine=gpu_host".to_string()]).unwrap();
+    let err = train(&ds, &cfg, None, false).unwrap_err().to_string();
+    assert!(err.contains("item graph") && err.contains("not implemented on the GPU"), "{err}");
+}

@@ -49,3 +49,24 @@ extern "C" __global__ void adam_step(float *p, const float *g, float *m, float *
         p[i] -= lr * (m[i] / c1) / (sqrtf(v[i] / c2) + eps);
     }
 }
+
+// x *= a.
+extern "C" __global__ void scale(float *x, float a, long long n) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[i] *= a;
+}
+
+// x[k, :] *= f[k] for x [r, c].
+extern "C" __global__ void scale_rows(float *x, const float *f, long long r, int c) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < r * c) x[i] *= f[i / c];
+}
+
+// out[k] = Σ_c x[k, c]² for x [r, c], accumulated in double (the regularisation's norms).
+extern "C" __global__ void row_sq_norms(float *out, const float *x, long long r, int c) {
+    long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (k >= r) return;
+    double acc = 0.0;
+    for (int q = 0; q < c; q++) acc += (double)x[k * c + q] * x[k * c + q];
+    out[k] = (float)acc;
+}

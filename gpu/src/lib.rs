@@ -4,11 +4,17 @@
 //! dynamic loading panics when a library is absent, so each library is probed first), the
 //! CUDA kernels of `kernels/*.cu` and their run-time compilation by NVRTC.
 //!
+//! The GPU engine (crate `crane`, `engine::gpu`) is written against the ops of
+//! [`device::Device`]; [`cuda::CudaDevice`] implements them with cuBLAS and these kernels,
+//! [`device::HostDevice`] with plain loops so that the engine is tested without a GPU.
+//!
 //! Status (see the GPU issue's notes and `docs/BENCHMARKS.md`): the kernels compile (tested in
 //! CI with NVRTC 13.0 from PyPI), device detection fails cleanly on machines without CUDA, and
-//! `crane verify --gpu` reports that. The GPU engine itself (cuBLAS products and launches of
-//! these kernels behind crane's `Engine` interface) is not written yet, and nothing here has
-//! run on a GPU: no device was available to verify it.
+//! the engine's orchestration passes the parity tests on [`device::HostDevice`]. Nothing here
+//! has run on a GPU: no device was available to verify [`cuda::CudaDevice`].
+
+pub mod cuda;
+pub mod device;
 
 use cudarc::nvrtc::{CompileOptions, Ptx};
 
@@ -34,6 +40,15 @@ pub enum GpuError {
     Compile { file: String, log: String },
     #[error("{0}")]
     NotImplemented(&'static str),
+    #[error("CUDA: {0}")]
+    Driver(String),
+    #[error("GPU engine: shape mismatch: {0}")]
+    Shape(String),
+}
+
+/// The `extern "C" __global__` function names of a kernel source.
+pub fn kernel_names(src: &str) -> Vec<&str> {
+    src.split("__global__ void ").skip(1).filter_map(|s| s.split('(').next()).map(str::trim).collect()
 }
 
 /// What was found on this machine.
@@ -107,7 +122,3 @@ pub fn compile(file: &str, src: &str) -> Result<Ptx, GpuError> {
 pub fn compile_all() -> Result<Vec<(&'static str, Ptx)>, GpuError> {
     KERNELS.iter().map(|(f, s)| compile(f, s).map(|p| (*f, p))).collect()
 }
-
-/// The engine's status for `crane verify --gpu` on a machine that has a device.
-pub const ENGINE_STATUS: &str =
-    "a CUDA device was found, but crane's GPU engine is not implemented yet: kernels compile, nothing runs on the GPU";

@@ -16,7 +16,7 @@ fn every_kernel_compiles_with_nvrtc() {
         );
         // Every `extern "C" __global__` function of the source is an entry of the PTX.
         let src = crane_gpu::KERNELS.iter().find(|k| k.0 == *file).unwrap().1;
-        for name in src.split("__global__ void ").skip(1).map(|s| s.split('(').next().unwrap().trim()) {
+        for name in crane_gpu::kernel_names(src) {
             assert!(text.contains(&format!(".entry {name}(")), "{file}: no entry {name}");
         }
         eprintln!("compiled {file}: {} bytes of PTX", text.len());

@@ -1,8 +1,10 @@
 //! One engine interface (forward + backward, Adam, scoring) with implementations:
 //! [`reference::ReferenceEngine`] (the f64 oracle, small graphs only) and [`cpu::CpuEngine`]
-//! (f32, rayon, blocked). The GPU engine will implement the same trait.
+//! (f32, rayon, blocked), and [`gpu::GpuEngine`] (the same trait over the ops of a CUDA device,
+//! or of the host for tests).
 
 pub mod cpu;
+pub mod gpu;
 pub mod reference;
 
 use crate::data::npy::FeatureMatrix;

@@ -1,0 +1,293 @@
+//! [`Device`] on an NVIDIA GPU: cuBLAS for the dense products, the NVRTC-compiled kernels of
+//! `kernels/*.cu` for everything else, one stream (so ops run in the order they are issued).
+//!
+//! Status: compiled everywhere (cudarc loads the CUDA libraries at run time), but **not yet run
+//! on a GPU**: no device was available to the sessions that wrote it. `crane verify --gpu`
+//! is the check to run first on a machine with one.
+
+use crate::device::{DevCsr, DevSegments, Device, Elem, R};
+use crate::{compile_all, probe_device, GpuError};
+use cudarc::cublas::{sys::cublasOperation_t, CudaBlas, Gemm, GemmConfig};
+use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Threads per block of the elementwise kernels.
+const THREADS: u32 = 256;
+
+/// A device buffer and its logical length (CUDA refuses 0-byte allocations, so an empty
+/// buffer holds one unused element).
+pub struct CudaBuf<T> {
+    s: CudaSlice<T>,
+    len: usize,
+}
+
+/// Cheap to clone: clones share the context, stream, cuBLAS handle and loaded kernels.
+#[derive(Clone)]
+pub struct CudaDevice {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    name: String,
+    stream: Arc<CudaStream>,
+    blas: CudaBlas,
+    funcs: HashMap<String, CudaFunction>,
+}
+
+fn drv(e: cudarc::driver::DriverError) -> GpuError {
+    GpuError::Driver(e.to_string())
+}
+
+fn cfg_elems(n: usize) -> LaunchConfig {
+    let n = n.max(1) as u64;
+    LaunchConfig {
+        grid_dim: (n.div_ceil(THREADS as u64) as u32, 1, 1),
+        block_dim: (THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+impl CudaDevice {
+    /// Device 0 with every kernel compiled and loaded; an error (never a panic) without one.
+    pub fn new() -> R<Self> {
+        let info = probe_device()?;
+        let ctx = CudaContext::new(0).map_err(drv)?;
+        let stream = ctx.default_stream();
+        let blas = CudaBlas::new(stream.clone()).map_err(|e| GpuError::Driver(format!("cuBLAS: {e}")))?;
+        let mut funcs = HashMap::new();
+        for (file, ptx) in compile_all()? {
+            let src = crate::KERNELS.iter().find(|k| k.0 == file).map(|k| k.1).unwrap_or_default();
+            let module = ctx.load_module(ptx).map_err(drv)?;
+            for name in crate::kernel_names(src) {
+                funcs.insert(name.to_string(), module.load_function(name).map_err(drv)?);
+            }
+        }
+        Ok(Self { inner: Arc::new(Inner { name: info.name, stream, blas, funcs }) })
+    }
+
+    fn stream(&self) -> &Arc<CudaStream> {
+        &self.inner.stream
+    }
+
+    fn f(&self, name: &str) -> R<&CudaFunction> {
+        self.inner.funcs.get(name).ok_or_else(|| GpuError::Driver(format!("kernel {name} is not loaded")))
+    }
+}
+
+macro_rules! launch {
+    ($dev:expr, $name:expr, $cfg:expr, $($arg:expr),* $(,)?) => {{
+        let f = $dev.f($name)?;
+        let mut b = $dev.stream().launch_builder(f);
+        $( b.arg($arg); )*
+        // SAFETY: every launch passes the kernel's parameters in its declared order and types,
+        // with buffers of the sizes the kernel reads (checked by the callers' shapes).
+        unsafe { b.launch($cfg) }.map(|_| ()).map_err(drv)
+    }};
+}
+
+impl Device for CudaDevice {
+    type Buf<T: Elem> = CudaBuf<T>;
+
+    fn name(&self) -> String {
+        self.inner.name.clone()
+    }
+
+    fn upload<T: Elem>(&self, x: &[T]) -> R<CudaBuf<T>> {
+        if x.is_empty() {
+            return self.zeros(0);
+        }
+        Ok(CudaBuf { s: self.stream().clone_htod(x).map_err(drv)?, len: x.len() })
+    }
+
+    fn zeros<T: Elem>(&self, n: usize) -> R<CudaBuf<T>> {
+        Ok(CudaBuf { s: self.stream().alloc_zeros(n.max(1)).map_err(drv)?, len: n })
+    }
+
+    fn download<T: Elem>(&self, x: &CudaBuf<T>) -> R<Vec<T>> {
+        let mut v = self.stream().clone_dtoh(&x.s).map_err(drv)?;
+        v.truncate(x.len);
+        Ok(v)
+    }
+
+    fn len<T: Elem>(&self, x: &CudaBuf<T>) -> usize {
+        x.len
+    }
+
+    fn fill_zero(&self, x: &mut CudaBuf<f32>) -> R<()> {
+        self.stream().memset_zeros(&mut x.s).map_err(drv)
+    }
+
+    fn copy_at(&self, dst: &mut CudaBuf<f32>, dst_off: usize, src: &CudaBuf<f32>, src_off: usize, len: usize) -> R<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        let s = src.s.slice(src_off..src_off + len);
+        let mut d = dst.s.slice_mut(dst_off..dst_off + len);
+        self.stream().memcpy_dtod(&s, &mut d).map_err(drv)
+    }
+
+    fn axpy_at(&self, y: &mut CudaBuf<f32>, y_off: usize, x: &CudaBuf<f32>, x_off: usize, len: usize, a: f32) -> R<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        let xv = x.s.slice(x_off..x_off + len);
+        let mut yv = y.s.slice_mut(y_off..y_off + len);
+        let n = len as i64;
+        launch!(self, "axpy", cfg_elems(len), &mut yv, &xv, &a, &n)
+    }
+
+    fn scale(&self, x: &mut CudaBuf<f32>, a: f32) -> R<()> {
+        let n = x.len as i64;
+        launch!(self, "scale", cfg_elems(x.len), &mut x.s, &a, &n)
+    }
+
+    fn gemm(
+        &self,
+        c: &mut CudaBuf<f32>,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &CudaBuf<f32>,
+        ta: bool,
+        b: &CudaBuf<f32>,
+        tb: bool,
+        alpha: f32,
+        beta: f32,
+    ) -> R<()> {
+        if m == 0 || n == 0 {
+            return Ok(());
+        }
+        if k == 0 {
+            return self.scale(c, beta);
+        }
+        // Row-major C = op(A) op(B) is column-major Cᵀ = op(B)ᵀ op(A)ᵀ: cuBLAS gets B first.
+        let op = |t: bool| if t { cublasOperation_t::CUBLAS_OP_T } else { cublasOperation_t::CUBLAS_OP_N };
+        let cfg = GemmConfig {
+            transa: op(tb),
+            transb: op(ta),
+            m: n as i32,
+            n: m as i32,
+            k: k as i32,
+            alpha,
+            lda: if tb { k } else { n } as i32,
+            ldb: if ta { m } else { k } as i32,
+            beta,
+            ldc: n as i32,
+        };
+        // SAFETY: the buffers hold [k, n] / [n, k], [m, k] / [k, m] and [m, n] elements.
+        unsafe { self.inner.blas.gemm(cfg, &b.s, &a.s, &mut c.s) }
+            .map_err(|e| GpuError::Driver(format!("cuBLAS sgemm: {e}")))
+    }
+
+    fn spmm(&self, out: &mut CudaBuf<f32>, a: &DevCsr<Self>, x: &CudaBuf<f32>, c: usize) -> R<()> {
+        if a.rows == 0 || c == 0 {
+            return Ok(());
+        }
+        let (rows, cols) = (a.rows as i32, c as i32);
+        // One warp per output row.
+        let cfg = cfg_elems(a.rows * 32);
+        launch!(self, "csr_spmm", cfg, &mut out.s, &a.offsets.s, &a.idx.s, &a.vals.s, &x.s, &rows, &cols)
+    }
+
+    fn leaky_relu(&self, y: &mut CudaBuf<f32>, x: &CudaBuf<f32>, s: f32) -> R<()> {
+        let n = x.len as i64;
+        launch!(self, "leaky_relu", cfg_elems(x.len), &mut y.s, &x.s, &s, &n)
+    }
+
+    fn leaky_relu_backward(&self, dx: &mut CudaBuf<f32>, x: &CudaBuf<f32>, dy: &CudaBuf<f32>, s: f32) -> R<()> {
+        let n = x.len as i64;
+        launch!(self, "leaky_relu_backward", cfg_elems(x.len), &mut dx.s, &x.s, &dy.s, &s, &n)
+    }
+
+    fn gather_rows(&self, out: &mut CudaBuf<f32>, x: &CudaBuf<f32>, rows: &CudaBuf<u32>, c: usize) -> R<()> {
+        if rows.len == 0 || c == 0 {
+            return Ok(());
+        }
+        let (n, cc) = (rows.len as i32, c as i32);
+        launch!(self, "gather_rows", cfg_elems(rows.len * c), &mut out.s, &x.s, &rows.s, &n, &cc)
+    }
+
+    fn scatter_add_rows(&self, dst: &mut CudaBuf<f32>, src: &CudaBuf<f32>, s: &DevSegments<Self>, c: usize) -> R<()> {
+        if s.n_seg == 0 || c == 0 {
+            return Ok(());
+        }
+        let (n_seg, cc) = (s.n_seg as i32, c as i32);
+        launch!(
+            self,
+            "segment_scatter_add",
+            cfg_elems(s.n_seg * c),
+            &mut dst.s,
+            &src.s,
+            &s.rows.s,
+            &s.seg.s,
+            &s.order.s,
+            &n_seg,
+            &cc
+        )
+    }
+
+    fn scale_rows(&self, x: &mut CudaBuf<f32>, f: &CudaBuf<f32>, c: usize) -> R<()> {
+        let (r, cc) = (f.len as i64, c as i32);
+        launch!(self, "scale_rows", cfg_elems(f.len * c), &mut x.s, &f.s, &r, &cc)
+    }
+
+    fn row_sq_norms(&self, out: &mut CudaBuf<f32>, x: &CudaBuf<f32>, c: usize) -> R<()> {
+        let (r, cc) = (out.len as i64, c as i32);
+        launch!(self, "row_sq_norms", cfg_elems(out.len), &mut out.s, &x.s, &r, &cc)
+    }
+
+    fn bpr_terms(
+        &self,
+        loss: &mut CudaBuf<f32>,
+        coef: &mut CudaBuf<f32>,
+        zu: &CudaBuf<f32>,
+        zi: &CudaBuf<f32>,
+        u: &CudaBuf<u32>,
+        i: &CudaBuf<u32>,
+        j: &CudaBuf<u32>,
+        d: usize,
+    ) -> R<()> {
+        if u.len == 0 {
+            return Ok(());
+        }
+        let (b, dd) = (u.len as i32, d as i32);
+        launch!(self, "bpr_terms", cfg_elems(u.len), &zu.s, &zi.s, &u.s, &i.s, &j.s, &b, &dd, &mut loss.s, &mut coef.s)
+    }
+
+    fn adam(
+        &self,
+        p: &mut CudaBuf<f32>,
+        g: &CudaBuf<f32>,
+        m: &mut CudaBuf<f32>,
+        v: &mut CudaBuf<f32>,
+        lr: f32,
+        b1: f32,
+        b2: f32,
+        eps: f32,
+        c1: f32,
+        c2: f32,
+    ) -> R<()> {
+        let n = p.len as i64;
+        launch!(
+            self,
+            "adam_step",
+            cfg_elems(p.len),
+            &mut p.s,
+            &g.s,
+            &mut m.s,
+            &mut v.s,
+            &lr,
+            &b1,
+            &b2,
+            &eps,
+            &c1,
+            &c2,
+            &n
+        )
+    }
+
+    fn synchronize(&self) -> R<()> {
+        self.stream().synchronize().map_err(drv)
+    }
+}
