@@ -16,7 +16,7 @@ pub enum EngineKind {
     Cpu,
     /// The f64 reference (tiny graphs only).
     Reference,
-    /// The GPU engine on CUDA device 0 (BPR-MF, LightGCN and the w/o-item-graph ablation so far).
+    /// The GPU engine on CUDA device 0 (BPR-MF, LightGCN, FREEDOM and w/o item graph so far).
     Gpu,
     /// The GPU engine's code with its ops run on the CPU: for testing it without a GPU (slow).
     GpuHost,

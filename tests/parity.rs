@@ -273,7 +273,7 @@ macro_rules! gpu_tests {
     };
     (; $cfg:expr, $big:expr) => {
         #[test]
-        #[ignore = "not implemented by the GPU engine yet (item graph or modality BPR; see GpuEngine::supports)"]
+        #[ignore = "not implemented by the GPU engine yet (learned item graph, InfoNCE or attention; see GpuEngine::supports)"]
         fn gpu_host() {
             check_parity(Backend::GpuHost, &$cfg, $big)
         }
@@ -354,7 +354,23 @@ test_backends! {
         c.regularisation = Regularisation::BatchNorms;
         c.drop_edge = DropEdge::Freedom { keep_ratio: 0.7 };
         c.degree_source = DegreeSource::KeptGraph;
-    }), true;
+    }), true, gpu;
+    parity_raw_graph_readout_input_late_fusion => with(|c| {
+        c.item_graph_source = ItemGraphSource::RawFeatures { image_weight: 0.3 };
+        c.item_graph_input = ItemGraphInput::Readout;
+        c.user_semantic = true;
+        c.contrastive = false;
+        c.dual_fusion = false;
+        c.ii_layers = 2;
+    }), false, gpu;
+    parity_raw_graph_user_semantic_modality_bpr => with(|c| {
+        c.item_graph_source = ItemGraphSource::RawFeatures { image_weight: 0.1 };
+        c.item_graph_input = ItemGraphInput::Embeddings;
+        c.user_semantic = true;
+        c.contrastive = false;
+        c.feature_dim = c.embedding_dim;
+        c.modality_bpr = 0.5;
+    }), false, gpu;
 }
 
 #[test]

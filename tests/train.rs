@@ -145,13 +145,13 @@ fn resume_after_a_kill_ends_as_the_uninterrupted_run() {
     assert!(e.contains("different config"), "{e}");
 }
 
-/// The GPU engine's code (ops on the host) trains LightGCN and BPR-MF as the CPU engine does:
-/// the same losses per epoch up to f32 round-off; configs it does not implement are refused
-/// with the reason.
+/// The GPU engine's code (ops on the host) trains LightGCN, BPR-MF and FREEDOM as the CPU
+/// engine does: the same losses per epoch up to f32 round-off; configs it does not implement
+/// are refused with the reason.
 #[test]
 fn gpu_engine_on_host_ops_trains_like_the_cpu_engine() {
     let ds = tiny_dataset("gpu-host");
-    for preset in ["lightgcn", "bpr"] {
+    for preset in ["lightgcn", "bpr", "freedom"] {
         let run = |engine: &str| {
             let sets = [format!("model_preset={preset}"), "epochs=2".into(), format!("engine={engine}")];
             let cfg = resolve(dataset_preset("tiny").unwrap(), "tiny", &sets).unwrap();

@@ -227,6 +227,14 @@ impl Device for CudaDevice {
         )
     }
 
+    fn add_row_bias(&self, x: &mut CudaBuf<f32>, b: &CudaBuf<f32>, c: usize) -> R<()> {
+        if x.len == 0 || c == 0 {
+            return Ok(());
+        }
+        let (r, cc) = ((x.len / c) as i64, c as i32);
+        launch!(self, "add_row_bias", cfg_elems(x.len), &mut x.s, &b.s, &r, &cc)
+    }
+
     fn scale_rows(&self, x: &mut CudaBuf<f32>, f: &CudaBuf<f32>, c: usize) -> R<()> {
         let (r, cc) = (f.len as i64, c as i32);
         launch!(self, "scale_rows", cfg_elems(f.len * c), &mut x.s, &f.s, &r, &cc)

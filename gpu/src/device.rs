@@ -123,6 +123,8 @@ pub trait Device {
         s: &DevSegments<Self>,
         c: usize,
     ) -> R<()>;
+    /// `x[k, :] += b` for `x [r, c]`, `b [c]`.
+    fn add_row_bias(&self, x: &mut Self::Buf<f32>, b: &Self::Buf<f32>, c: usize) -> R<()>;
     /// `x[k, :] *= f[k]` for `x [len(f), c]`.
     fn scale_rows(&self, x: &mut Self::Buf<f32>, f: &Self::Buf<f32>, c: usize) -> R<()>;
     /// `out[k] = Σ_c x[k, c]²` for `x [len(out), c]` (accumulated in f64).
@@ -323,6 +325,14 @@ impl Device for HostDevice {
                 }
                 dst[row * c + col] += acc;
             }
+        }
+        Ok(())
+    }
+
+    fn add_row_bias(&self, x: &mut Vec<f32>, b: &Vec<f32>, c: usize) -> R<()> {
+        shape("add_row_bias bias", b.len(), c)?;
+        if c > 0 {
+            x.chunks_mut(c).for_each(|row| row.iter_mut().zip(b).for_each(|(v, b)| *v += b));
         }
         Ok(())
     }

@@ -6,23 +6,28 @@
 //! the host uploads only the triplets (and their scatter segmentation), and downloads the
 //! per-triplet loss terms (`[B]`) and the regulariser's row norms.
 //!
-//! Implemented so far (the first slice of the GPU issue): the interaction-graph side, which is
-//! BPR-MF and LightGCN and the ablation "w/o item graph" (Eq. 2-4 with or without `W^(l)` and
-//! σ, readout mean/last, DropEdge via the edge mask), BPR (Eq. 18), the three regularisers
-//! (Eq. 20 and MMRec's), Adam and scoring. Configurations that need the item graph (RCA,
-//! kNN, Eq. 5-16, FREEDOM's frozen graph, the authors' attention) or modality BPR are refused
-//! by [`GpuEngine::supports`] with the reason; they run on the CPU engine.
+//! Implemented so far: the interaction-graph side (Eq. 2-4 with or without `W^(l)` and σ,
+//! readout mean/last, DropEdge via the edge mask), BPR (Eq. 18) with or without dual fusion,
+//! the three regularisers (Eq. 20 and MMRec's), Adam and scoring; a *frozen* item graph from
+//! the raw features (FREEDOM's, built once on the host by the CPU engine's streaming kNN) with
+//! Eq. (15)-(17) on the device, and FREEDOM's modality BPR terms. That is BPR-MF, LightGCN,
+//! FREEDOM and the ablation "w/o item graph". Not yet: the learned item graph (user profiles,
+//! RCA, kNN with gradient: Eq. 5-14), InfoNCE (Eq. 19) and the authors' attention;
+//! [`GpuEngine::supports`] refuses those with the reason, and they run on the CPU engine.
 
 use super::{Engine, ModelInputs, OptimiserState, StageTimes};
 use crate::error::{CraneError, Result};
 use crate::sampling::Triplet;
 use crane_gpu::device::{upload_csr, upload_segments, DevCsr, Device};
-use crane_reference::config::{Readout, Regularisation, Sigma};
+use crane_reference::config::{ItemGraphInput, ItemGraphSource, Readout, Regularisation, Sigma};
 use crane_reference::losses::LossTerms;
 use crane_reference::{ModelConfig, Params};
 use nalgebra_sparse::CsrMatrix;
 use std::collections::HashMap;
 use std::time::Instant;
+
+/// Parameter names of the projection `P_m`, `p_m` of each modality (v, t).
+const PROJ: [(&str, &str); 2] = [("proj.v", "proj_bias.v"), ("proj.t", "proj_bias.t")];
 
 fn dev_err(e: crane_gpu::GpuError) -> CraneError {
     CraneError::Invalid(e.to_string())
@@ -54,23 +59,43 @@ pub struct GpuEngine<D: Device> {
     m1: Vec<D::Buf<f32>>,
     m2: Vec<D::Buf<f32>>,
     step: u64,
-    /// Scoring tables `z_u [M, d]`, `z_i [N, d]` after [`Engine::prepare_scoring`].
-    z: Option<(D::Buf<f32>, D::Buf<f32>)>,
+    /// The frozen item graph S̃ and S̃ᵀ `[N, N]` on the device, and S̃ on the host.
+    graph: Option<(DevCsr<D>, DevCsr<D>, CsrMatrix<f64>)>,
+    /// A and Aᵀ (unnormalised interactions) for `h_u = A h_i` (Eq. 16).
+    inter: Option<(DevCsr<D>, DevCsr<D>)>,
+    /// Raw features `[N, d_m]` and their widths, for the modality BPR terms.
+    feats: [Option<D::Buf<f32>>; 2],
+    widths: [usize; 2],
+    /// Scoring tables after [`Engine::prepare_scoring`]: pairs `(z_u [M, d], z_i [N, d])`
+    /// whose dot products add up to the score (one pair, or e and h without dual fusion).
+    z: Vec<(D::Buf<f32>, D::Buf<f32>)>,
     times: StageTimes,
+}
+
+/// Host CSR arrays of the CPU engine's `Csr` uploaded to the device.
+fn upload_cpu_csr<D: Device>(dev: &D, c: &super::cpu::ops::Csr) -> Result<DevCsr<D>> {
+    let offsets: Vec<i64> = c.offsets.iter().map(|&o| o as i64).collect();
+    upload_csr(dev, &offsets, &c.idx, &c.vals).map_err(dev_err)
 }
 
 impl<D: Device> GpuEngine<D> {
     /// Whether the GPU engine implements `cfg`; the error says what is missing.
     pub fn supports(cfg: &ModelConfig) -> std::result::Result<(), String> {
-        if cfg.item_graph {
+        if !cfg.item_graph {
+            return Ok(());
+        }
+        if cfg.item_graph_source == ItemGraphSource::Learned {
+            return Err("the learned item graph (user profiles, RCA, kNN: Eq. 5-14) is not implemented on the GPU \
+                        yet: use the CPU engine"
+                .into());
+        }
+        if cfg.item_graph_input == ItemGraphInput::Attention {
             return Err(
-                "the item graph (Eq. 5-16) is not implemented on the GPU yet: set model.item_graph = false or use the \
-                 CPU engine"
-                    .into(),
+                "the authors' attention (crane-code) is not implemented on the GPU yet: use the CPU engine".into()
             );
         }
-        if cfg.modality_bpr > 0.0 {
-            return Err("modality BPR terms are not implemented on the GPU yet".into());
+        if cfg.uses_contrastive() {
+            return Err("InfoNCE (Eq. 19) is not implemented on the GPU yet: set model.contrastive = false".into());
         }
         Ok(())
     }
@@ -88,6 +113,35 @@ impl<D: Device> GpuEngine<D> {
             shapes.iter().map(|&(r, c)| dev.zeros(r * c).map_err(dev_err)).collect()
         };
         let (g, m1, m2) = (zeros(&dev)?, zeros(&dev)?, zeros(&dev)?);
+        let host_feat = |m: usize| match inputs.features[m] {
+            Some(f) => super::cpu::ops::Dense { rows: f.rows, cols: f.cols, data: f.data.clone() },
+            None => super::cpu::ops::Dense::zeros(inputs.n_items, 0),
+        };
+        let widths = inputs.widths();
+        let mut graph = None;
+        let mut inter = None;
+        let mut feats = [None, None];
+        if cfg.item_graph {
+            if let ItemGraphSource::RawFeatures { image_weight } = cfg.item_graph_source {
+                // Frozen and parameter-free: built once, on the host, by the CPU engine's
+                // streaming kNN (never [N, N]); only its products run on the device.
+                let hf = [host_feat(0), host_feat(1)];
+                let block = super::cpu::rca::block_rows(inputs.n_items, super::cpu::DEFAULT_BLOCK_BYTES);
+                let kg = super::cpu::item_graph::raw_feature_graph(&hf, cfg.knn_k, image_weight, block)?;
+                graph = Some((upload_cpu_csr(&dev, &kg.s)?, upload_cpu_csr(&dev, &kg.s_t)?, kg.s.to_nalgebra()));
+            }
+            if cfg.user_semantic {
+                let a = super::cpu::ops::Csr::from_nalgebra(&a64);
+                inter = Some((upload_cpu_csr(&dev, &a)?, upload_cpu_csr(&dev, &a.transpose())?));
+            }
+        }
+        if cfg.modality_bpr > 0.0 {
+            for (m, slot) in feats.iter_mut().enumerate() {
+                if let Some(f) = inputs.features[m] {
+                    *slot = Some(dev.upload(&f.data).map_err(dev_err)?);
+                }
+            }
+        }
         let mut e = Self {
             d: cfg.embedding_dim,
             m: inputs.n_users,
@@ -104,7 +158,11 @@ impl<D: Device> GpuEngine<D> {
             m1,
             m2,
             step: 0,
-            z: None,
+            graph,
+            inter,
+            feats,
+            widths,
+            z: Vec::new(),
             times: StageTimes::default(),
             dev,
         };
@@ -234,28 +292,155 @@ impl<D: Device> GpuEngine<D> {
         Ok(())
     }
 
-    /// Eq. (18) on `e`: the mean BPR loss, with `d_e` accumulated. Items are rows `M + i`.
-    fn bpr(&self, e: &D::Buf<f32>, d_e: &mut D::Buf<f32>, u: &[u32], i: &[u32], j: &[u32]) -> Result<f64> {
+    /// Eq. (18) on the rows of one table `z [R, d]`: the mean BPR loss of triplets
+    /// `(u[k], i[k], j[k])` (row indices of `z`), with `w ·` its gradient added to `d_z`.
+    #[allow(clippy::too_many_arguments)]
+    fn bpr(&self, z: &D::Buf<f32>, d_z: &mut D::Buf<f32>, u: &[u32], i: &[u32], j: &[u32], w: f32) -> Result<f64> {
         let (dev, d, b) = (&self.dev, self.d, u.len());
         let up = |x: &[u32]| dev.upload(x).map_err(dev_err);
         let (bu, bi, bj) = (up(u)?, up(i)?, up(j)?);
         let (mut loss, mut coef) = (self.zeros(b)?, self.zeros(b)?);
-        dev.bpr_terms(&mut loss, &mut coef, e, e, &bu, &bi, &bj, d).map_err(dev_err)?;
+        dev.bpr_terms(&mut loss, &mut coef, z, z, &bu, &bi, &bj, d).map_err(dev_err)?;
+        if w != 1.0 {
+            dev.scale(&mut coef, w).map_err(dev_err)?;
+        }
         let (mut gu, mut gi, mut gj) = (self.zeros(b * d)?, self.zeros(b * d)?, self.zeros(b * d)?);
-        dev.gather_rows(&mut gu, e, &bu, d).map_err(dev_err)?;
-        dev.gather_rows(&mut gi, e, &bi, d).map_err(dev_err)?;
-        dev.gather_rows(&mut gj, e, &bj, d).map_err(dev_err)?;
-        // d z_u = c (z_j − z_i), d z_i = −c z_u, d z_j = c z_u with c = σ(ŷ_uj − ŷ_ui) / B.
+        dev.gather_rows(&mut gu, z, &bu, d).map_err(dev_err)?;
+        dev.gather_rows(&mut gi, z, &bi, d).map_err(dev_err)?;
+        dev.gather_rows(&mut gj, z, &bj, d).map_err(dev_err)?;
+        // d z_u = c (z_j − z_i), d z_i = −c z_u, d z_j = c z_u with c = w σ(ŷ_uj − ŷ_ui) / B.
         dev.axpy_at(&mut gj, 0, &gi, 0, b * d, -1.0).map_err(dev_err)?;
         dev.scale_rows(&mut gj, &coef, d).map_err(dev_err)?;
         let seg = |rows: &[u32]| upload_segments(dev, rows).map_err(dev_err);
-        dev.scatter_add_rows(d_e, &gj, &seg(u)?, d).map_err(dev_err)?;
+        dev.scatter_add_rows(d_z, &gj, &seg(u)?, d).map_err(dev_err)?;
         dev.scale_rows(&mut gu, &coef, d).map_err(dev_err)?;
-        dev.scatter_add_rows(d_e, &gu, &seg(j)?, d).map_err(dev_err)?;
+        dev.scatter_add_rows(d_z, &gu, &seg(j)?, d).map_err(dev_err)?;
         dev.scale(&mut gu, -1.0).map_err(dev_err)?;
-        dev.scatter_add_rows(d_e, &gu, &seg(i)?, d).map_err(dev_err)?;
+        dev.scatter_add_rows(d_z, &gu, &seg(i)?, d).map_err(dev_err)?;
         let terms = dev.download(&loss).map_err(dev_err)?;
         Ok(terms.iter().map(|&v| v as f64).sum::<f64>() / b as f64)
+    }
+
+    /// Eq. (15)-(16) on the held graph: `h = [h_u; h_i]` `[M+N, d]` with `h_i = S̃^L h^(0)`,
+    /// `h^(0)` the item rows of `e` or `E_I`, and `h_u = A h_i` (zero without user semantics).
+    fn semantic(&self, e: &D::Buf<f32>) -> Result<D::Buf<f32>> {
+        let (dev, d, m, n) = (&self.dev, self.d, self.m, self.n);
+        let (s, _, _) = self.graph.as_ref().expect("semantic() needs the item graph");
+        let mut h = self.zeros(n * d)?;
+        match self.cfg.item_graph_input {
+            ItemGraphInput::Readout => dev.copy_at(&mut h, 0, e, m * d, n * d),
+            _ => dev.copy_at(&mut h, 0, &self.p[self.ix("item_emb")], 0, n * d),
+        }
+        .map_err(dev_err)?;
+        for _ in 0..self.cfg.ii_layers {
+            let mut next = self.zeros(n * d)?;
+            dev.spmm(&mut next, s, &h, d).map_err(dev_err)?;
+            h = next;
+        }
+        let mut full = self.zeros((m + n) * d)?;
+        dev.copy_at(&mut full, m * d, &h, 0, n * d).map_err(dev_err)?;
+        if let Some((a, _)) = &self.inter {
+            let mut hu = self.zeros(m * d)?;
+            dev.spmm(&mut hu, a, &h, d).map_err(dev_err)?;
+            dev.copy_at(&mut full, 0, &hu, 0, m * d).map_err(dev_err)?;
+        }
+        Ok(full)
+    }
+
+    /// Backward of [`GpuEngine::semantic`] from `d_h [M+N, d]`: into `d_e` (readout input) or
+    /// the gradient of `E_I`. The graph is frozen: no gradient for its values.
+    fn semantic_backward(&mut self, d_h: &D::Buf<f32>, d_e: &mut D::Buf<f32>) -> Result<()> {
+        let (d, m, n) = (self.d, self.m, self.n);
+        let mut dh = self.zeros(n * d)?;
+        self.dev.copy_at(&mut dh, 0, d_h, m * d, n * d).map_err(dev_err)?;
+        if let Some((_, a_t)) = &self.inter {
+            let mut du = self.zeros(m * d)?;
+            self.dev.copy_at(&mut du, 0, d_h, 0, m * d).map_err(dev_err)?;
+            let mut add = self.zeros(n * d)?;
+            self.dev.spmm(&mut add, a_t, &du, d).map_err(dev_err)?;
+            self.dev.axpy_at(&mut dh, 0, &add, 0, n * d, 1.0).map_err(dev_err)?;
+        }
+        let (_, s_t, _) = self.graph.as_ref().expect("semantic_backward() needs the item graph");
+        for _ in 0..self.cfg.ii_layers {
+            let mut prev = self.zeros(n * d)?;
+            self.dev.spmm(&mut prev, s_t, &dh, d).map_err(dev_err)?;
+            dh = prev;
+        }
+        match self.cfg.item_graph_input {
+            ItemGraphInput::Readout => self.dev.axpy_at(d_e, m * d, &dh, 0, n * d, 1.0),
+            _ => {
+                let ie = self.ix("item_emb");
+                self.dev.axpy_at(&mut self.g[ie], 0, &dh, 0, n * d, 1.0)
+            }
+        }
+        .map_err(dev_err)
+    }
+
+    /// FREEDOM's modality terms: per present modality, λ_m BPR of `z_u = e_u + h_u` against the
+    /// projected features `X_m P_m + p_m` of the batch's positive and negative items
+    /// (`[2B, d_m]` rows, never `[N, d_m]`), gradients into `d_e`, `d_h`, `P_m`, `p_m`.
+    fn modality_bpr(
+        &mut self,
+        e: &D::Buf<f32>,
+        h: Option<&D::Buf<f32>>,
+        d_e: &mut D::Buf<f32>,
+        mut d_h: Option<&mut D::Buf<f32>>,
+        batch: &[Triplet],
+    ) -> Result<f64> {
+        let (d, b, w) = (self.d, batch.len(), self.cfg.modality_bpr as f32);
+        let users: Vec<u32> = batch.iter().map(|t| t.0).collect();
+        let rows: Vec<u32> = batch.iter().map(|t| t.1).chain(batch.iter().map(|t| t.2)).collect();
+        let bu = self.dev.upload(&users).map_err(dev_err)?;
+        let brows = self.dev.upload(&rows).map_err(dev_err)?;
+        // One table [3B, d]: z_u of each triplet, then y of the positives, then of the negatives.
+        let mut table = self.zeros(3 * b * d)?;
+        let mut zsum = self.zeros(b * d)?;
+        self.dev.gather_rows(&mut zsum, e, &bu, d).map_err(dev_err)?;
+        if let Some(h) = h {
+            let mut hu = self.zeros(b * d)?;
+            self.dev.gather_rows(&mut hu, h, &bu, d).map_err(dev_err)?;
+            self.dev.axpy_at(&mut zsum, 0, &hu, 0, b * d, 1.0).map_err(dev_err)?;
+        }
+        self.dev.copy_at(&mut table, 0, &zsum, 0, b * d).map_err(dev_err)?;
+        let seg_u = upload_segments(&self.dev, &users).map_err(dev_err)?;
+        let idx = |r: std::ops::Range<usize>| r.map(|k| k as u32).collect::<Vec<u32>>();
+        let (tu, ti, tj) = (idx(0..b), idx(b..2 * b), idx(2 * b..3 * b));
+        let mut total = 0.0;
+        for mm in 0..2 {
+            let (Some(f), dm) = (self.feats[mm].as_ref(), self.widths[mm]) else { continue };
+            let (kp, kb) = (self.ix(PROJ[mm].0), self.ix(PROJ[mm].1));
+            let mut x = self.zeros(2 * b * dm)?;
+            self.dev.gather_rows(&mut x, f, &brows, dm).map_err(dev_err)?;
+            let mut y = self.zeros(2 * b * d)?;
+            self.dev.gemm(&mut y, 2 * b, d, dm, &x, false, &self.p[kp], false, 1.0, 0.0).map_err(dev_err)?;
+            self.dev.add_row_bias(&mut y, &self.p[kb], d).map_err(dev_err)?;
+            self.dev.copy_at(&mut table, b * d, &y, 0, 2 * b * d).map_err(dev_err)?;
+            let mut d_table = self.zeros(3 * b * d)?;
+            total += self.cfg.modality_bpr * self.bpr(&table, &mut d_table, &tu, &ti, &tj, w)?;
+            let mut dz = self.zeros(b * d)?;
+            self.dev.copy_at(&mut dz, 0, &d_table, 0, b * d).map_err(dev_err)?;
+            self.dev.scatter_add_rows(d_e, &dz, &seg_u, d).map_err(dev_err)?;
+            if let Some(dh) = d_h.as_deref_mut() {
+                self.dev.scatter_add_rows(dh, &dz, &seg_u, d).map_err(dev_err)?;
+            }
+            let mut dy = self.zeros(2 * b * d)?;
+            self.dev.copy_at(&mut dy, 0, &d_table, b * d, 2 * b * d).map_err(dev_err)?;
+            // dP = Xᵀ dY, dp = 1ᵀ dY.
+            self.dev.gemm(&mut self.g[kp], dm, d, 2 * b, &x, true, &dy, false, 1.0, 1.0).map_err(dev_err)?;
+            // The bias cancels in ŷ_neg − ŷ_pos: dp is zero in exact arithmetic. Summing the
+            // positive and the negative halves separately, in the same order, makes it exactly
+            // zero here too (dy_neg = −dy_pos bit for bit); one sum over 2B rows would leave
+            // round-off that Adam turns into steps of size lr.
+            let ones = self.dev.upload(&vec![1.0f32; b]).map_err(dev_err)?;
+            let (mut half, mut db) = (self.zeros(b * d)?, self.zeros(d)?);
+            for (k, off) in [0, b * d].into_iter().enumerate() {
+                self.dev.copy_at(&mut half, 0, &dy, off, b * d).map_err(dev_err)?;
+                let beta = if k == 0 { 0.0 } else { 1.0 };
+                self.dev.gemm(&mut db, 1, d, b, &ones, false, &half, false, 1.0, beta).map_err(dev_err)?;
+            }
+            self.dev.axpy_at(&mut self.g[kb], 0, &db, 0, d, 1.0).map_err(dev_err)?;
+        }
+        Ok(total)
     }
 
     /// The regulariser's squared norm term (Eq. 20 or MMRec's), with `λ ·` its gradient added.
@@ -327,28 +512,56 @@ impl<D: Device + 'static> Engine for GpuEngine<D> {
         if batch.is_empty() {
             return Err(CraneError::Invalid("empty batch".into()));
         }
-        let t0 = Instant::now();
-        let cache = self.gcn()?;
-        let e = &cache.e;
-        self.sync()?;
-        let t1 = Instant::now();
-        let m = self.m as u32;
-        let u: Vec<u32> = batch.iter().map(|t| t.0).collect();
-        let i: Vec<u32> = batch.iter().map(|t| m + t.1).collect();
-        let j: Vec<u32> = batch.iter().map(|t| m + t.2).collect();
-        let mut d_e = self.zeros((self.m + self.n) * self.d)?;
-        let mut l_bpr = self.bpr(e, &mut d_e, &u, &i, &j)?;
-        if !self.cfg.dual_fusion {
-            // Late fusion adds BPR of the semantic branch, whose tables are zero without an
-            // item graph: softplus(0) per triplet, no gradient.
-            l_bpr += crane_reference::losses::softplus(0.0);
-        }
+        let (m, n, d) = (self.m, self.n, self.d);
         for g in &mut self.g {
             self.dev.fill_zero(g).map_err(dev_err)?;
         }
-        let items = |v: &[u32]| -> Vec<u32> { v.iter().map(|x| x - m).collect() };
+        let t0 = Instant::now();
+        let cache = self.gcn()?;
+        let e = &cache.e;
+        let h = if self.graph.is_some() { Some(self.semantic(e)?) } else { None };
+        self.sync()?;
+        let t1 = Instant::now();
+        let mu = m as u32;
+        let u: Vec<u32> = batch.iter().map(|t| t.0).collect();
+        let i: Vec<u32> = batch.iter().map(|t| mu + t.1).collect();
+        let j: Vec<u32> = batch.iter().map(|t| mu + t.2).collect();
+        let mut d_e = self.zeros((m + n) * d)?;
+        let mut d_h = match &h {
+            Some(_) => Some(self.zeros((m + n) * d)?),
+            None => None,
+        };
+        let l_bpr = match (&h, self.cfg.dual_fusion) {
+            (None, dual) => {
+                // Without an item graph, late fusion adds BPR of the semantic branch, whose
+                // tables are zero: softplus(0) per triplet, no gradient.
+                let late = if dual { 0.0 } else { crane_reference::losses::softplus(0.0) };
+                self.bpr(e, &mut d_e, &u, &i, &j, 1.0)? + late
+            }
+            // Eq. (17): z = e + h, and d_z flows to both branches.
+            (Some(h), true) => {
+                let mut z = self.zeros((m + n) * d)?;
+                self.dev.copy_at(&mut z, 0, e, 0, (m + n) * d).map_err(dev_err)?;
+                self.dev.axpy_at(&mut z, 0, h, 0, (m + n) * d, 1.0).map_err(dev_err)?;
+                let l = self.bpr(&z, &mut d_e, &u, &i, &j, 1.0)?;
+                let dh = d_h.as_mut().expect("d_h exists with h");
+                self.dev.copy_at(dh, 0, &d_e, 0, (m + n) * d).map_err(dev_err)?;
+                l
+            }
+            (Some(h), false) => {
+                let dh = d_h.as_mut().expect("d_h exists with h");
+                self.bpr(e, &mut d_e, &u, &i, &j, 1.0)? + self.bpr(h, dh, &u, &i, &j, 1.0)?
+            }
+        };
+        let modality = if self.cfg.modality_bpr > 0.0 {
+            self.modality_bpr(e, h.as_ref(), &mut d_e, d_h.as_mut(), batch)?
+        } else {
+            0.0
+        };
+        let items = |v: &[u32]| -> Vec<u32> { v.iter().map(|x| x - mu).collect() };
         let sq = self.regularise(&u, &items(&i), &items(&j))?;
-        let terms = crane_reference::losses::total_loss(l_bpr, 0.0, 0.0, sq, 0.0, self.cfg.lambda);
+        let mut terms = crane_reference::losses::total_loss(l_bpr, 0.0, 0.0, sq, 0.0, self.cfg.lambda);
+        terms.modality = modality;
         for (name, v) in terms.named() {
             if !v.is_finite() {
                 return Err(CraneError::Invalid(format!("non-finite loss: term {name} is {v}")));
@@ -356,6 +569,9 @@ impl<D: Device + 'static> Engine for GpuEngine<D> {
         }
         self.sync()?;
         let t2 = Instant::now();
+        if let Some(dh) = &d_h {
+            self.semantic_backward(dh, &mut d_e)?;
+        }
         self.gcn_backward(&cache, &d_e)?;
         self.sync()?;
         self.times.propagation += (t1 - t0) + t2.elapsed();
@@ -419,7 +635,7 @@ impl<D: Device + 'static> Engine for GpuEngine<D> {
     }
 
     fn item_graph(&self) -> Option<CsrMatrix<f64>> {
-        None
+        self.graph.as_ref().map(|g| g.2.clone())
     }
 
     fn prepare_scoring(&mut self) -> Result<()> {
@@ -428,25 +644,41 @@ impl<D: Device + 'static> Engine for GpuEngine<D> {
         self.set_edge_mask(&vec![1.0; self.a64.nnz()])?;
         let e = self.gcn()?.e;
         self.set_edge_mask(&saved)?;
-        let d = self.d;
-        let (mut zu, mut zi) = (self.zeros(self.m * d)?, self.zeros(self.n * d)?);
-        self.dev.copy_at(&mut zu, 0, &e, 0, self.m * d).map_err(dev_err)?;
-        self.dev.copy_at(&mut zi, 0, &e, self.m * d, self.n * d).map_err(dev_err)?;
+        let h = if self.graph.is_some() { Some(self.semantic(&e)?) } else { None };
+        let (m, n, d) = (self.m, self.n, self.d);
+        let split = |x: &D::Buf<f32>| -> Result<(D::Buf<f32>, D::Buf<f32>)> {
+            let (mut zu, mut zi) = (self.zeros(m * d)?, self.zeros(n * d)?);
+            self.dev.copy_at(&mut zu, 0, x, 0, m * d).map_err(dev_err)?;
+            self.dev.copy_at(&mut zi, 0, x, m * d, n * d).map_err(dev_err)?;
+            Ok((zu, zi))
+        };
+        self.z = match h {
+            None => vec![split(&e)?],
+            Some(h) if self.cfg.dual_fusion => {
+                let mut z = e;
+                self.dev.axpy_at(&mut z, 0, &h, 0, (m + n) * d, 1.0).map_err(dev_err)?;
+                vec![split(&z)?]
+            }
+            // Late fusion: the score is e_u·e_i + h_u·h_i.
+            Some(h) => vec![split(&e)?, split(&h)?],
+        };
         self.sync()?;
-        self.z = Some((zu, zi));
         self.times.scoring += t.elapsed();
         Ok(())
     }
 
     fn score_block(&self, users: &[u32], out: &mut [f32]) {
-        let (zu, zi) = self.z.as_ref().expect("prepare_scoring before score_block");
+        assert!(!self.z.is_empty(), "prepare_scoring before score_block");
         let run = || -> crane_gpu::device::R<Vec<f32>> {
             let (b, d, n) = (users.len(), self.d, self.n);
             let rows = self.dev.upload(users)?;
-            let mut g = self.dev.zeros(b * d)?;
-            self.dev.gather_rows(&mut g, zu, &rows, d)?;
             let mut s = self.dev.zeros(b * n)?;
-            self.dev.gemm(&mut s, b, n, d, &g, false, zi, true, 1.0, 0.0)?;
+            for (k, (zu, zi)) in self.z.iter().enumerate() {
+                let mut g = self.dev.zeros(b * d)?;
+                self.dev.gather_rows(&mut g, zu, &rows, d)?;
+                let beta = if k == 0 { 0.0 } else { 1.0 };
+                self.dev.gemm(&mut s, b, n, d, &g, false, zi, true, 1.0, beta)?;
+            }
             self.dev.download(&s)
         };
         let s = run().unwrap_or_else(|e| panic!("GPU scoring failed: {e}"));
