@@ -39,6 +39,15 @@ fn drv(e: cudarc::driver::DriverError) -> GpuError {
     GpuError::Driver(e.to_string())
 }
 
+/// cudarc panics on an out-of-range slice: check first and return an error.
+fn range<T>(what: &str, b: &CudaBuf<T>, off: usize, len: usize) -> R<()> {
+    if off + len <= b.len {
+        Ok(())
+    } else {
+        Err(GpuError::Shape(format!("{what}: elements {off}..{} of a buffer of {}", off + len, b.len)))
+    }
+}
+
 fn cfg_elems(n: usize) -> LaunchConfig {
     let n = n.max(1) as u64;
     LaunchConfig {
@@ -122,6 +131,8 @@ impl Device for CudaDevice {
         if len == 0 {
             return Ok(());
         }
+        range("copy_at source", src, src_off, len)?;
+        range("copy_at destination", dst, dst_off, len)?;
         let s = src.s.slice(src_off..src_off + len);
         let mut d = dst.s.slice_mut(dst_off..dst_off + len);
         self.stream().memcpy_dtod(&s, &mut d).map_err(drv)
@@ -131,6 +142,8 @@ impl Device for CudaDevice {
         if len == 0 {
             return Ok(());
         }
+        range("axpy_at x", x, x_off, len)?;
+        range("axpy_at y", y, y_off, len)?;
         let xv = x.s.slice(x_off..x_off + len);
         let mut yv = y.s.slice_mut(y_off..y_off + len);
         let n = len as i64;
