@@ -324,7 +324,8 @@ pub fn gpu(seeds: &[u64]) -> Result<Vec<Row>> {
     crane_gpu::probe_device().map_err(|e| CraneError::Invalid(e.to_string()))?;
     let dev = crane_gpu::cuda::CudaDevice::new().map_err(|e| CraneError::Invalid(e.to_string()))?;
     let make = |i: &ModelInputs, c: &ModelConfig, p: &Params| {
-        Ok(Box::new(crate::engine::gpu::GpuEngine::new(dev.clone(), i, c, p)?) as Box<dyn Engine>)
+        Ok(Box::new(crate::engine::gpu::GpuEngine::new(dev.clone(), i, c, p)?.with_block_bytes(4 * 16 * 40))
+            as Box<dyn Engine>)
     };
     run(&make, seeds)
 }
@@ -333,7 +334,9 @@ pub fn gpu(seeds: &[u64]) -> Result<Vec<Row>> {
 /// orchestration; the CUDA ops themselves are checked only by [`gpu`].
 pub fn gpu_host(seeds: &[u64]) -> Result<Vec<Row>> {
     let make = |i: &ModelInputs, c: &ModelConfig, p: &Params| {
-        Ok(Box::new(crate::engine::gpu::GpuEngine::new(crane_gpu::device::HostDevice, i, c, p)?) as Box<dyn Engine>)
+        Ok(Box::new(
+            crate::engine::gpu::GpuEngine::new(crane_gpu::device::HostDevice, i, c, p)?.with_block_bytes(4 * 16 * 40),
+        ) as Box<dyn Engine>)
     };
     run(&make, seeds)
 }

@@ -110,12 +110,14 @@ fn verify_gpu_host_passes_what_the_gpu_engine_implements() {
     let out = crane(&["verify", "--gpu-host", "--graphs", "1"], &std::env::temp_dir());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("case"), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    for v in ["wo_item_graph / graph 1", "lightgcn / graph 1", "bpr_mf / graph 1", "freedom / graph 1"] {
+    for v in
+        ["crane / graph 1", "wo_dual_fusion / graph 1", "lightgcn / graph 1", "bpr_mf / graph 1", "freedom / graph 1"]
+    {
         let rows: Vec<&str> = text.lines().filter(|l| l.starts_with(v)).collect();
         assert!(rows.len() >= 5, "{v}: {rows:?}");
         assert!(rows.iter().all(|l| l.ends_with("pass")), "{v}: {rows:#?}");
     }
-    for v in ["crane / every graph", "wo_dual_fusion / every graph", "crane_code / every graph"] {
+    for v in ["max_profiles / every graph", "attention_profiles / every graph", "crane_code / every graph"] {
         let row = text.lines().find(|l| l.starts_with(v)).unwrap_or_else(|| panic!("{v} missing:\n{text}"));
         assert!(row.contains("not run") && row.ends_with("FAIL"), "{row}");
     }

@@ -115,10 +115,12 @@ fn engine(b: Backend, c: &Case, cfg: &ModelConfig) -> Box<dyn Engine> {
         Backend::Reference => Box::new(ReferenceEngine::new(&inputs, cfg, c.params.clone()).unwrap()),
         // Tiny blocks so that the blocked code paths (several blocks, a partial last one) run.
         Backend::Cpu => Box::new(CpuEngine::new(&inputs, cfg, &c.params).unwrap().with_block_bytes(4 * 16 * 40)),
-        Backend::GpuHost => Box::new(GpuEngine::new(HostDevice, &inputs, cfg, &c.params).unwrap()),
+        Backend::GpuHost => {
+            Box::new(GpuEngine::new(HostDevice, &inputs, cfg, &c.params).unwrap().with_block_bytes(4 * 16 * 40))
+        }
         Backend::GpuCuda => {
             let dev = crane_gpu::cuda::CudaDevice::new().unwrap_or_else(|e| panic!("{e}"));
-            Box::new(GpuEngine::new(dev, &inputs, cfg, &c.params).unwrap())
+            Box::new(GpuEngine::new(dev, &inputs, cfg, &c.params).unwrap().with_block_bytes(4 * 16 * 40))
         }
     }
 }
@@ -273,7 +275,7 @@ macro_rules! gpu_tests {
     };
     (; $cfg:expr, $big:expr) => {
         #[test]
-        #[ignore = "not implemented by the GPU engine yet (learned item graph, InfoNCE or attention; see GpuEngine::supports)"]
+        #[ignore = "not implemented by the GPU engine yet (max or attention profiles, the authors' attention; see GpuEngine::supports)"]
         fn gpu_host() {
             check_parity(Backend::GpuHost, &$cfg, $big)
         }
@@ -287,19 +289,19 @@ fn with(f: impl FnOnce(&mut ModelConfig)) -> ModelConfig {
 }
 
 test_backends! {
-    parity_default => tiny_config(), false;
-    parity_larger_graph => tiny_config(), true;
-    parity_leaky_relu => with(|c| c.sigma = Sigma::LeakyRelu(0.2)), false;
-    parity_last_readout => with(|c| c.readout = Readout::Last), false;
-    parity_average_profiles => with(|c| c.aggregation = Aggregation::Average), false;
+    parity_default => tiny_config(), false, gpu;
+    parity_larger_graph => tiny_config(), true, gpu;
+    parity_leaky_relu => with(|c| c.sigma = Sigma::LeakyRelu(0.2)), false, gpu;
+    parity_last_readout => with(|c| c.readout = Readout::Last), false, gpu;
+    parity_average_profiles => with(|c| c.aggregation = Aggregation::Average), false, gpu;
     parity_max_profiles => with(|c| c.aggregation = Aggregation::Max), false;
     parity_attention_profiles => with(|c| c.aggregation = Aggregation::Attention), false;
-    parity_fusion_concat => with(|c| c.fusion = Fusion::Concat), false;
-    parity_fusion_sum => with(|c| c.fusion = Fusion::Sum), false;
-    parity_fusion_visual => with(|c| c.fusion = Fusion::Visual), false;
-    parity_fusion_text => with(|c| c.fusion = Fusion::Text), false;
-    parity_fusion_average_graphs => with(|c| c.fusion = Fusion::AverageGraphs), false;
-    parity_single_round => with(|c| c.rounds = 1), false;
+    parity_fusion_concat => with(|c| c.fusion = Fusion::Concat), false, gpu;
+    parity_fusion_sum => with(|c| c.fusion = Fusion::Sum), false, gpu;
+    parity_fusion_visual => with(|c| c.fusion = Fusion::Visual), false, gpu;
+    parity_fusion_text => with(|c| c.fusion = Fusion::Text), false, gpu;
+    parity_fusion_average_graphs => with(|c| c.fusion = Fusion::AverageGraphs), false, gpu;
+    parity_single_round => with(|c| c.rounds = 1), false, gpu;
     parity_wo_item_graph => with(|c| c.item_graph = false), false, gpu;
     parity_wo_item_graph_larger_graph => with(|c| c.item_graph = false), true, gpu;
     parity_wo_item_graph_leaky_relu => with(|c| { c.item_graph = false; c.sigma = Sigma::LeakyRelu(0.2); }), false, gpu;
@@ -321,16 +323,16 @@ test_backends! {
         c.drop_edge = DropEdge::Freedom { keep_ratio: 0.7 };
         c.degree_source = DegreeSource::KeptGraph;
     }), false, gpu;
-    parity_wo_cl => with(|c| c.contrastive = false), false;
-    parity_wo_gcn => with(|c| { c.ui_layers = 0; c.ii_layers = 0; }), false;
-    parity_all_parameter_l2 => with(|c| c.regularisation = Regularisation::AllParameters), false;
-    parity_literal_unscaled_rca => with(|c| c.rca_scale = RcaScale::None), false;
-    parity_weightless_gcn => with(|c| c.gcn_weights = false), false;
+    parity_wo_cl => with(|c| c.contrastive = false), false, gpu;
+    parity_wo_gcn => with(|c| { c.ui_layers = 0; c.ii_layers = 0; }), false, gpu;
+    parity_all_parameter_l2 => with(|c| c.regularisation = Regularisation::AllParameters), false, gpu;
+    parity_literal_unscaled_rca => with(|c| c.rca_scale = RcaScale::None), false, gpu;
+    parity_weightless_gcn => with(|c| c.gcn_weights = false), false, gpu;
     parity_bpr_mf => with(|c| { c.ui_layers = 0; c.item_graph = false; c.drop_edge = DropEdge::Off; }), false, gpu;
-    parity_freedom_sampler => with(|c| { c.drop_edge = DropEdge::Freedom { keep_ratio: 0.7 }; c.degree_source = DegreeSource::KeptGraph; }), false;
-    parity_mmrec_norm_penalty => with(|c| c.regularisation = Regularisation::BatchNorms), false;
-    parity_wo_dual_fusion => with(|c| c.dual_fusion = false), false;
-    parity_modality_bpr => with(|c| { c.feature_dim = c.embedding_dim; c.modality_bpr = 0.5; }), false;
+    parity_freedom_sampler => with(|c| { c.drop_edge = DropEdge::Freedom { keep_ratio: 0.7 }; c.degree_source = DegreeSource::KeptGraph; }), false, gpu;
+    parity_mmrec_norm_penalty => with(|c| c.regularisation = Regularisation::BatchNorms), false, gpu;
+    parity_wo_dual_fusion => with(|c| c.dual_fusion = false), false, gpu;
+    parity_modality_bpr => with(|c| { c.feature_dim = c.embedding_dim; c.modality_bpr = 0.5; }), false, gpu;
     parity_authors_code_attention => with(|c| {
         c.item_graph_source = ItemGraphSource::RawFeatures { image_weight: 0.1 };
         c.item_graph_input = ItemGraphInput::Attention;

@@ -145,13 +145,13 @@ fn resume_after_a_kill_ends_as_the_uninterrupted_run() {
     assert!(e.contains("different config"), "{e}");
 }
 
-/// The GPU engine's code (ops on the host) trains LightGCN, BPR-MF and FREEDOM as the CPU
-/// engine does: the same losses per epoch up to f32 round-off; configs it does not implement
-/// are refused with the reason.
+/// The GPU engine's code (ops on the host) trains CRANE, LightGCN, BPR-MF and FREEDOM as the
+/// CPU engine does: the same losses per epoch up to f32 round-off; configs it does not
+/// implement are refused with the reason.
 #[test]
 fn gpu_engine_on_host_ops_trains_like_the_cpu_engine() {
     let ds = tiny_dataset("gpu-host");
-    for preset in ["lightgcn", "bpr", "freedom"] {
+    for preset in ["crane", "lightgcn", "bpr", "freedom"] {
         let run = |engine: &str| {
             let sets = [format!("model_preset={preset}"), "epochs=2".into(), format!("engine={engine}")];
             let cfg = resolve(dataset_preset("tiny").unwrap(), "tiny", &sets).unwrap();
@@ -164,7 +164,8 @@ fn gpu_engine_on_host_ops_trains_like_the_cpu_engine() {
         let (ra, rb) = (cpu.test.get("recall", 20).unwrap(), gpu.test.get("recall", 20).unwrap());
         assert!((ra - rb).abs() <= 0.02, "{preset}: test R@20 {ra} vs {rb}");
     }
-    let cfg = resolve(dataset_preset("tiny").unwrap(), "tiny", &["engine=gpu_host".to_string()]).unwrap();
+    let sets = ["engine=gpu_host".to_string(), "model.aggregation=max".to_string()];
+    let cfg = resolve(dataset_preset("tiny").unwrap(), "tiny", &sets).unwrap();
     let err = train(&ds, &cfg, None, false).unwrap_err().to_string();
-    assert!(err.contains("item graph") && err.contains("not implemented on the GPU"), "{err}");
+    assert!(err.contains("Max user profiles") && err.contains("not implemented on the GPU"), "{err}");
 }

@@ -70,3 +70,18 @@ extern "C" __global__ void row_sq_norms(float *out, const float *x, long long r,
     for (int q = 0; q < c; q++) acc += (double)x[k * c + q] * x[k * c + q];
     out[k] = (float)acc;
 }
+
+// out[k] = Σ_c a[k, c] b[k, c] for a, b [r, c].
+extern "C" __global__ void row_dots(float *out, const float *a, const float *b, long long r, int c) {
+    long long k = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (k >= r) return;
+    float acc = 0.0f;
+    for (int q = 0; q < c; q++) acc += a[k * c + q] * b[k * c + q];
+    out[k] = acc;
+}
+
+// x[i, i] += a for x [n, n].
+extern "C" __global__ void add_diag(float *x, float a, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[(long long)i * n + i] += a;
+}

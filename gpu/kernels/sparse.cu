@@ -35,3 +35,21 @@ extern "C" __global__ void segment_scatter_add(float *dst, const float *src, con
     for (int e = seg[s]; e < seg[s + 1]; e++) acc += src[(long long)order[e] * c + col];
     dst[(long long)rows[order[seg[s]]] * c + col] += acc;
 }
+
+// Sampled dot products on a CSR pattern: out[e] = a[r, :] · b[idx[e], :] for the entries e of
+// row r (the gradient of S̃'s values in Eq. 15). One thread per entry; a, b have c columns.
+extern "C" __global__ void csr_sddmm(float *out, const long long *offsets, const unsigned int *idx, const float *a,
+                                     const float *b, int rows, long long nnz, int c) {
+    long long e = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (e >= nnz) return;
+    // Binary search for the row of entry e.
+    int lo = 0, hi = rows;
+    while (hi - lo > 1) {
+        int mid = (lo + hi) / 2;
+        if (offsets[mid] <= e) lo = mid; else hi = mid;
+    }
+    const float *pa = a + (long long)lo * c, *pb = b + (long long)idx[e] * c;
+    float acc = 0.0f;
+    for (int q = 0; q < c; q++) acc += pa[q] * pb[q];
+    out[e] = acc;
+}

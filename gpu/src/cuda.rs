@@ -308,6 +308,69 @@ impl Device for CudaDevice {
         )
     }
 
+    fn tanh(&self, x: &mut CudaBuf<f32>) -> R<()> {
+        let n = x.len as i64;
+        launch!(self, "tanh_inplace", cfg_elems(x.len), &mut x.s, &n)
+    }
+
+    fn tanh_backward(&self, dy: &mut CudaBuf<f32>, y: &CudaBuf<f32>) -> R<()> {
+        let n = y.len as i64;
+        launch!(self, "tanh_backward", cfg_elems(y.len), &mut dy.s, &y.s, &n)
+    }
+
+    fn row_dots(&self, out: &mut CudaBuf<f32>, a: &CudaBuf<f32>, b: &CudaBuf<f32>, c: usize) -> R<()> {
+        let (r, cc) = (out.len as i64, c as i32);
+        launch!(self, "row_dots", cfg_elems(out.len), &mut out.s, &a.s, &b.s, &r, &cc)
+    }
+
+    fn add_diag(&self, x: &mut CudaBuf<f32>, n: usize, a: f32) -> R<()> {
+        let nn = n as i32;
+        launch!(self, "add_diag", cfg_elems(n), &mut x.s, &a, &nn)
+    }
+
+    fn softmax_rows_loss(&self, x: &mut CudaBuf<f32>, n: usize, row_loss: &mut CudaBuf<f32>) -> R<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        let nn = n as i32;
+        // One block of 256 threads per row (the kernel's shared reduction buffer).
+        let cfg = LaunchConfig { grid_dim: (n as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        launch!(self, "info_nce_rows", cfg, &mut x.s, &nn, &mut row_loss.s)
+    }
+
+    fn csr_sddmm(
+        &self,
+        out: &mut CudaBuf<f32>,
+        s: &DevCsr<Self>,
+        a: &CudaBuf<f32>,
+        b: &CudaBuf<f32>,
+        c: usize,
+    ) -> R<()> {
+        if out.len == 0 {
+            return Ok(());
+        }
+        let (rows, nnz, cc) = (s.rows as i32, out.len as i64, c as i32);
+        launch!(self, "csr_sddmm", cfg_elems(out.len), &mut out.s, &s.offsets.s, &s.idx.s, &a.s, &b.s, &rows, &nnz, &cc)
+    }
+
+    fn row_topk(
+        &self,
+        idx: &mut CudaBuf<u32>,
+        val: &mut CudaBuf<f32>,
+        x: &CudaBuf<f32>,
+        rows: usize,
+        n: usize,
+        k: usize,
+    ) -> R<()> {
+        if k > 64 {
+            return Err(GpuError::Shape(format!("row_topk: k = {k} > 64")));
+        }
+        let (r, nn, kk) = (rows as i32, n as i32, k as i32);
+        // No mask: null pointers (the kernel tests them).
+        let null: u64 = 0;
+        launch!(self, "row_topk", cfg_elems(rows), &x.s, &r, &nn, &kk, &null, &null, &mut idx.s, &mut val.s)
+    }
+
     fn synchronize(&self) -> R<()> {
         self.stream().synchronize().map_err(drv)
     }

@@ -158,6 +158,37 @@ pub trait Device {
         c1: f32,
         c2: f32,
     ) -> R<()>;
+    /// `x = tanh(x)` in place.
+    fn tanh(&self, x: &mut Self::Buf<f32>) -> R<()>;
+    /// `dy *= 1 − y²` in place (tanh's backward from its output `y`).
+    fn tanh_backward(&self, dy: &mut Self::Buf<f32>, y: &Self::Buf<f32>) -> R<()>;
+    /// `out[k] = a[k, :] · b[k, :]` for `a`, `b` `[len(out), c]`.
+    fn row_dots(&self, out: &mut Self::Buf<f32>, a: &Self::Buf<f32>, b: &Self::Buf<f32>, c: usize) -> R<()>;
+    /// `x[i, i] += a` for `x [n, n]`.
+    fn add_diag(&self, x: &mut Self::Buf<f32>, n: usize, a: f32) -> R<()>;
+    /// Row softmax of `x [n, n]` in place and `row_loss[i] = −log softmax(x)_ii` (Eq. 19).
+    fn softmax_rows_loss(&self, x: &mut Self::Buf<f32>, n: usize, row_loss: &mut Self::Buf<f32>) -> R<()>;
+    /// `out[e] = a[r, :] · b[idx[e], :]` for every entry e (row r) of the CSR pattern of `s`.
+    fn csr_sddmm(
+        &self,
+        out: &mut Self::Buf<f32>,
+        s: &DevCsr<Self>,
+        a: &Self::Buf<f32>,
+        b: &Self::Buf<f32>,
+        c: usize,
+    ) -> R<()>;
+    /// The k largest entries of each row of `x [rows, n]`, largest first, ties to the smaller
+    /// index: `idx [rows, k]`, `val [rows, k]` (k ≤ 64).
+    #[allow(clippy::too_many_arguments)]
+    fn row_topk(
+        &self,
+        idx: &mut Self::Buf<u32>,
+        val: &mut Self::Buf<f32>,
+        x: &Self::Buf<f32>,
+        rows: usize,
+        n: usize,
+        k: usize,
+    ) -> R<()>;
     /// Waits for queued work (timing); a no-op on the host.
     fn synchronize(&self) -> R<()>;
 }
@@ -400,6 +431,73 @@ impl Device for HostDevice {
             m[k] = b1 * m[k] + (1.0 - b1) * g[k];
             v[k] = b2 * v[k] + (1.0 - b2) * g[k] * g[k];
             p[k] -= lr * (m[k] / c1) / ((v[k] / c2).sqrt() + eps);
+        }
+        Ok(())
+    }
+
+    fn tanh(&self, x: &mut Vec<f32>) -> R<()> {
+        x.iter_mut().for_each(|v| *v = v.tanh());
+        Ok(())
+    }
+
+    fn tanh_backward(&self, dy: &mut Vec<f32>, y: &Vec<f32>) -> R<()> {
+        shape("tanh_backward", dy.len(), y.len())?;
+        dy.iter_mut().zip(y).for_each(|(d, &y)| *d *= 1.0 - y * y);
+        Ok(())
+    }
+
+    fn row_dots(&self, out: &mut Vec<f32>, a: &Vec<f32>, b: &Vec<f32>, c: usize) -> R<()> {
+        shape("row_dots a", a.len(), out.len() * c)?;
+        shape("row_dots b", b.len(), out.len() * c)?;
+        for (k, o) in out.iter_mut().enumerate() {
+            *o = a[k * c..(k + 1) * c].iter().zip(&b[k * c..(k + 1) * c]).map(|(x, y)| x * y).sum();
+        }
+        Ok(())
+    }
+
+    fn add_diag(&self, x: &mut Vec<f32>, n: usize, a: f32) -> R<()> {
+        shape("add_diag", x.len(), n * n)?;
+        (0..n).for_each(|i| x[i * n + i] += a);
+        Ok(())
+    }
+
+    fn softmax_rows_loss(&self, x: &mut Vec<f32>, n: usize, row_loss: &mut Vec<f32>) -> R<()> {
+        shape("softmax_rows_loss", x.len(), n * n)?;
+        shape("softmax_rows_loss loss", row_loss.len(), n)?;
+        for (r, row) in x.chunks_mut(n.max(1)).enumerate().take(n) {
+            let mx = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+            let z: f32 = row.iter().map(|v| (v - mx).exp()).sum();
+            row_loss[r] = mx + z.ln() - row[r];
+            row.iter_mut().for_each(|v| *v = (*v - mx).exp() / z);
+        }
+        Ok(())
+    }
+
+    fn csr_sddmm(&self, out: &mut Vec<f32>, s: &DevCsr<Self>, a: &Vec<f32>, b: &Vec<f32>, c: usize) -> R<()> {
+        shape("csr_sddmm", out.len(), s.idx.len())?;
+        for r in 0..s.rows {
+            let (start, end) = (s.offsets[r] as usize, s.offsets[r + 1] as usize);
+            for (o, &j) in out[start..end].iter_mut().zip(&s.idx[start..end]) {
+                let j = j as usize;
+                *o = a[r * c..(r + 1) * c].iter().zip(&b[j * c..(j + 1) * c]).map(|(x, y)| x * y).sum();
+            }
+        }
+        Ok(())
+    }
+
+    fn row_topk(&self, idx: &mut Vec<u32>, val: &mut Vec<f32>, x: &Vec<f32>, rows: usize, n: usize, k: usize) -> R<()> {
+        shape("row_topk input", x.len(), rows * n)?;
+        shape("row_topk idx", idx.len(), rows * k)?;
+        shape("row_topk val", val.len(), rows * k)?;
+        for r in 0..rows {
+            let row = &x[r * n..(r + 1) * n];
+            let mut order: Vec<u32> = (0..n as u32).filter(|&j| !row[j as usize].is_nan()).collect();
+            // Largest first, ties to the smaller index (the kernel's insertion order).
+            order.sort_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]).then(a.cmp(&b)));
+            for q in 0..k {
+                idx[r * k + q] = order.get(q).copied().unwrap_or(u32::MAX);
+                val[r * k + q] = order.get(q).map_or(f32::NEG_INFINITY, |&j| row[j as usize]);
+            }
         }
         Ok(())
     }

@@ -6,20 +6,26 @@
 //! the host uploads only the triplets (and their scatter segmentation), and downloads the
 //! per-triplet loss terms (`[B]`) and the regulariser's row norms.
 //!
-//! Implemented so far: the interaction-graph side (Eq. 2-4 with or without `W^(l)` and σ,
-//! readout mean/last, DropEdge via the edge mask), BPR (Eq. 18) with or without dual fusion,
-//! the three regularisers (Eq. 20 and MMRec's), Adam and scoring; a *frozen* item graph from
-//! the raw features (FREEDOM's, built once on the host by the CPU engine's streaming kNN) with
-//! Eq. (15)-(17) on the device, and FREEDOM's modality BPR terms. That is BPR-MF, LightGCN,
-//! FREEDOM and the ablation "w/o item graph". Not yet: the learned item graph (user profiles,
-//! RCA, kNN with gradient: Eq. 5-14), InfoNCE (Eq. 19) and the authors' attention;
+//! Implemented: Eq. (2)-(4) (with or without `W^(l)` and σ, readout mean/last, DropEdge via
+//! the edge mask); the learned item graph, Eq. (5)-(14) (projections, sum/average profiles,
+//! RCA in row blocks, every fusion variant, the kNN in row blocks with a device top-k; see
+//! [`super::gpu_graph`]) and FREEDOM's frozen raw-feature graph (built once on the host);
+//! Eq. (15)-(17) with dual or late fusion; BPR (Eq. 18), InfoNCE (Eq. 19), FREEDOM's modality
+//! terms, the three regularisers (Eq. 20 and MMRec's), Adam and scoring. Not yet: max and
+//! attention profiles (Table 6) and the authors' attention (crane-code);
 //! [`GpuEngine::supports`] refuses those with the reason, and they run on the CPU engine.
 
+// Device buffers are a generic associated type (`D::Buf<f32>`), which makes tuples of them
+// "complex" to clippy; naming each tuple would not make the code clearer.
+#![allow(clippy::type_complexity)]
+
+use super::cpu::item_graph::KnnGraph;
+use super::gpu_graph::{self as gg, DUnit, Mat, Ops, RoundCache, Theta, ThetaGrads};
 use super::{Engine, ModelInputs, OptimiserState, StageTimes};
 use crate::error::{CraneError, Result};
 use crate::sampling::Triplet;
 use crane_gpu::device::{upload_csr, upload_segments, DevCsr, Device};
-use crane_reference::config::{ItemGraphInput, ItemGraphSource, Readout, Regularisation, Sigma};
+use crane_reference::config::{Aggregation, Fusion, ItemGraphInput, ItemGraphSource, Readout, Regularisation, Sigma};
 use crane_reference::losses::LossTerms;
 use crane_reference::{ModelConfig, Params};
 use nalgebra_sparse::CsrMatrix;
@@ -29,9 +35,7 @@ use std::time::Instant;
 /// Parameter names of the projection `P_m`, `p_m` of each modality (v, t).
 const PROJ: [(&str, &str); 2] = [("proj.v", "proj_bias.v"), ("proj.t", "proj_bias.t")];
 
-fn dev_err(e: crane_gpu::GpuError) -> CraneError {
-    CraneError::Invalid(e.to_string())
-}
+use gg::dev_err;
 
 /// The GCN forward's output `e` and what its backward needs: `Â H^(l)` and the
 /// pre-activation per layer.
@@ -59,10 +63,14 @@ pub struct GpuEngine<D: Device> {
     m1: Vec<D::Buf<f32>>,
     m2: Vec<D::Buf<f32>>,
     step: u64,
-    /// The frozen item graph S̃ and S̃ᵀ `[N, N]` on the device, and S̃ on the host.
-    graph: Option<(DevCsr<D>, DevCsr<D>, CsrMatrix<f64>)>,
-    /// A and Aᵀ (unnormalised interactions) for `h_u = A h_i` (Eq. 16).
+    /// The held item graph: S̃ and S̃ᵀ `[N, N]` on the device, S̃ on the host (with what the
+    /// backward of Eq. 14 needs).
+    graph: Option<(DevCsr<D>, DevCsr<D>, CsrMatrix<f64>, KnnGraph)>,
+    /// A and Aᵀ (unnormalised interactions) for `h_u = A h_i` (Eq. 16) and the profiles (Eq. 5).
     inter: Option<(DevCsr<D>, DevCsr<D>)>,
+    /// `1/|N_u|` (0 without items), for average profiles.
+    inv_degree: Vec<f32>,
+    block_bytes: usize,
     /// Raw features `[N, d_m]` and their widths, for the modality BPR terms.
     feats: [Option<D::Buf<f32>>; 2],
     widths: [usize; 2],
@@ -84,18 +92,18 @@ impl<D: Device> GpuEngine<D> {
         if !cfg.item_graph {
             return Ok(());
         }
-        if cfg.item_graph_source == ItemGraphSource::Learned {
-            return Err("the learned item graph (user profiles, RCA, kNN: Eq. 5-14) is not implemented on the GPU \
-                        yet: use the CPU engine"
-                .into());
+        let learned = cfg.item_graph_source == ItemGraphSource::Learned;
+        if learned && cfg.fusion == Fusion::Rca && matches!(cfg.aggregation, Aggregation::Max | Aggregation::Attention)
+        {
+            return Err(format!(
+                "{:?} user profiles (Table 6) are not implemented on the GPU yet: use sum or average, or the CPU engine",
+                cfg.aggregation
+            ));
         }
         if cfg.item_graph_input == ItemGraphInput::Attention {
             return Err(
                 "the authors' attention (crane-code) is not implemented on the GPU yet: use the CPU engine".into()
             );
-        }
-        if cfg.uses_contrastive() {
-            return Err("InfoNCE (Eq. 19) is not implemented on the GPU yet: set model.contrastive = false".into());
         }
         Ok(())
     }
@@ -128,21 +136,35 @@ impl<D: Device> GpuEngine<D> {
                 let hf = [host_feat(0), host_feat(1)];
                 let block = super::cpu::rca::block_rows(inputs.n_items, super::cpu::DEFAULT_BLOCK_BYTES);
                 let kg = super::cpu::item_graph::raw_feature_graph(&hf, cfg.knn_k, image_weight, block)?;
-                graph = Some((upload_cpu_csr(&dev, &kg.s)?, upload_cpu_csr(&dev, &kg.s_t)?, kg.s.to_nalgebra()));
+                let host = kg.s.to_nalgebra();
+                graph = Some((upload_cpu_csr(&dev, &kg.s)?, upload_cpu_csr(&dev, &kg.s_t)?, host, kg));
             }
-            if cfg.user_semantic {
+            if cfg.user_semantic || cfg.item_graph_source == ItemGraphSource::Learned {
                 let a = super::cpu::ops::Csr::from_nalgebra(&a64);
                 inter = Some((upload_cpu_csr(&dev, &a)?, upload_cpu_csr(&dev, &a.transpose())?));
             }
         }
-        if cfg.modality_bpr > 0.0 {
+        let learned = cfg.item_graph && cfg.item_graph_source == ItemGraphSource::Learned;
+        if cfg.modality_bpr > 0.0 || learned {
             for (m, slot) in feats.iter_mut().enumerate() {
                 if let Some(f) = inputs.features[m] {
                     *slot = Some(dev.upload(&f.data).map_err(dev_err)?);
                 }
             }
         }
+        let inv_degree = (0..inputs.n_users)
+            .map(|u| {
+                let deg = a64.row_offsets()[u + 1] - a64.row_offsets()[u];
+                if deg > 0 {
+                    1.0 / deg as f32
+                } else {
+                    0.0
+                }
+            })
+            .collect();
         let mut e = Self {
+            inv_degree,
+            block_bytes: super::cpu::DEFAULT_BLOCK_BYTES,
             d: cfg.embedding_dim,
             m: inputs.n_users,
             n: inputs.n_items,
@@ -323,19 +345,20 @@ impl<D: Device> GpuEngine<D> {
 
     /// Eq. (15)-(16) on the held graph: `h = [h_u; h_i]` `[M+N, d]` with `h_i = S̃^L h^(0)`,
     /// `h^(0)` the item rows of `e` or `E_I`, and `h_u = A h_i` (zero without user semantics).
-    fn semantic(&self, e: &D::Buf<f32>) -> Result<D::Buf<f32>> {
+    fn semantic(&self, e: &D::Buf<f32>) -> Result<(D::Buf<f32>, Vec<D::Buf<f32>>)> {
         let (dev, d, m, n) = (&self.dev, self.d, self.m, self.n);
-        let (s, _, _) = self.graph.as_ref().expect("semantic() needs the item graph");
+        let (s, _, _, _) = self.graph.as_ref().expect("semantic() needs the item graph");
         let mut h = self.zeros(n * d)?;
         match self.cfg.item_graph_input {
             ItemGraphInput::Readout => dev.copy_at(&mut h, 0, e, m * d, n * d),
             _ => dev.copy_at(&mut h, 0, &self.p[self.ix("item_emb")], 0, n * d),
         }
         .map_err(dev_err)?;
+        let mut hs = Vec::new();
         for _ in 0..self.cfg.ii_layers {
             let mut next = self.zeros(n * d)?;
             dev.spmm(&mut next, s, &h, d).map_err(dev_err)?;
-            h = next;
+            hs.push(std::mem::replace(&mut h, next));
         }
         let mut full = self.zeros((m + n) * d)?;
         dev.copy_at(&mut full, m * d, &h, 0, n * d).map_err(dev_err)?;
@@ -344,12 +367,18 @@ impl<D: Device> GpuEngine<D> {
             dev.spmm(&mut hu, a, &h, d).map_err(dev_err)?;
             dev.copy_at(&mut full, 0, &hu, 0, m * d).map_err(dev_err)?;
         }
-        Ok(full)
+        Ok((full, hs))
     }
 
     /// Backward of [`GpuEngine::semantic`] from `d_h [M+N, d]`: into `d_e` (readout input) or
     /// the gradient of `E_I`. The graph is frozen: no gradient for its values.
-    fn semantic_backward(&mut self, d_h: &D::Buf<f32>, d_e: &mut D::Buf<f32>) -> Result<()> {
+    fn semantic_backward(
+        &mut self,
+        d_h: &D::Buf<f32>,
+        hs: &[D::Buf<f32>],
+        d_e: &mut D::Buf<f32>,
+        mut d_vals: Option<&mut Vec<f32>>,
+    ) -> Result<()> {
         let (d, m, n) = (self.d, self.m, self.n);
         let mut dh = self.zeros(n * d)?;
         self.dev.copy_at(&mut dh, 0, d_h, m * d, n * d).map_err(dev_err)?;
@@ -360,8 +389,15 @@ impl<D: Device> GpuEngine<D> {
             self.dev.spmm(&mut add, a_t, &du, d).map_err(dev_err)?;
             self.dev.axpy_at(&mut dh, 0, &add, 0, n * d, 1.0).map_err(dev_err)?;
         }
-        let (_, s_t, _) = self.graph.as_ref().expect("semantic_backward() needs the item graph");
-        for _ in 0..self.cfg.ii_layers {
+        let (s, s_t, _, _) = self.graph.as_ref().expect("semantic_backward() needs the item graph");
+        for l in (0..self.cfg.ii_layers).rev() {
+            if let Some(dv) = d_vals.as_deref_mut() {
+                // dS̃_ij += d h^(l+1)_i · h^(l)_j
+                let mut o = self.zeros(dv.len())?;
+                self.dev.csr_sddmm(&mut o, s, &dh, &hs[l], d).map_err(dev_err)?;
+                let o = self.dev.download(&o).map_err(dev_err)?;
+                dv.iter_mut().zip(o).for_each(|(a, b)| *a += b);
+            }
             let mut prev = self.zeros(n * d)?;
             self.dev.spmm(&mut prev, s_t, &dh, d).map_err(dev_err)?;
             dh = prev;
@@ -492,6 +528,277 @@ impl<D: Device> GpuEngine<D> {
     fn sync(&self) -> Result<()> {
         self.dev.synchronize().map_err(dev_err)
     }
+
+    /// Sets the memory per RCA/kNN block (smaller blocks: less memory, more passes).
+    pub fn with_block_bytes(mut self, bytes: usize) -> Self {
+        self.block_bytes = bytes.max(1);
+        self
+    }
+
+    /// A parameter as a device matrix of its shape (a copy: parameters are small next to the
+    /// `[M+N, ·]` activations).
+    fn pmat(&self, name: &str) -> Result<Mat<D::Buf<f32>>> {
+        let k = self.ix(name);
+        let (rows, cols) = self.shapes[k];
+        let mut b = self.zeros(rows * cols)?;
+        self.dev.copy_at(&mut b, 0, &self.p[k], 0, rows * cols).map_err(dev_err)?;
+        Ok(Mat { b, rows, cols })
+    }
+
+    /// Adds a device matrix into the gradient of `name`.
+    fn add_grad(&mut self, name: &str, g: &D::Buf<f32>) -> Result<()> {
+        let k = self.ix(name);
+        let len = self.shapes[k].0 * self.shapes[k].1;
+        self.dev.axpy_at(&mut self.g[k], 0, g, 0, len, 1.0).map_err(dev_err)
+    }
+
+    /// `X̂^m = X_m P_m + p_m` `[N, d_f]` for every item.
+    fn project(&self, m: usize) -> Result<Mat<D::Buf<f32>>> {
+        let o = Ops(&self.dev);
+        let (p, b) = (self.pmat(PROJ[m].0)?, self.pmat(PROJ[m].1)?);
+        let x = self.feats[m].as_ref().expect("features are on the device for the learned graph");
+        let x = Mat { b: self.copy_buf(x, self.n * self.widths[m])?, rows: self.n, cols: self.widths[m] };
+        let mut y = o.mm(&x, false, &p, false, 1.0)?;
+        self.dev.add_row_bias(&mut y.b, &b.b, y.cols).map_err(dev_err)?;
+        Ok(y)
+    }
+
+    fn copy_buf(&self, x: &D::Buf<f32>, len: usize) -> Result<D::Buf<f32>> {
+        let mut b = self.zeros(len)?;
+        self.dev.copy_at(&mut b, 0, x, 0, len).map_err(dev_err)?;
+        Ok(b)
+    }
+
+    /// Keeps `kg` as the held graph (device copies of S̃ and S̃ᵀ).
+    fn hold_graph(&mut self, kg: KnnGraph) -> Result<()> {
+        let (s, s_t) = gg::upload_graph(&self.dev, &kg)?;
+        let host = kg.s.to_nalgebra();
+        self.graph = Some((s, s_t, host, kg));
+        Ok(())
+    }
+
+    fn theta(&self) -> Result<[Mat<D::Buf<f32>>; 8]> {
+        Ok([
+            self.pmat("w_tr")?,
+            self.pmat("b_tr")?,
+            self.pmat("w_m.v")?,
+            self.pmat("w_m.t")?,
+            self.pmat("w_a.v")?,
+            self.pmat("w_a.t")?,
+            self.pmat("w_f.v")?,
+            self.pmat("w_f.t")?,
+        ])
+    }
+
+    /// Eq. (5)-(14): S̃ from the features and current parameters, with what its backward needs.
+    fn build_graph(&self) -> Result<(KnnGraph, GraphCache<D::Buf<f32>>)> {
+        let o = Ops(&self.dev);
+        let (m, n) = (self.m, self.n);
+        let xhat = [self.project(0)?, self.project(1)?];
+        let block = super::cpu::rca::block_rows(m + n, self.block_bytes);
+        let kblock = super::cpu::rca::block_rows(n, self.block_bytes);
+        let mut rca = None;
+        let unit = |parts: Vec<Mat<D::Buf<f32>>>, w: f32| -> Result<DUnit<D::Buf<f32>>> {
+            let (ys, inv) = gg::unit_parts(&o, &parts)?;
+            Ok(DUnit { ys, inv, w })
+        };
+        let units = match self.cfg.fusion {
+            Fusion::Rca => {
+                let (a, _) = self.inter.as_ref().expect("A is on the device for the learned graph");
+                let mut x0 = Vec::new();
+                for xh in &xhat {
+                    // Eq. (5): user profiles in projected space, A X̂ (averaged: D⁻¹ A X̂).
+                    let mut xu = o.zeros(m, xh.cols)?;
+                    self.dev.spmm(&mut xu.b, a, &xh.b, xh.cols).map_err(dev_err)?;
+                    if self.cfg.aggregation == Aggregation::Average {
+                        o.scale_rows(&mut xu, &o.upload(&self.inv_degree)?)?;
+                    }
+                    let mut x = o.zeros(m + n, xh.cols)?;
+                    self.dev.copy_at(&mut x.b, 0, &xu.b, 0, m * xh.cols).map_err(dev_err)?;
+                    self.dev.copy_at(&mut x.b, m * xh.cols, &xh.b, 0, n * xh.cols).map_err(dev_err)?;
+                    x0.push(x);
+                }
+                let t = self.theta()?;
+                let th = self.theta_view(&t);
+                let x1 = x0.pop().expect("two");
+                let (xr, caches) = gg::rca_forward(&o, [x0.pop().expect("two"), x1], &th, self.cfg.rounds, block)?;
+                rca = Some(caches);
+                vec![unit(vec![o.rows(&xr[0], m, m + n)?, o.rows(&xr[1], m, m + n)?], 1.0)?]
+            }
+            Fusion::Concat => vec![unit(vec![o.copy(&xhat[0])?, o.copy(&xhat[1])?], 1.0)?],
+            Fusion::Sum => {
+                let mut s = o.copy(&xhat[0])?;
+                o.axpy(&mut s, &xhat[1], 1.0)?;
+                vec![unit(vec![s], 1.0)?]
+            }
+            Fusion::Visual => vec![unit(vec![o.copy(&xhat[0])?], 1.0)?],
+            Fusion::Text => vec![unit(vec![o.copy(&xhat[1])?], 1.0)?],
+            Fusion::AverageGraphs => vec![unit(vec![o.copy(&xhat[0])?], 0.5)?, unit(vec![o.copy(&xhat[1])?], 0.5)?],
+        };
+        let kg = gg::knn(&o, &units, self.cfg.knn_k, kblock)?;
+        Ok((kg, GraphCache { rca, units }))
+    }
+
+    fn theta_view<'a>(&self, t: &'a [Mat<D::Buf<f32>>; 8]) -> Theta<'a, D::Buf<f32>> {
+        Theta {
+            w_tr: &t[0],
+            b_tr: &t[1].b,
+            w_m: [&t[2], &t[3]],
+            w_a: [&t[4], &t[5]],
+            w_f: [&t[6], &t[7]],
+            scale: crane_reference::model::rca_scale(&self.cfg, self.m + self.n) as f32,
+        }
+    }
+
+    /// Backward of [`GpuEngine::build_graph`] from the gradient of S̃'s values (host).
+    fn build_graph_backward(&mut self, fc: &GraphCache<D::Buf<f32>>, d_vals: &[f32]) -> Result<()> {
+        let (m, n) = (self.m, self.n);
+        let kg = &self.graph.as_ref().expect("the graph being learned is held").3;
+        let o = Ops(&self.dev);
+        let mut d_units = gg::knn_backward(&o, kg, &fc.units, d_vals)?;
+        let f = self.cfg.feature_dim;
+        let mut d_xhat = [o.zeros(n, f)?, o.zeros(n, f)?];
+        let mut theta_grads = None;
+        match self.cfg.fusion {
+            Fusion::Rca => {
+                let mut parts = d_units.remove(0);
+                let mut d = Vec::new();
+                for part in parts.drain(..) {
+                    let mut x = o.zeros(m + n, part.cols)?;
+                    self.dev.copy_at(&mut x.b, m * part.cols, &part.b, 0, n * part.cols).map_err(dev_err)?;
+                    d.push(x);
+                }
+                let t = self.theta()?;
+                let th = self.theta_view(&t);
+                let zero = |x: &Mat<D::Buf<f32>>| o.zeros(x.rows, x.cols);
+                let mut gr = ThetaGrads {
+                    w_tr: zero(&t[0])?,
+                    b_tr: zero(&t[1])?.b,
+                    w_m: [zero(&t[2])?, zero(&t[3])?],
+                    w_a: [zero(&t[4])?, zero(&t[5])?],
+                    w_f: [zero(&t[6])?, zero(&t[7])?],
+                };
+                let d1 = d.pop().expect("two");
+                let block = super::cpu::rca::block_rows(m + n, self.block_bytes);
+                let caches: &[RoundCache<D::Buf<f32>>] = fc.rca.as_deref().expect("RCA caches");
+                let dx = gg::rca_backward(&o, &th, caches, [d.pop().expect("two"), d1], &mut gr, block)?;
+                let (a, a_t) = self.inter.as_ref().expect("A is on the device for the learned graph");
+                let _ = a;
+                for (mm, dxm) in dx.iter().enumerate() {
+                    let mut d_xu = o.rows(dxm, 0, m)?;
+                    if self.cfg.aggregation == Aggregation::Average {
+                        o.scale_rows(&mut d_xu, &o.upload(&self.inv_degree)?)?;
+                    }
+                    let mut d_prof = o.zeros(n, dxm.cols)?;
+                    self.dev.spmm(&mut d_prof.b, a_t, &d_xu.b, dxm.cols).map_err(dev_err)?;
+                    o.axpy(&mut d_xhat[mm], &d_prof, 1.0)?;
+                    let d_xi = o.rows(dxm, m, m + n)?;
+                    o.axpy(&mut d_xhat[mm], &d_xi, 1.0)?;
+                }
+                theta_grads = Some(gr);
+            }
+            Fusion::Concat => {
+                let mut parts = d_units.remove(0);
+                let t = parts.pop().expect("two parts");
+                o.axpy(&mut d_xhat[1], &t, 1.0)?;
+                o.axpy(&mut d_xhat[0], &parts[0], 1.0)?;
+            }
+            Fusion::Sum => {
+                o.axpy(&mut d_xhat[0], &d_units[0][0], 1.0)?;
+                o.axpy(&mut d_xhat[1], &d_units[0][0], 1.0)?;
+            }
+            Fusion::Visual => o.axpy(&mut d_xhat[0], &d_units[0][0], 1.0)?,
+            Fusion::Text => o.axpy(&mut d_xhat[1], &d_units[0][0], 1.0)?,
+            Fusion::AverageGraphs => {
+                o.axpy(&mut d_xhat[0], &d_units[0][0], 1.0)?;
+                o.axpy(&mut d_xhat[1], &d_units[1][0], 1.0)?;
+            }
+        }
+        if let Some(gr) = theta_grads {
+            for (name, t) in [
+                ("w_tr", &gr.w_tr.b),
+                ("b_tr", &gr.b_tr),
+                ("w_m.v", &gr.w_m[0].b),
+                ("w_m.t", &gr.w_m[1].b),
+                ("w_a.v", &gr.w_a[0].b),
+                ("w_a.t", &gr.w_a[1].b),
+                ("w_f.v", &gr.w_f[0].b),
+                ("w_f.t", &gr.w_f[1].b),
+            ] {
+                self.add_grad(name, t)?;
+            }
+        }
+        // Projection backward: dP = Xᵀ dX̂, dp = 1ᵀ dX̂.
+        for (mm, d) in d_xhat.iter().enumerate() {
+            let Some(x) = self.feats[mm].as_ref() else { continue };
+            let o = Ops(&self.dev);
+            let x = Mat { b: self.copy_buf(x, n * self.widths[mm])?, rows: n, cols: self.widths[mm] };
+            let dp = o.mm(&x, true, d, false, 1.0)?;
+            let mut db = self.zeros(d.cols)?;
+            o.add_col_sums(&mut db, d)?;
+            self.add_grad(PROJ[mm].0, &dp.b)?;
+            self.add_grad(PROJ[mm].1, &db)?;
+        }
+        Ok(())
+    }
+
+    /// Eq. (19) on rows `rows` of the full tables `e`, `h` `[M+N, d]`: the mean InfoNCE loss,
+    /// with β times its gradient added to `d_e`, `d_h`.
+    fn info_nce(
+        &self,
+        e: &D::Buf<f32>,
+        h: &D::Buf<f32>,
+        rows: &[u32],
+        d_e: &mut D::Buf<f32>,
+        d_h: &mut D::Buf<f32>,
+    ) -> Result<f64> {
+        let (o, d, k) = (Ops(&self.dev), self.d, rows.len());
+        let (tau, g) = (self.cfg.tau as f32, self.cfg.beta as f32);
+        let br = self.dev.upload(rows).map_err(dev_err)?;
+        let gather = |t: &D::Buf<f32>| -> Result<Mat<D::Buf<f32>>> {
+            let mut x = o.zeros(k, d)?;
+            self.dev.gather_rows(&mut x.b, t, &br, d).map_err(dev_err)?;
+            Ok(x)
+        };
+        // Unit rows with the norm clamped at 1e-12 (the reference's convention for Eq. 19).
+        let unit = |x: Mat<D::Buf<f32>>| -> Result<(Mat<D::Buf<f32>>, D::Buf<f32>)> {
+            let inv: Vec<f32> = o.row_sq_norms(&x)?.iter().map(|v| 1.0 / v.sqrt().max(1e-12)).collect();
+            let inv = o.upload(&inv)?;
+            let mut y = x;
+            o.scale_rows(&mut y, &inv)?;
+            Ok((y, inv))
+        };
+        let (ua, inv_a) = unit(gather(e)?)?;
+        let (ub, inv_b) = unit(gather(h)?)?;
+        let mut p = o.mm(&ua, false, &ub, true, 1.0 / tau)?;
+        let mut row_loss = self.zeros(k)?;
+        self.dev.softmax_rows_loss(&mut p.b, k, &mut row_loss).map_err(dev_err)?;
+        let loss: f64 =
+            self.dev.download(&row_loss).map_err(dev_err)?.iter().map(|&v| v as f64).sum::<f64>() / k as f64;
+        // dL/dlogits = β (P − I) / k.
+        self.dev.scale(&mut p.b, g / k as f32).map_err(dev_err)?;
+        self.dev.add_diag(&mut p.b, k, -g / k as f32).map_err(dev_err)?;
+        let mut d_ua = o.mm(&p, false, &ub, false, 1.0 / tau)?;
+        let mut d_ub = o.mm(&p, true, &ua, false, 1.0 / tau)?;
+        o.unit_backward(&[&ua], std::slice::from_mut(&mut d_ua), &inv_a)?;
+        o.unit_backward(&[&ub], std::slice::from_mut(&mut d_ub), &inv_b)?;
+        let seg = upload_segments(&self.dev, rows).map_err(dev_err)?;
+        self.dev.scatter_add_rows(d_e, &d_ua.b, &seg, d).map_err(dev_err)?;
+        self.dev.scatter_add_rows(d_h, &d_ub.b, &seg, d).map_err(dev_err)?;
+        Ok(loss)
+    }
+}
+
+/// What the learned graph's forward keeps for its backward.
+struct GraphCache<B> {
+    rca: Option<Vec<RoundCache<B>>>,
+    units: Vec<DUnit<B>>,
+}
+
+/// The distinct values of `it`, in first-seen order.
+fn distinct(it: impl Iterator<Item = u32>) -> Vec<u32> {
+    let mut seen = std::collections::HashSet::new();
+    it.filter(|x| seen.insert(*x)).collect()
 }
 
 impl<D: Device + 'static> Engine for GpuEngine<D> {
@@ -508,18 +815,38 @@ impl<D: Device + 'static> Engine for GpuEngine<D> {
         Ok(())
     }
 
-    fn loss_and_grads(&mut self, batch: &[Triplet], _learn_graph: bool) -> Result<LossTerms> {
+    fn loss_and_grads(&mut self, batch: &[Triplet], learn_graph: bool) -> Result<LossTerms> {
         if batch.is_empty() {
             return Err(CraneError::Invalid("empty batch".into()));
         }
         let (m, n, d) = (self.m, self.n, self.d);
+        let cfg = &self.cfg;
+        let learn = learn_graph && cfg.item_graph && cfg.item_graph_source == ItemGraphSource::Learned;
+        if cfg.item_graph && self.graph.is_none() && !learn {
+            self.rebuild_item_graph()?;
+        }
         for g in &mut self.g {
             self.dev.fill_zero(g).map_err(dev_err)?;
         }
         let t0 = Instant::now();
         let cache = self.gcn()?;
         let e = &cache.e;
-        let h = if self.graph.is_some() { Some(self.semantic(e)?) } else { None };
+        let tg = Instant::now();
+        let mut fcache = None;
+        if learn {
+            let (kg, fc) = self.build_graph()?;
+            self.hold_graph(kg)?;
+            fcache = Some(fc);
+        }
+        self.sync()?;
+        let tg = tg.elapsed();
+        let (h, hs) = match self.graph.is_some() {
+            true => {
+                let (h, hs) = self.semantic(e)?;
+                (Some(h), hs)
+            }
+            false => (None, Vec::new()),
+        };
         self.sync()?;
         let t1 = Instant::now();
         let mu = m as u32;
@@ -558,9 +885,18 @@ impl<D: Device + 'static> Engine for GpuEngine<D> {
         } else {
             0.0
         };
+        // Eq. (19) on the batch's distinct users and positive items.
+        let (mut l_clu, mut l_cli, mut beta) = (0.0, 0.0, 0.0);
+        if let (Some(h), Some(dh), true) = (&h, d_h.as_mut(), self.cfg.uses_contrastive()) {
+            beta = self.cfg.beta;
+            let users = distinct(batch.iter().map(|t| t.0));
+            let items = distinct(batch.iter().map(|t| mu + t.1));
+            l_clu = self.info_nce(e, h, &users, &mut d_e, dh)?;
+            l_cli = self.info_nce(e, h, &items, &mut d_e, dh)?;
+        }
         let items = |v: &[u32]| -> Vec<u32> { v.iter().map(|x| x - mu).collect() };
         let sq = self.regularise(&u, &items(&i), &items(&j))?;
-        let mut terms = crane_reference::losses::total_loss(l_bpr, 0.0, 0.0, sq, 0.0, self.cfg.lambda);
+        let mut terms = crane_reference::losses::total_loss(l_bpr, l_clu, l_cli, sq, beta, self.cfg.lambda);
         terms.modality = modality;
         for (name, v) in terms.named() {
             if !v.is_finite() {
@@ -569,17 +905,36 @@ impl<D: Device + 'static> Engine for GpuEngine<D> {
         }
         self.sync()?;
         let t2 = Instant::now();
+        let mut tgb = std::time::Duration::ZERO;
         if let Some(dh) = &d_h {
-            self.semantic_backward(dh, &mut d_e)?;
+            let nnz = self.graph.as_ref().map_or(0, |g| g.3.s.nnz());
+            let mut d_vals = fcache.as_ref().map(|_| vec![0f32; nnz]);
+            self.semantic_backward(dh, &hs, &mut d_e, d_vals.as_mut())?;
+            if let (Some(fc), Some(dv)) = (&fcache, &d_vals) {
+                let t = Instant::now();
+                self.build_graph_backward(fc, dv)?;
+                self.sync()?;
+                tgb = t.elapsed();
+            }
         }
         self.gcn_backward(&cache, &d_e)?;
         self.sync()?;
-        self.times.propagation += (t1 - t0) + t2.elapsed();
+        self.times.propagation += (t1 - t0) + t2.elapsed() - tg - tgb;
+        self.times.rca_graph += tg + tgb;
         self.times.losses += t2 - t1;
         Ok(terms)
     }
 
     fn rebuild_item_graph(&mut self) -> Result<()> {
+        // A frozen raw-feature graph was built at construction.
+        if !self.cfg.item_graph || self.cfg.item_graph_source != ItemGraphSource::Learned {
+            return Ok(());
+        }
+        let t = Instant::now();
+        let (kg, _) = self.build_graph()?;
+        self.hold_graph(kg)?;
+        self.sync()?;
+        self.times.rca_graph += t.elapsed();
         Ok(())
     }
 
@@ -640,11 +995,14 @@ impl<D: Device + 'static> Engine for GpuEngine<D> {
 
     fn prepare_scoring(&mut self) -> Result<()> {
         let t = Instant::now();
+        if self.cfg.item_graph && self.graph.is_none() {
+            self.rebuild_item_graph()?;
+        }
         let saved = std::mem::take(&mut self.mask);
         self.set_edge_mask(&vec![1.0; self.a64.nnz()])?;
         let e = self.gcn()?.e;
         self.set_edge_mask(&saved)?;
-        let h = if self.graph.is_some() { Some(self.semantic(&e)?) } else { None };
+        let h = if self.graph.is_some() { Some(self.semantic(&e)?.0) } else { None };
         let (m, n, d) = (self.m, self.n, self.d);
         let split = |x: &D::Buf<f32>| -> Result<(D::Buf<f32>, D::Buf<f32>)> {
             let (mut zu, mut zi) = (self.zeros(m * d)?, self.zeros(n * d)?);

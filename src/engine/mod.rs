@@ -5,6 +5,7 @@
 
 pub mod cpu;
 pub mod gpu;
+mod gpu_graph;
 pub mod reference;
 
 use crate::data::npy::FeatureMatrix;

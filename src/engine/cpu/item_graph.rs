@@ -68,6 +68,12 @@ pub fn knn(units: &[(&Unit, f32)], k: usize, block: usize) -> Result<KnnGraph> {
                 }
             });
     }
+    from_topk(n, k, idx, raw)
+}
+
+/// The clamp and row normalisation of Eq. (14) on each row's k retained similarities `raw`
+/// (columns `idx`, ascending within each row), shared by the CPU and GPU engines.
+pub fn from_topk(n: usize, k: usize, idx: Vec<u32>, raw: Vec<f32>) -> Result<KnnGraph> {
     let mut vals = vec![0f32; n * k];
     let mut row_sums = vec![0f32; n];
     for i in 0..n {
@@ -138,18 +144,7 @@ pub fn raw_feature_graph(feats: &[Dense; 2], k: usize, image_weight: f64, block:
 /// Backward of [`knn`]: the gradient of each input's unit rows, from `dS̃` values.
 pub fn knn_backward(g: &KnnGraph, units: &[(&Unit, f32)], d_vals: &[f32]) -> Vec<Dense> {
     let n = g.s.rows;
-    let k = g.s.nnz().checked_div(n).unwrap_or(0);
-    // dS on retained entries (row normalisation and clamp).
-    let mut ds = vec![0f32; n * k];
-    ds.par_chunks_mut(k.max(1)).enumerate().for_each(|(i, out)| {
-        let r = i * k..(i + 1) * k;
-        let mean: f32 = g.s.vals[r.clone()].iter().zip(&d_vals[r.clone()]).map(|(a, b)| a * b).sum();
-        for q in 0..k {
-            let e = i * k + q;
-            out[q] = if g.retained[e] > 0.0 { (d_vals[e] - mean) / g.row_sums[i] } else { 0.0 };
-        }
-    });
-    let ds_t: Vec<f32> = g.perm.iter().map(|&e| ds[e]).collect();
+    let (ds, ds_t) = knn_ds(g, d_vals);
     units
         .iter()
         .map(|(u, w)| {
@@ -171,6 +166,24 @@ pub fn knn_backward(g: &KnnGraph, units: &[(&Unit, f32)], d_vals: &[f32]) -> Vec
             dy
         })
         .collect()
+}
+
+/// The backward of Eq. (14)'s clamp and row normalisation: the gradient of the raw retained
+/// similarities from `dS̃` values, in S̃'s entry order and in S̃ᵀ's.
+pub fn knn_ds(g: &KnnGraph, d_vals: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let n = g.s.rows;
+    let k = g.s.nnz().checked_div(n).unwrap_or(0);
+    let mut ds = vec![0f32; n * k];
+    ds.par_chunks_mut(k.max(1)).enumerate().for_each(|(i, out)| {
+        let r = i * k..(i + 1) * k;
+        let mean: f32 = g.s.vals[r.clone()].iter().zip(&d_vals[r.clone()]).map(|(a, b)| a * b).sum();
+        for q in 0..k {
+            let e = i * k + q;
+            out[q] = if g.retained[e] > 0.0 { (d_vals[e] - mean) / g.row_sums[i] } else { 0.0 };
+        }
+    });
+    let ds_t: Vec<f32> = g.perm.iter().map(|&e| ds[e]).collect();
+    (ds, ds_t)
 }
 
 /// Eq. (15): `h^(l+1) = S̃ h^(l)`; every layer returned.

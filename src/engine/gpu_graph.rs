@@ -1,0 +1,428 @@
+//! The learned item graph of the GPU engine, Eq. (5)-(14) as [`Device`] ops: projections,
+//! user profiles (sum, average), RCA (Algorithm 1) with `C^m` in row blocks (never
+//! `[M+N, M+N]`), the unit rows of the fused item representation and the kNN similarity in row
+//! blocks with a per-row top-k on the device. The N·k retained entries (clamp, row
+//! normalisation and their backward) are handled on the host by the CPU engine's functions:
+//! O(N·k), next to the O(N²·d) products on the device.
+
+// Device buffers are a generic associated type (`D::Buf<f32>`), which makes tuples of them
+// "complex" to clippy; naming each tuple would not make the code clearer.
+#![allow(clippy::type_complexity)]
+
+use super::cpu::item_graph::{from_topk, knn_ds, KnnGraph};
+use crate::error::{CraneError, Result};
+use crane_gpu::device::{upload_csr, DevCsr, Device};
+
+pub(super) fn dev_err(e: crane_gpu::GpuError) -> CraneError {
+    CraneError::Invalid(e.to_string())
+}
+
+/// Row-major `[rows, cols]` device matrix.
+pub(super) struct Mat<B> {
+    pub b: B,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+/// Small helpers over a device: every op returns crane's error type.
+pub(super) struct Ops<'a, D: Device>(pub &'a D);
+
+impl<D: Device> Ops<'_, D> {
+    pub fn zeros(&self, rows: usize, cols: usize) -> Result<Mat<D::Buf<f32>>> {
+        Ok(Mat { b: self.0.zeros(rows * cols).map_err(dev_err)?, rows, cols })
+    }
+
+    /// Rows `[s, e)` as a new matrix.
+    pub fn rows(&self, x: &Mat<D::Buf<f32>>, s: usize, e: usize) -> Result<Mat<D::Buf<f32>>> {
+        let mut o = self.zeros(e - s, x.cols)?;
+        self.0.copy_at(&mut o.b, 0, &x.b, s * x.cols, (e - s) * x.cols).map_err(dev_err)?;
+        Ok(o)
+    }
+
+    pub fn copy(&self, x: &Mat<D::Buf<f32>>) -> Result<Mat<D::Buf<f32>>> {
+        self.rows(x, 0, x.rows)
+    }
+
+    /// `op(a) op(b)` with α, into a new matrix.
+    pub fn mm(
+        &self,
+        a: &Mat<D::Buf<f32>>,
+        ta: bool,
+        b: &Mat<D::Buf<f32>>,
+        tb: bool,
+        alpha: f32,
+    ) -> Result<Mat<D::Buf<f32>>> {
+        let (m, k) = if ta { (a.cols, a.rows) } else { (a.rows, a.cols) };
+        let n = if tb { b.rows } else { b.cols };
+        let mut c = self.zeros(m, n)?;
+        self.0.gemm(&mut c.b, m, n, k, &a.b, ta, &b.b, tb, alpha, 0.0).map_err(dev_err)?;
+        Ok(c)
+    }
+
+    /// `c += α op(a) op(b)`.
+    pub fn mm_add(
+        &self,
+        c: &mut Mat<D::Buf<f32>>,
+        a: &Mat<D::Buf<f32>>,
+        ta: bool,
+        b: &Mat<D::Buf<f32>>,
+        tb: bool,
+        alpha: f32,
+    ) -> Result<()> {
+        let (m, k) = if ta { (a.cols, a.rows) } else { (a.rows, a.cols) };
+        let n = if tb { b.rows } else { b.cols };
+        self.0.gemm(&mut c.b, m, n, k, &a.b, ta, &b.b, tb, alpha, 1.0).map_err(dev_err)
+    }
+
+    /// `y += a x` (same shape).
+    pub fn axpy(&self, y: &mut Mat<D::Buf<f32>>, x: &Mat<D::Buf<f32>>, a: f32) -> Result<()> {
+        self.0.axpy_at(&mut y.b, 0, &x.b, 0, x.rows * x.cols, a).map_err(dev_err)
+    }
+
+    /// Column sums `[1, cols]` added into `g`.
+    pub fn add_col_sums(&self, g: &mut D::Buf<f32>, x: &Mat<D::Buf<f32>>) -> Result<()> {
+        let ones = Mat { b: self.0.upload(&vec![1.0f32; x.rows]).map_err(dev_err)?, rows: 1, cols: x.rows };
+        self.0.gemm(g, 1, x.cols, x.rows, &ones.b, false, &x.b, false, 1.0, 1.0).map_err(dev_err)
+    }
+
+    /// Squared row norms on the host, `[rows]` (accumulated in f64 on the device).
+    pub fn row_sq_norms(&self, x: &Mat<D::Buf<f32>>) -> Result<Vec<f32>> {
+        let mut o = self.0.zeros(x.rows).map_err(dev_err)?;
+        self.0.row_sq_norms(&mut o, &x.b, x.cols).map_err(dev_err)?;
+        self.0.download(&o).map_err(dev_err)
+    }
+
+    pub fn scale_rows(&self, x: &mut Mat<D::Buf<f32>>, f: &D::Buf<f32>) -> Result<()> {
+        self.0.scale_rows(&mut x.b, f, x.cols).map_err(dev_err)
+    }
+
+    pub fn upload(&self, v: &[f32]) -> Result<D::Buf<f32>> {
+        self.0.upload(v).map_err(dev_err)
+    }
+
+    /// Backward of `y = x / ‖x‖` over row-aligned parts sharing one norm, in place on `dy`:
+    /// `dx = (dy − y (y·dy)) / ‖x‖`.
+    pub fn unit_backward(
+        &self,
+        ys: &[&Mat<D::Buf<f32>>],
+        dys: &mut [Mat<D::Buf<f32>>],
+        inv: &D::Buf<f32>,
+    ) -> Result<()> {
+        let rows = ys[0].rows;
+        let mut dot = vec![0f32; rows];
+        for (y, dy) in ys.iter().zip(dys.iter()) {
+            let mut o = self.0.zeros(rows).map_err(dev_err)?;
+            self.0.row_dots(&mut o, &y.b, &dy.b, y.cols).map_err(dev_err)?;
+            let v = self.0.download(&o).map_err(dev_err)?;
+            dot.iter_mut().zip(v).for_each(|(a, b)| *a += b);
+        }
+        let dot = self.upload(&dot)?;
+        for (y, dy) in ys.iter().zip(dys.iter_mut()) {
+            let mut t = self.copy(y)?;
+            self.scale_rows(&mut t, &dot)?;
+            self.axpy(dy, &t, -1.0)?;
+            self.scale_rows(dy, inv)?;
+        }
+        Ok(())
+    }
+}
+
+/// Unit rows of row-aligned parts that share one norm (the columns of one matrix split in
+/// pieces, e.g. `X_att = [X^v, X^t]`): `(parts / ‖row‖, 1 / ‖row‖)`. A zero row is refused as
+/// in the CPU engine (the cosine of Eq. 14 is undefined).
+pub(super) fn unit_parts<D: Device>(
+    o: &Ops<D>,
+    parts: &[Mat<D::Buf<f32>>],
+) -> Result<(Vec<Mat<D::Buf<f32>>>, D::Buf<f32>)> {
+    let rows = parts[0].rows;
+    let mut sq = vec![0f64; rows];
+    for p in parts {
+        sq.iter_mut().zip(o.row_sq_norms(p)?).for_each(|(a, b)| *a += b as f64);
+    }
+    let mut inv = Vec::with_capacity(rows);
+    for (i, v) in sq.iter().enumerate() {
+        let norm = v.sqrt() as f32;
+        if norm.is_nan() || norm <= 1e-12 {
+            return Err(CraneError::Invalid(format!("Eq. (14): item {i} has a zero feature row (cosine undefined)")));
+        }
+        inv.push(1.0 / norm);
+    }
+    let inv = o.upload(&inv)?;
+    let mut ys = Vec::new();
+    for p in parts {
+        let mut y = o.copy(p)?;
+        o.scale_rows(&mut y, &inv)?;
+        ys.push(y);
+    }
+    Ok((ys, inv))
+}
+
+/// One term of Eq. (14): unit parts and their weight.
+pub(super) struct DUnit<B> {
+    pub ys: Vec<Mat<B>>,
+    pub inv: B,
+    pub w: f32,
+}
+
+/// Eq. (14) forward: `S = Σ_t w_t Y_t Y_tᵀ` in row blocks of `block` rows, top-k per row on the
+/// device, clamp and row normalisation on the host. Never `[N, N]`.
+pub(super) fn knn<D: Device>(o: &Ops<D>, units: &[DUnit<D::Buf<f32>>], k: usize, block: usize) -> Result<KnnGraph> {
+    let n = units[0].ys[0].rows;
+    if k == 0 || k > n {
+        return Err(CraneError::config("knn_k", format!("must be in 1..={n}, got {k}")));
+    }
+    let block = block.clamp(1, n);
+    let (mut idx, mut raw) = (Vec::with_capacity(n * k), Vec::with_capacity(n * k));
+    for s in (0..n).step_by(block) {
+        let e = (s + block).min(n);
+        let b = e - s;
+        let mut sim = o.zeros(b, n)?;
+        for u in units {
+            for y in &u.ys {
+                let yr = o.rows(y, s, e)?;
+                o.mm_add(&mut sim, &yr, false, y, true, u.w)?;
+            }
+        }
+        let mut ti = o.0.zeros::<u32>(b * k).map_err(dev_err)?;
+        let mut tv = o.0.zeros::<f32>(b * k).map_err(dev_err)?;
+        o.0.row_topk(&mut ti, &mut tv, &sim.b, b, n, k).map_err(dev_err)?;
+        let (ti, tv) = (o.0.download(&ti).map_err(dev_err)?, o.0.download(&tv).map_err(dev_err)?);
+        for r in 0..b {
+            let mut row: Vec<(u32, f32)> = (0..k).map(|q| (ti[r * k + q], tv[r * k + q])).collect();
+            row.sort_unstable_by_key(|e| e.0);
+            idx.extend(row.iter().map(|e| e.0));
+            raw.extend(row.iter().map(|e| e.1));
+        }
+    }
+    from_topk(n, k, idx, raw)
+}
+
+/// The held graph S̃ and S̃ᵀ on the device.
+pub(super) fn upload_graph<D: Device>(dev: &D, g: &KnnGraph) -> Result<(DevCsr<D>, DevCsr<D>)> {
+    let up = |c: &super::cpu::ops::Csr| -> Result<DevCsr<D>> {
+        let offsets: Vec<i64> = c.offsets.iter().map(|&o| o as i64).collect();
+        upload_csr(dev, &offsets, &c.idx, &c.vals).map_err(dev_err)
+    };
+    Ok((up(&g.s)?, up(&g.s_t)?))
+}
+
+/// Eq. (14) backward: the gradient of every unit's parts (before normalisation) from the
+/// gradient of S̃'s values `d_vals` (host, S̃'s entry order).
+pub(super) fn knn_backward<D: Device>(
+    o: &Ops<D>,
+    g: &KnnGraph,
+    units: &[DUnit<D::Buf<f32>>],
+    d_vals: &[f32],
+) -> Result<Vec<Vec<Mat<D::Buf<f32>>>>> {
+    let (ds, ds_t) = knn_ds(g, d_vals);
+    let pattern = |c: &super::cpu::ops::Csr, vals: &[f32]| -> Result<DevCsr<D>> {
+        let offsets: Vec<i64> = c.offsets.iter().map(|&x| x as i64).collect();
+        upload_csr(o.0, &offsets, &c.idx, vals).map_err(dev_err)
+    };
+    let (dsm, dstm) = (pattern(&g.s, &ds)?, pattern(&g.s_t, &ds_t)?);
+    let mut out = Vec::new();
+    for u in units {
+        let mut dys = Vec::new();
+        for y in &u.ys {
+            // Row i is the left factor of S_ij and the right factor of S_ji.
+            let mut dy = o.zeros(y.rows, y.cols)?;
+            o.0.spmm(&mut dy.b, &dsm, &y.b, y.cols).map_err(dev_err)?;
+            let mut t = o.zeros(y.rows, y.cols)?;
+            o.0.spmm(&mut t.b, &dstm, &y.b, y.cols).map_err(dev_err)?;
+            o.axpy(&mut dy, &t, 1.0)?;
+            o.0.scale(&mut dy.b, u.w).map_err(dev_err)?;
+            dys.push(dy);
+        }
+        let ys: Vec<&Mat<D::Buf<f32>>> = u.ys.iter().collect();
+        o.unit_backward(&ys, &mut dys, &u.inv)?;
+        out.push(dys);
+    }
+    Ok(out)
+}
+
+/// The RCA parameters Θ on the device (index 0 visual, 1 textual) and the scale s of Eq. (11).
+pub(super) struct Theta<'a, B> {
+    pub w_tr: &'a Mat<B>,
+    pub b_tr: &'a B,
+    pub w_m: [&'a Mat<B>; 2],
+    pub w_a: [&'a Mat<B>; 2],
+    pub w_f: [&'a Mat<B>; 2],
+    pub scale: f32,
+}
+
+/// What one round keeps for its backward.
+pub(super) struct RoundCache<B> {
+    x: [Mat<B>; 2],
+    ep: Mat<B>,
+    p: [Mat<B>; 2],
+    g: [Mat<B>; 2],
+    pre: [Mat<B>; 2],
+}
+
+/// Gradients of Θ, shaped as Θ.
+pub(super) struct ThetaGrads<B> {
+    pub w_tr: Mat<B>,
+    pub b_tr: B,
+    pub w_m: [Mat<B>; 2],
+    pub w_a: [Mat<B>; 2],
+    pub w_f: [Mat<B>; 2],
+}
+
+/// `W_tr`'s rows for the visual and the textual half of `E = [X^v, X^t]`.
+fn w_tr_halves<D: Device>(o: &Ops<D>, w_tr: &Mat<D::Buf<f32>>, fv: usize) -> Result<[Mat<D::Buf<f32>>; 2]> {
+    Ok([o.rows(w_tr, 0, fv)?, o.rows(w_tr, fv, w_tr.rows)?])
+}
+
+/// `G = tanh(X Pᵀ) X` `[T, f]` in row blocks.
+fn correlate<D: Device>(
+    o: &Ops<D>,
+    x: &Mat<D::Buf<f32>>,
+    p: &Mat<D::Buf<f32>>,
+    block: usize,
+) -> Result<Mat<D::Buf<f32>>> {
+    let t = x.rows;
+    let mut g = o.zeros(t, x.cols)?;
+    for s in (0..t).step_by(block.max(1)) {
+        let e = (s + block).min(t);
+        let xr = o.rows(x, s, e)?;
+        let mut c = o.mm(&xr, false, p, true, 1.0)?;
+        o.0.tanh(&mut c.b).map_err(dev_err)?;
+        let gr = o.mm(&c, false, x, false, 1.0)?;
+        o.0.copy_at(&mut g.b, s * x.cols, &gr.b, 0, (e - s) * x.cols).map_err(dev_err)?;
+    }
+    Ok(g)
+}
+
+/// Backward of [`correlate`]: `(dX, dP)` from `dG`, recomputing each block of C.
+fn correlate_backward<D: Device>(
+    o: &Ops<D>,
+    x: &Mat<D::Buf<f32>>,
+    p: &Mat<D::Buf<f32>>,
+    dg: &Mat<D::Buf<f32>>,
+    block: usize,
+) -> Result<(Mat<D::Buf<f32>>, Mat<D::Buf<f32>>)> {
+    let (t, f) = (x.rows, x.cols);
+    let mut dx = o.zeros(t, f)?;
+    let mut dp = o.zeros(t, p.cols)?;
+    for s in (0..t).step_by(block.max(1)) {
+        let e = (s + block).min(t);
+        let xr = o.rows(x, s, e)?;
+        let mut c = o.mm(&xr, false, p, true, 1.0)?;
+        o.0.tanh(&mut c.b).map_err(dev_err)?;
+        let dgr = o.rows(dg, s, e)?;
+        o.mm_add(&mut dx, &c, true, &dgr, false, 1.0)?;
+        let mut dq = o.mm(&dgr, false, x, true, 1.0)?;
+        o.0.tanh_backward(&mut dq.b, &c.b).map_err(dev_err)?;
+        let dxr = o.mm(&dq, false, p, false, 1.0)?;
+        o.0.axpy_at(&mut dx.b, s * f, &dxr.b, 0, (e - s) * f, 1.0).map_err(dev_err)?;
+        o.mm_add(&mut dp, &dq, true, &xr, false, 1.0)?;
+    }
+    Ok((dx, dp))
+}
+
+/// One round of Algorithm 1 (Eq. 7-13).
+fn round<D: Device>(
+    o: &Ops<D>,
+    x: [Mat<D::Buf<f32>>; 2],
+    th: &Theta<D::Buf<f32>>,
+    block: usize,
+) -> Result<([Mat<D::Buf<f32>>; 2], RoundCache<D::Buf<f32>>)> {
+    let halves = w_tr_halves(o, th.w_tr, x[0].cols)?;
+    let mut ep = o.mm(&x[0], false, &halves[0], false, 1.0)?;
+    o.mm_add(&mut ep, &x[1], false, &halves[1], false, 1.0)?;
+    o.0.add_row_bias(&mut ep.b, th.b_tr, ep.cols).map_err(dev_err)?;
+    let mut outs = Vec::new();
+    let (mut ps, mut gs, mut pres) = (Vec::new(), Vec::new(), Vec::new());
+    for m in 0..2 {
+        let p = o.mm(&ep, false, th.w_m[m], false, 1.0)?;
+        let mut g = correlate(o, &x[m], &p, block)?;
+        o.0.scale(&mut g.b, th.scale).map_err(dev_err)?;
+        let pre = o.mm(&g, false, th.w_a[m], false, 1.0)?;
+        let mut out = o.mm(&x[m], false, th.w_f[m], false, 1.0)?;
+        let mut relu = o.zeros(pre.rows, pre.cols)?;
+        o.0.leaky_relu(&mut relu.b, &pre.b, 0.0).map_err(dev_err)?;
+        o.axpy(&mut out, &relu, 1.0)?;
+        outs.push(out);
+        ps.push(p);
+        gs.push(g);
+        pres.push(pre);
+    }
+    let two = |mut v: Vec<Mat<D::Buf<f32>>>| -> [Mat<D::Buf<f32>>; 2] {
+        let b = v.pop().expect("two");
+        [v.pop().expect("two"), b]
+    };
+    Ok((two(outs), RoundCache { x, ep, p: two(ps), g: two(gs), pre: two(pres) }))
+}
+
+/// Backward of [`round`]: accumulates into `gr`, returns the inputs' gradients.
+fn round_backward<D: Device>(
+    o: &Ops<D>,
+    th: &Theta<D::Buf<f32>>,
+    c: &RoundCache<D::Buf<f32>>,
+    d_out: &[Mat<D::Buf<f32>>; 2],
+    gr: &mut ThetaGrads<D::Buf<f32>>,
+    block: usize,
+) -> Result<[Mat<D::Buf<f32>>; 2]> {
+    let mut dx = Vec::new();
+    let mut d_ep = o.zeros(c.ep.rows, c.ep.cols)?;
+    for m in 0..2 {
+        let x = &c.x[m];
+        let mut dxm = o.mm(&d_out[m], false, th.w_f[m], true, 1.0)?;
+        o.mm_add(&mut gr.w_f[m], x, true, &d_out[m], false, 1.0)?;
+        let mut dpre = o.zeros(d_out[m].rows, d_out[m].cols)?;
+        o.0.leaky_relu_backward(&mut dpre.b, &c.pre[m].b, &d_out[m].b, 0.0).map_err(dev_err)?;
+        o.mm_add(&mut gr.w_a[m], &c.g[m], true, &dpre, false, 1.0)?;
+        // G = s · C X is linear in s: scale dG once, then the unscaled blocked backward.
+        let dg = o.mm(&dpre, false, th.w_a[m], true, th.scale)?;
+        let (dx_c, dp) = correlate_backward(o, x, &c.p[m], &dg, block)?;
+        o.axpy(&mut dxm, &dx_c, 1.0)?;
+        o.mm_add(&mut d_ep, &dp, false, th.w_m[m], true, 1.0)?;
+        o.mm_add(&mut gr.w_m[m], &c.ep, true, &dp, false, 1.0)?;
+        dx.push(dxm);
+    }
+    let fv = c.x[0].cols;
+    let halves = w_tr_halves(o, th.w_tr, fv)?;
+    for (m, half) in halves.iter().enumerate() {
+        let dw = o.mm(&c.x[m], true, &d_ep, false, 1.0)?;
+        let off = if m == 0 { 0 } else { fv * d_ep.cols };
+        o.0.axpy_at(&mut gr.w_tr.b, off, &dw.b, 0, dw.rows * dw.cols, 1.0).map_err(dev_err)?;
+        o.mm_add(&mut dx[m], &d_ep, false, half, true, 1.0)?;
+    }
+    o.add_col_sums(&mut gr.b_tr, &d_ep)?;
+    let t = dx.pop().expect("two");
+    Ok([dx.pop().expect("two"), t])
+}
+
+/// R rounds (Algorithm 1): the last round's `[X^v, X^t]` and the caches.
+pub(super) fn rca_forward<D: Device>(
+    o: &Ops<D>,
+    x: [Mat<D::Buf<f32>>; 2],
+    th: &Theta<D::Buf<f32>>,
+    rounds: usize,
+    block: usize,
+) -> Result<([Mat<D::Buf<f32>>; 2], Vec<RoundCache<D::Buf<f32>>>)> {
+    let mut x = x;
+    let mut caches = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let (next, c) = round(o, x, th, block)?;
+        caches.push(c);
+        x = next;
+    }
+    Ok((x, caches))
+}
+
+/// Backward of [`rca_forward`]: the gradients of the round-0 inputs; Θ's into `gr`.
+pub(super) fn rca_backward<D: Device>(
+    o: &Ops<D>,
+    th: &Theta<D::Buf<f32>>,
+    caches: &[RoundCache<D::Buf<f32>>],
+    d: [Mat<D::Buf<f32>>; 2],
+    gr: &mut ThetaGrads<D::Buf<f32>>,
+    block: usize,
+) -> Result<[Mat<D::Buf<f32>>; 2]> {
+    let mut d = d;
+    for c in caches.iter().rev() {
+        d = round_backward(o, th, c, &d, gr, block)?;
+    }
+    Ok(d)
+}
