@@ -16,7 +16,7 @@ pub enum EngineKind {
     Cpu,
     /// The f64 reference (tiny graphs only).
     Reference,
-    /// The GPU engine on CUDA device 0 (all presets but crane-code; sum/average profiles).
+    /// The GPU engine on CUDA device 0 (every preset but crane-code so far).
     Gpu,
     /// The GPU engine's code with its ops run on the CPU: for testing it without a GPU (slow).
     GpuHost,

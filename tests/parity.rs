@@ -275,7 +275,7 @@ macro_rules! gpu_tests {
     };
     (; $cfg:expr, $big:expr) => {
         #[test]
-        #[ignore = "not implemented by the GPU engine yet (max or attention profiles, the authors' attention; see GpuEngine::supports)"]
+        #[ignore = "not implemented by the GPU engine yet (the authors' attention, crane-code; see GpuEngine::supports)"]
         fn gpu_host() {
             check_parity(Backend::GpuHost, &$cfg, $big)
         }
@@ -294,8 +294,8 @@ test_backends! {
     parity_leaky_relu => with(|c| c.sigma = Sigma::LeakyRelu(0.2)), false, gpu;
     parity_last_readout => with(|c| c.readout = Readout::Last), false, gpu;
     parity_average_profiles => with(|c| c.aggregation = Aggregation::Average), false, gpu;
-    parity_max_profiles => with(|c| c.aggregation = Aggregation::Max), false;
-    parity_attention_profiles => with(|c| c.aggregation = Aggregation::Attention), false;
+    parity_max_profiles => with(|c| c.aggregation = Aggregation::Max), false, gpu;
+    parity_attention_profiles => with(|c| c.aggregation = Aggregation::Attention), false, gpu;
     parity_fusion_concat => with(|c| c.fusion = Fusion::Concat), false, gpu;
     parity_fusion_sum => with(|c| c.fusion = Fusion::Sum), false, gpu;
     parity_fusion_visual => with(|c| c.fusion = Fusion::Visual), false, gpu;

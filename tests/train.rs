@@ -164,8 +164,8 @@ fn gpu_engine_on_host_ops_trains_like_the_cpu_engine() {
         let (ra, rb) = (cpu.test.get("recall", 20).unwrap(), gpu.test.get("recall", 20).unwrap());
         assert!((ra - rb).abs() <= 0.02, "{preset}: test R@20 {ra} vs {rb}");
     }
-    let sets = ["engine=gpu_host".to_string(), "model.aggregation=max".to_string()];
+    let sets = ["engine=gpu_host".to_string(), "model_preset=crane-code".to_string()];
     let cfg = resolve(dataset_preset("tiny").unwrap(), "tiny", &sets).unwrap();
     let err = train(&ds, &cfg, None, false).unwrap_err().to_string();
-    assert!(err.contains("Max user profiles") && err.contains("not implemented on the GPU"), "{err}");
+    assert!(err.contains("authors' attention") && err.contains("not implemented on the GPU"), "{err}");
 }

@@ -11,7 +11,7 @@
 //! Status (see the GPU issue's notes and `docs/BENCHMARKS.md`): the kernels compile (tested in
 //! CI with NVRTC 13.0 from PyPI), device detection fails cleanly on machines without CUDA, and
 //! the engine's orchestration passes the parity tests on [`device::HostDevice`] (every switch
-//! but max/attention profiles and the authors' attention). Nothing here
+//! but the authors' attention). Nothing here
 //! has run on a GPU: no device was available to verify [`cuda::CudaDevice`].
 
 pub mod cuda;

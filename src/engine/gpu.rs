@@ -7,19 +7,21 @@
 //! per-triplet loss terms (`[B]`) and the regulariser's row norms.
 //!
 //! Implemented: Eq. (2)-(4) (with or without `W^(l)` and σ, readout mean/last, DropEdge via
-//! the edge mask); the learned item graph, Eq. (5)-(14) (projections, sum/average profiles,
+//! the edge mask); the learned item graph, Eq. (5)-(14) (projections, the four profile
+//! aggregations (max and attention on the host, O(nnz·d_f)),
 //! RCA in row blocks, every fusion variant, the kNN in row blocks with a device top-k; see
 //! [`super::gpu_graph`]) and FREEDOM's frozen raw-feature graph (built once on the host);
 //! Eq. (15)-(17) with dual or late fusion; BPR (Eq. 18), InfoNCE (Eq. 19), FREEDOM's modality
-//! terms, the three regularisers (Eq. 20 and MMRec's), Adam and scoring. Not yet: max and
-//! attention profiles (Table 6) and the authors' attention (crane-code);
-//! [`GpuEngine::supports`] refuses those with the reason, and they run on the CPU engine.
+//! terms, the three regularisers (Eq. 20 and MMRec's), Adam and scoring. Not yet: the authors'
+//! attention (crane-code); [`GpuEngine::supports`] refuses it with the reason, and it runs on
+//! the CPU engine.
 
 // Device buffers are a generic associated type (`D::Buf<f32>`), which makes tuples of them
 // "complex" to clippy; naming each tuple would not make the code clearer.
 #![allow(clippy::type_complexity)]
 
 use super::cpu::item_graph::KnnGraph;
+use super::cpu::ops::Dense;
 use super::gpu_graph::{self as gg, DUnit, Mat, Ops, RoundCache, Theta, ThetaGrads};
 use super::{Engine, ModelInputs, OptimiserState, StageTimes};
 use crate::error::{CraneError, Result};
@@ -31,6 +33,9 @@ use crane_reference::{ModelConfig, Params};
 use nalgebra_sparse::CsrMatrix;
 use std::collections::HashMap;
 use std::time::Instant;
+
+/// Parameter names of the attention vector of Table 6's attention profiles (v, t).
+const ATT: [&str; 2] = ["att.v", "att.t"];
 
 /// Parameter names of the projection `P_m`, `p_m` of each modality (v, t).
 const PROJ: [(&str, &str); 2] = [("proj.v", "proj_bias.v"), ("proj.t", "proj_bias.t")];
@@ -70,6 +75,8 @@ pub struct GpuEngine<D: Device> {
     inter: Option<(DevCsr<D>, DevCsr<D>)>,
     /// `1/|N_u|` (0 without items), for average profiles.
     inv_degree: Vec<f32>,
+    /// A and Aᵀ on the host, for max and attention profiles (computed on the host: O(nnz·d_f)).
+    a_host: Option<(super::cpu::ops::Csr, super::cpu::ops::Csr)>,
     block_bytes: usize,
     /// Raw features `[N, d_m]` and their widths, for the modality BPR terms.
     feats: [Option<D::Buf<f32>>; 2],
@@ -91,14 +98,6 @@ impl<D: Device> GpuEngine<D> {
     pub fn supports(cfg: &ModelConfig) -> std::result::Result<(), String> {
         if !cfg.item_graph {
             return Ok(());
-        }
-        let learned = cfg.item_graph_source == ItemGraphSource::Learned;
-        if learned && cfg.fusion == Fusion::Rca && matches!(cfg.aggregation, Aggregation::Max | Aggregation::Attention)
-        {
-            return Err(format!(
-                "{:?} user profiles (Table 6) are not implemented on the GPU yet: use sum or average, or the CPU engine",
-                cfg.aggregation
-            ));
         }
         if cfg.item_graph_input == ItemGraphInput::Attention {
             return Err(
@@ -162,7 +161,13 @@ impl<D: Device> GpuEngine<D> {
                 }
             })
             .collect();
+        let a_host = (learned && matches!(cfg.aggregation, Aggregation::Max | Aggregation::Attention)).then(|| {
+            let a = super::cpu::ops::Csr::from_nalgebra(&a64);
+            let a_t = a.transpose();
+            (a, a_t)
+        });
         let mut e = Self {
+            a_host,
             inv_degree,
             block_bytes: super::cpu::DEFAULT_BLOCK_BYTES,
             d: cfg.embedding_dim,
@@ -563,6 +568,12 @@ impl<D: Device> GpuEngine<D> {
         Ok(y)
     }
 
+    /// A device matrix on the host.
+    fn to_host(&self, x: &Mat<D::Buf<f32>>) -> Result<Dense> {
+        let data = self.dev.download(&x.b).map_err(dev_err)?;
+        Ok(Dense { rows: x.rows, cols: x.cols, data })
+    }
+
     fn copy_buf(&self, x: &D::Buf<f32>, len: usize) -> Result<D::Buf<f32>> {
         let mut b = self.zeros(len)?;
         self.dev.copy_at(&mut b, 0, x, 0, len).map_err(dev_err)?;
@@ -598,6 +609,7 @@ impl<D: Device> GpuEngine<D> {
         let block = super::cpu::rca::block_rows(m + n, self.block_bytes);
         let kblock = super::cpu::rca::block_rows(n, self.block_bytes);
         let mut rca = None;
+        let mut profiles = Vec::new();
         let unit = |parts: Vec<Mat<D::Buf<f32>>>, w: f32| -> Result<DUnit<D::Buf<f32>>> {
             let (ys, inv) = gg::unit_parts(&o, &parts)?;
             Ok(DUnit { ys, inv, w })
@@ -606,10 +618,19 @@ impl<D: Device> GpuEngine<D> {
             Fusion::Rca => {
                 let (a, _) = self.inter.as_ref().expect("A is on the device for the learned graph");
                 let mut x0 = Vec::new();
-                for xh in &xhat {
+                for (mm, xh) in xhat.iter().enumerate() {
                     // Eq. (5): user profiles in projected space, A X̂ (averaged: D⁻¹ A X̂).
                     let mut xu = o.zeros(m, xh.cols)?;
-                    self.dev.spmm(&mut xu.b, a, &xh.b, xh.cols).map_err(dev_err)?;
+                    if let Some((ah, _)) = &self.a_host {
+                        // Max and attention profiles (Table 6): O(nnz·d_f) on the host.
+                        let xi = self.to_host(xh)?;
+                        let att = self.to_host(&self.pmat(ATT[mm])?)?;
+                        let (xu_h, c) = super::cpu::user_profiles::forward(ah, &xi, self.cfg.aggregation, &att);
+                        xu.b = o.upload(&xu_h.data)?;
+                        profiles.push((xi, att, c));
+                    } else {
+                        self.dev.spmm(&mut xu.b, a, &xh.b, xh.cols).map_err(dev_err)?;
+                    }
                     if self.cfg.aggregation == Aggregation::Average {
                         o.scale_rows(&mut xu, &o.upload(&self.inv_degree)?)?;
                     }
@@ -636,7 +657,7 @@ impl<D: Device> GpuEngine<D> {
             Fusion::AverageGraphs => vec![unit(vec![o.copy(&xhat[0])?], 0.5)?, unit(vec![o.copy(&xhat[1])?], 0.5)?],
         };
         let kg = gg::knn(&o, &units, self.cfg.knn_k, kblock)?;
-        Ok((kg, GraphCache { rca, units }))
+        Ok((kg, GraphCache { rca, units, profiles }))
     }
 
     fn theta_view<'a>(&self, t: &'a [Mat<D::Buf<f32>>; 8]) -> Theta<'a, D::Buf<f32>> {
@@ -684,18 +705,26 @@ impl<D: Device> GpuEngine<D> {
                 let dx = gg::rca_backward(&o, &th, caches, [d.pop().expect("two"), d1], &mut gr, block)?;
                 let (a, a_t) = self.inter.as_ref().expect("A is on the device for the learned graph");
                 let _ = a;
+                let mut d_atts = Vec::new();
                 for (mm, dxm) in dx.iter().enumerate() {
                     let mut d_xu = o.rows(dxm, 0, m)?;
                     if self.cfg.aggregation == Aggregation::Average {
                         o.scale_rows(&mut d_xu, &o.upload(&self.inv_degree)?)?;
                     }
                     let mut d_prof = o.zeros(n, dxm.cols)?;
-                    self.dev.spmm(&mut d_prof.b, a_t, &d_xu.b, dxm.cols).map_err(dev_err)?;
+                    if let (Some((ah, aht)), Some((xi, att, c))) = (&self.a_host, fc.profiles.get(mm)) {
+                        let d_xu_h = self.to_host(&d_xu)?;
+                        let (dp, da) = super::cpu::user_profiles::backward(ah, aht, xi, att, c, &d_xu_h);
+                        d_prof.b = o.upload(&dp.data)?;
+                        d_atts.push((ATT[mm], o.upload(&da.data)?));
+                    } else {
+                        self.dev.spmm(&mut d_prof.b, a_t, &d_xu.b, dxm.cols).map_err(dev_err)?;
+                    }
                     o.axpy(&mut d_xhat[mm], &d_prof, 1.0)?;
                     let d_xi = o.rows(dxm, m, m + n)?;
                     o.axpy(&mut d_xhat[mm], &d_xi, 1.0)?;
                 }
-                theta_grads = Some(gr);
+                theta_grads = Some((gr, d_atts));
             }
             Fusion::Concat => {
                 let mut parts = d_units.remove(0);
@@ -714,7 +743,10 @@ impl<D: Device> GpuEngine<D> {
                 o.axpy(&mut d_xhat[1], &d_units[1][0], 1.0)?;
             }
         }
-        if let Some(gr) = theta_grads {
+        if let Some((gr, d_atts)) = theta_grads {
+            for (name, d) in &d_atts {
+                self.add_grad(name, d)?;
+            }
             for (name, t) in [
                 ("w_tr", &gr.w_tr.b),
                 ("b_tr", &gr.b_tr),
@@ -793,6 +825,9 @@ impl<D: Device> GpuEngine<D> {
 struct GraphCache<B> {
     rca: Option<Vec<RoundCache<B>>>,
     units: Vec<DUnit<B>>,
+    /// Per modality, for host-side (max, attention) profiles: `X̂_I`, the attention vector and
+    /// the CPU engine's cache.
+    profiles: Vec<(Dense, Dense, super::cpu::user_profiles::ProfileCache)>,
 }
 
 /// The distinct values of `it`, in first-seen order.
