@@ -33,6 +33,14 @@ pub const TENSOR_TOL: f64 = 1e-4;
 /// still shows, as an error of the tensor's own size (≥ 1e-1 of this floor).
 pub const TENSOR_FLOOR: f64 = 1e-3;
 
+/// Per-tensor bound for the gradient of a [`null_directions`] tensor, against the floor. Its
+/// exact value is 0 and what an f32 engine returns is round-off of cancelling sums over all
+/// rows: measured on the crane-code parity graph at 0.94e-4 (CPU engine) and 1.7e-4 (GPU
+/// engine's code on host ops) of the floor for `mha.b_v`, so [`TENSOR_TOL`] is no margin at
+/// all there. A defect (a dropped or doubled term) gives an error of the tensor's natural
+/// size, ≥ 1e-1 of the floor, which this bound still catches.
+pub const NULL_TOL: f64 = 1e-2;
+
 /// Tensors the loss does not depend on at all under `cfg`: the attention's key bias (softmax
 /// ignores it) and, when BPR is the only term that reaches them, its value and output biases
 /// (they shift every item alike). Their gradients are zero in exact arithmetic; Adam turns
@@ -241,16 +249,11 @@ pub fn run(make: MakeEngine, seeds: &[u64]) -> Result<Vec<Row>> {
                 terms_g.extend(lg.named().map(|t| t.1));
                 let (gw, gg) = (flat(&want.grads()), flat(&got.grads()));
                 let total: f64 = gw.iter().flat_map(|t| t.1.iter()).map(|v| v * v).sum::<f64>().sqrt();
+                let null = null_directions(&cfg);
                 for ((tn, w), (_, g)) in gw.iter().zip(&gg) {
                     if !w.is_empty() {
-                        rows.push(compare(
-                            &label,
-                            &format!("step {step} grad {tn}"),
-                            g,
-                            w,
-                            TENSOR_TOL,
-                            TENSOR_FLOOR * total,
-                        ));
+                        let tol = if null.contains(&tn.as_str()) { NULL_TOL } else { TENSOR_TOL };
+                        rows.push(compare(&label, &format!("step {step} grad {tn}"), g, w, tol, TENSOR_FLOOR * total));
                     }
                 }
                 if step == 0 {

@@ -19,7 +19,7 @@ use crane_reference::{loss_and_grads, ModelConfig, Params};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crane::verify::{null_directions, TENSOR_FLOOR, TENSOR_TOL, TOL};
+use crane::verify::{null_directions, NULL_TOL, TENSOR_FLOOR, TENSOR_TOL, TOL};
 
 #[derive(Clone, Copy, Debug)]
 enum Backend {
@@ -125,9 +125,10 @@ fn engine(b: Backend, c: &Case, cfg: &ModelConfig) -> Box<dyn Engine> {
     }
 }
 
-/// All tensors as one vector: ‖got − want‖ / ‖want‖ ≤ TOL, and each tensor ≤ TENSOR_TOL;
-/// tensors in `skip` are left out.
-fn assert_params_close(what: &str, got: &Params, want: &Params, skip: &[&str]) {
+/// All tensors as one vector: ‖got − want‖ / ‖want‖ ≤ TOL, and each tensor ≤ TENSOR_TOL
+/// (NULL_TOL for the tensors in `null`, whose exact value is zero); tensors in `skip` are left
+/// out.
+fn assert_params_close(what: &str, got: &Params, want: &Params, skip: &[&str], null: &[&str]) {
     let sq = |m: &faer::Mat<f64>| {
         (0..m.ncols()).flat_map(|j| (0..m.nrows()).map(move |i| (i, j))).map(|(i, j)| m[(i, j)].powi(2)).sum::<f64>()
     };
@@ -143,11 +144,8 @@ fn assert_params_close(what: &str, got: &Params, want: &Params, skip: &[&str]) {
             .sum::<f64>()
             .sqrt();
         let err = d / f64::max(sq(w).sqrt(), TENSOR_FLOOR * total).max(1e-30);
-        assert!(
-            err <= TENSOR_TOL,
-            "{what} {name}: relative error {err:.3e} > {TENSOR_TOL:e} (rel_error {:.3e})",
-            rel_error(g, w)
-        );
+        let tol = if null.contains(&name.as_str()) { NULL_TOL } else { TENSOR_TOL };
+        assert!(err <= tol, "{what} {name}: relative error {err:.3e} > {tol:e} (rel_error {:.3e})", rel_error(g, w));
         diff += d * d;
         norm += sq(w);
     }
@@ -197,7 +195,8 @@ fn check_parity(b: Backend, cfg: &ModelConfig, big: bool) {
                     assert!((x - y).abs() <= TOL * y.abs().max(1e-3), "{what} loss {term}: {x} vs {y}");
                 }
                 if synced {
-                    assert_params_close(&format!("{what} gradient"), &got.grads(), &want.grads(), &[]);
+                    let null = null_directions(cfg);
+                    assert_params_close(&format!("{what} gradient"), &got.grads(), &want.grads(), &[], &null);
                 }
                 match (got.item_graph(), want.item_graph()) {
                     (Some(g), Some(w)) => {
@@ -217,6 +216,7 @@ fn check_parity(b: Backend, cfg: &ModelConfig, big: bool) {
                     &got.params(),
                     &want.params(),
                     &null_directions(cfg),
+                    &[],
                 );
             }
             // Scores on the full graph.
@@ -275,7 +275,7 @@ macro_rules! gpu_tests {
     };
     (; $cfg:expr, $big:expr) => {
         #[test]
-        #[ignore = "not implemented by the GPU engine yet (the authors' attention, crane-code; see GpuEngine::supports)"]
+        #[ignore = "refused by the GPU engine: crane-code's projection bias after Adam steps is 1.1e-4 off (> 1e-4); see GpuEngine::supports"]
         fn gpu_host() {
             check_parity(Backend::GpuHost, &$cfg, $big)
         }
@@ -324,6 +324,7 @@ test_backends! {
         c.degree_source = DegreeSource::KeptGraph;
     }), false, gpu;
     parity_wo_cl => with(|c| c.contrastive = false), false, gpu;
+    parity_wo_user_semantic => with(|c| { c.user_semantic = false; c.contrastive = false; }), false, gpu;
     parity_wo_gcn => with(|c| { c.ui_layers = 0; c.ii_layers = 0; }), false, gpu;
     parity_all_parameter_l2 => with(|c| c.regularisation = Regularisation::AllParameters), false, gpu;
     parity_literal_unscaled_rca => with(|c| c.rca_scale = RcaScale::None), false, gpu;

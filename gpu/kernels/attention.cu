@@ -18,17 +18,20 @@ extern "C" __global__ void softmax_rows_lse(float *s, int b, int n, float *lse) 
     }
     mx = red[0];
     __syncthreads();
-    float z = 0.0f;
-    for (int j = threadIdx.x; j < n; j += blockDim.x) z += expf(row[j] - mx);
-    red[threadIdx.x] = z;
+    // The sum in double: P is recomputed from the lse in the backward, and its row sums must
+    // stay 1 to f32 precision (the biases' gradients that are zero by structure depend on it).
+    __shared__ double zred[256];
+    double z = 0.0;
+    for (int j = threadIdx.x; j < n; j += blockDim.x) z += (double)expf(row[j] - mx);
+    zred[threadIdx.x] = z;
     __syncthreads();
     for (int k = blockDim.x / 2; k > 0; k /= 2) {
-        if (threadIdx.x < k) red[threadIdx.x] += red[threadIdx.x + k];
+        if (threadIdx.x < k) zred[threadIdx.x] += zred[threadIdx.x + k];
         __syncthreads();
     }
-    z = red[0];
-    if (threadIdx.x == 0) lse[r] = mx + logf(z);
-    for (int j = threadIdx.x; j < n; j += blockDim.x) row[j] = expf(row[j] - mx) / z;
+    z = zred[0];
+    if (threadIdx.x == 0) lse[r] = (float)((double)mx + log(z));
+    for (int j = threadIdx.x; j < n; j += blockDim.x) row[j] = (float)((double)expf(row[j] - mx) / z);
 }
 
 // Backward: P recomputed as exp(S − lse) into s, and dS = P ⊙ (dP − D_r) into dp, with
@@ -37,11 +40,11 @@ extern "C" __global__ void softmax_rows_backward(float *s, float *dp, const floa
     int r = blockIdx.x;
     if (r >= b) return;
     float *srow = s + (long long)r * n, *drow = dp + (long long)r * n;
-    __shared__ float red[256];
-    float acc = 0.0f;
+    __shared__ double red[256];
+    double acc = 0.0;
     for (int j = threadIdx.x; j < n; j += blockDim.x) {
         srow[j] = expf(srow[j] - lse[r]);
-        acc += srow[j] * drow[j];
+        acc += (double)srow[j] * drow[j];
     }
     red[threadIdx.x] = acc;
     __syncthreads();
@@ -49,6 +52,6 @@ extern "C" __global__ void softmax_rows_backward(float *s, float *dp, const floa
         if (threadIdx.x < k) red[threadIdx.x] += red[threadIdx.x + k];
         __syncthreads();
     }
-    float d = red[0];
+    float d = (float)red[0];
     for (int j = threadIdx.x; j < n; j += blockDim.x) drow[j] = srow[j] * (drow[j] - d);
 }

@@ -85,3 +85,24 @@ extern "C" __global__ void add_diag(float *x, float a, int n) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) x[(long long)i * n + i] += a;
 }
+
+// Strided copy of a column band: dst[r, dst_off + c] = src[r, src_off + c] for c < width, with
+// row lengths dst_cols and src_cols (one attention head's columns in and out of [N, d]).
+extern "C" __global__ void copy_cols(float *dst, int dst_cols, int dst_off, const float *src, int src_cols,
+                                     int src_off, int width, long long rows) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= rows * width) return;
+    long long r = i / width;
+    int c = i % width;
+    dst[r * dst_cols + dst_off + c] = src[r * src_cols + src_off + c];
+}
+
+// g[c] += Σ_r x[r, c] for x [r, cols], accumulated in double (bias gradients: sums over all rows
+// whose exact value is often ~0 by structure, so round-off must stay small).
+extern "C" __global__ void col_sums_add(float *g, const float *x, long long r, int cols) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= cols) return;
+    double acc = 0.0;
+    for (long long k = 0; k < r; k++) acc += (double)x[k * cols + c];
+    g[c] += (float)acc;
+}

@@ -240,6 +240,14 @@ impl Device for CudaDevice {
         )
     }
 
+    fn col_sums_add(&self, g: &mut CudaBuf<f32>, x: &CudaBuf<f32>, c: usize) -> R<()> {
+        if c == 0 {
+            return Ok(());
+        }
+        let (r, cc) = ((x.len / c) as i64, c as i32);
+        launch!(self, "col_sums_add", cfg_elems(c), &mut g.s, &x.s, &r, &cc)
+    }
+
     fn add_row_bias(&self, x: &mut CudaBuf<f32>, b: &CudaBuf<f32>, c: usize) -> R<()> {
         if x.len == 0 || c == 0 {
             return Ok(());
@@ -369,6 +377,52 @@ impl Device for CudaDevice {
         // No mask: null pointers (the kernel tests them).
         let null: u64 = 0;
         launch!(self, "row_topk", cfg_elems(rows), &x.s, &r, &nn, &kk, &null, &null, &mut idx.s, &mut val.s)
+    }
+
+    fn copy_cols(
+        &self,
+        dst: &mut CudaBuf<f32>,
+        dst_cols: usize,
+        dst_off: usize,
+        src: &CudaBuf<f32>,
+        src_cols: usize,
+        src_off: usize,
+        width: usize,
+        rows: usize,
+    ) -> R<()> {
+        if rows * width == 0 {
+            return Ok(());
+        }
+        range("copy_cols source", src, 0, rows * src_cols)?;
+        range("copy_cols destination", dst, 0, rows * dst_cols)?;
+        let (dc, doff, sc, soff, w, r) =
+            (dst_cols as i32, dst_off as i32, src_cols as i32, src_off as i32, width as i32, rows as i64);
+        launch!(self, "copy_cols", cfg_elems(rows * width), &mut dst.s, &dc, &doff, &src.s, &sc, &soff, &w, &r)
+    }
+
+    fn softmax_rows_lse(&self, s: &mut CudaBuf<f32>, b: usize, n: usize, lse: &mut CudaBuf<f32>) -> R<()> {
+        if b == 0 {
+            return Ok(());
+        }
+        let (bb, nn) = (b as i32, n as i32);
+        let cfg = LaunchConfig { grid_dim: (b as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        launch!(self, "softmax_rows_lse", cfg, &mut s.s, &bb, &nn, &mut lse.s)
+    }
+
+    fn softmax_rows_backward(
+        &self,
+        s: &mut CudaBuf<f32>,
+        dp: &mut CudaBuf<f32>,
+        lse: &CudaBuf<f32>,
+        b: usize,
+        n: usize,
+    ) -> R<()> {
+        if b == 0 {
+            return Ok(());
+        }
+        let (bb, nn) = (b as i32, n as i32);
+        let cfg = LaunchConfig { grid_dim: (b as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
+        launch!(self, "softmax_rows_backward", cfg, &mut s.s, &mut dp.s, &lse.s, &bb, &nn)
     }
 
     fn synchronize(&self) -> R<()> {

@@ -123,6 +123,8 @@ pub trait Device {
         s: &DevSegments<Self>,
         c: usize,
     ) -> R<()>;
+    /// `g[c] += Σ_k x[k, c]` for `x [r, c]`, accumulated in f64.
+    fn col_sums_add(&self, g: &mut Self::Buf<f32>, x: &Self::Buf<f32>, c: usize) -> R<()>;
     /// `x[k, :] += b` for `x [r, c]`, `b [c]`.
     fn add_row_bias(&self, x: &mut Self::Buf<f32>, b: &Self::Buf<f32>, c: usize) -> R<()>;
     /// `x[k, :] *= f[k]` for `x [len(f), c]`.
@@ -188,6 +190,31 @@ pub trait Device {
         rows: usize,
         n: usize,
         k: usize,
+    ) -> R<()>;
+    /// `dst[r, dst_off..][..width] = src[r, src_off..][..width]` for `rows` rows of row
+    /// lengths `dst_cols`, `src_cols` (one attention head's columns).
+    #[allow(clippy::too_many_arguments)]
+    fn copy_cols(
+        &self,
+        dst: &mut Self::Buf<f32>,
+        dst_cols: usize,
+        dst_off: usize,
+        src: &Self::Buf<f32>,
+        src_cols: usize,
+        src_off: usize,
+        width: usize,
+        rows: usize,
+    ) -> R<()>;
+    /// Row softmax of `s [b, n]` in place, with each row's log-sum-exp in `lse [b]`.
+    fn softmax_rows_lse(&self, s: &mut Self::Buf<f32>, b: usize, n: usize, lse: &mut Self::Buf<f32>) -> R<()>;
+    /// From scores `s [b, n]` and `lse`: `s = P = exp(s − lse)` and `dp = P ⊙ (dp − Σ_j P dp)`.
+    fn softmax_rows_backward(
+        &self,
+        s: &mut Self::Buf<f32>,
+        dp: &mut Self::Buf<f32>,
+        lse: &Self::Buf<f32>,
+        b: usize,
+        n: usize,
     ) -> R<()>;
     /// Waits for queued work (timing); a no-op on the host.
     fn synchronize(&self) -> R<()>;
@@ -297,12 +324,14 @@ impl Device for HostDevice {
         let bt = |q: usize, s: usize| if tb { b[s * k + q] } else { b[q * n + s] };
         for r in 0..m {
             for s in 0..n {
-                let mut acc = 0.0f32;
+                // f64 sums: the host ops check the engine's orchestration; how cuBLAS rounds
+                // is checked on a device (`crane verify --gpu`, `cuda_ops_match_the_host_ops`).
+                let mut acc = 0.0f64;
                 for q in 0..k {
-                    acc += at(r, q) * bt(q, s);
+                    acc += at(r, q) as f64 * bt(q, s) as f64;
                 }
                 let old = if beta == 0.0 { 0.0 } else { beta * c[r * n + s] };
-                c[r * n + s] = alpha * acc + old;
+                c[r * n + s] = alpha * acc as f32 + old;
             }
         }
         Ok(())
@@ -356,6 +385,18 @@ impl Device for HostDevice {
                 }
                 dst[row * c + col] += acc;
             }
+        }
+        Ok(())
+    }
+
+    fn col_sums_add(&self, g: &mut Vec<f32>, x: &Vec<f32>, c: usize) -> R<()> {
+        shape("col_sums_add", g.len(), c)?;
+        if c > 0 {
+            let mut acc = vec![0f64; c];
+            for row in x.chunks(c) {
+                acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v as f64);
+            }
+            g.iter_mut().zip(acc).for_each(|(g, a)| *g += a as f32);
         }
         Ok(())
     }
@@ -498,6 +539,51 @@ impl Device for HostDevice {
                 idx[r * k + q] = order.get(q).copied().unwrap_or(u32::MAX);
                 val[r * k + q] = order.get(q).map_or(f32::NEG_INFINITY, |&j| row[j as usize]);
             }
+        }
+        Ok(())
+    }
+
+    fn copy_cols(
+        &self,
+        dst: &mut Vec<f32>,
+        dst_cols: usize,
+        dst_off: usize,
+        src: &Vec<f32>,
+        src_cols: usize,
+        src_off: usize,
+        width: usize,
+        rows: usize,
+    ) -> R<()> {
+        shape("copy_cols source", src.len(), rows * src_cols)?;
+        shape("copy_cols destination", dst.len(), rows * dst_cols)?;
+        for r in 0..rows {
+            dst[r * dst_cols + dst_off..r * dst_cols + dst_off + width]
+                .copy_from_slice(&src[r * src_cols + src_off..r * src_cols + src_off + width]);
+        }
+        Ok(())
+    }
+
+    fn softmax_rows_lse(&self, s: &mut Vec<f32>, b: usize, n: usize, lse: &mut Vec<f32>) -> R<()> {
+        shape("softmax_rows_lse", s.len(), b * n)?;
+        // Sums in f64 (as the kernel's reduction): the row sums of P, recomputed from the lse in
+        // the backward, must stay 1 to f32 precision or the biases' structural zeros drift.
+        for (r, row) in s.chunks_mut(n.max(1)).enumerate().take(b) {
+            let mx = row.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+            let z: f64 = row.iter().map(|v| (v - mx).exp() as f64).sum();
+            lse[r] = (mx as f64 + z.ln()) as f32;
+            row.iter_mut().for_each(|v| *v = ((*v - mx).exp() as f64 / z) as f32);
+        }
+        Ok(())
+    }
+
+    fn softmax_rows_backward(&self, s: &mut Vec<f32>, dp: &mut Vec<f32>, lse: &Vec<f32>, b: usize, n: usize) -> R<()> {
+        shape("softmax_rows_backward", s.len(), b * n)?;
+        shape("softmax_rows_backward dp", dp.len(), b * n)?;
+        for r in 0..b {
+            let (srow, drow) = (&mut s[r * n..(r + 1) * n], &mut dp[r * n..(r + 1) * n]);
+            srow.iter_mut().for_each(|v| *v = (*v - lse[r]).exp());
+            let d = srow.iter().zip(drow.iter()).map(|(p, g)| *p as f64 * *g as f64).sum::<f64>() as f32;
+            drow.iter_mut().zip(srow.iter()).for_each(|(g, p)| *g = p * (*g - d));
         }
         Ok(())
     }

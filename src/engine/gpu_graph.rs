@@ -79,10 +79,9 @@ impl<D: Device> Ops<'_, D> {
         self.0.axpy_at(&mut y.b, 0, &x.b, 0, x.rows * x.cols, a).map_err(dev_err)
     }
 
-    /// Column sums `[1, cols]` added into `g`.
+    /// Column sums `[1, cols]` added into `g` (f64 accumulation, as the CPU engine's).
     pub fn add_col_sums(&self, g: &mut D::Buf<f32>, x: &Mat<D::Buf<f32>>) -> Result<()> {
-        let ones = Mat { b: self.0.upload(&vec![1.0f32; x.rows]).map_err(dev_err)?, rows: 1, cols: x.rows };
-        self.0.gemm(g, 1, x.cols, x.rows, &ones.b, false, &x.b, false, 1.0, 1.0).map_err(dev_err)
+        self.0.col_sums_add(g, &x.b, x.cols).map_err(dev_err)
     }
 
     /// Squared row norms on the host, `[rows]` (accumulated in f64 on the device).
@@ -425,4 +424,142 @@ pub(super) fn rca_backward<D: Device>(
         d = round_backward(o, th, c, &d, gr, block)?;
     }
     Ok(d)
+}
+
+/// crane-code's multi-head attention parameters: `[W_q, W_k, W_v, W_o]` `[d, d]`, biases `[1, d]`.
+pub(super) struct MhaParams<'a, B> {
+    pub w: [&'a Mat<B>; 4],
+    pub b: [&'a B; 4],
+    pub heads: usize,
+}
+
+/// What the attention's backward needs: input, Q, K, V, the heads' outputs, and each head's
+/// per-row log-sum-exp `[N]`.
+pub(super) struct MhaCache<B> {
+    x: Mat<B>,
+    q: Mat<B>,
+    k: Mat<B>,
+    v: Mat<B>,
+    o: Mat<B>,
+    lse: Vec<B>,
+}
+
+fn linear<D: Device>(
+    o: &Ops<D>,
+    x: &Mat<D::Buf<f32>>,
+    w: &Mat<D::Buf<f32>>,
+    b: &D::Buf<f32>,
+) -> Result<Mat<D::Buf<f32>>> {
+    let mut y = o.mm(x, false, w, false, 1.0)?;
+    o.0.add_row_bias(&mut y.b, b, y.cols).map_err(dev_err)?;
+    Ok(y)
+}
+
+/// Columns `[h·dh, (h+1)·dh)` of `m` as `[rows, dh]`.
+fn head<D: Device>(o: &Ops<D>, m: &Mat<D::Buf<f32>>, h: usize, dh: usize) -> Result<Mat<D::Buf<f32>>> {
+    let mut x = o.zeros(m.rows, dh)?;
+    o.0.copy_cols(&mut x.b, dh, 0, &m.b, m.cols, h * dh, dh, m.rows).map_err(dev_err)?;
+    Ok(x)
+}
+
+fn put_head<D: Device>(o: &Ops<D>, dst: &mut Mat<D::Buf<f32>>, src: &Mat<D::Buf<f32>>, h: usize) -> Result<()> {
+    let dh = src.cols;
+    o.0.copy_cols(&mut dst.b, dst.cols, h * dh, &src.b, dh, 0, dh, src.rows).map_err(dev_err)
+}
+
+/// The authors' attention over all N rows, blocked by query rows (`[b, N]` scores at a time,
+/// never `[N, N]`): `y = concat_h softmax(Q_h K_hᵀ / √d_h) V_h · W_o + b_o` `[N, d]`.
+pub(super) fn mha_forward<D: Device>(
+    o: &Ops<D>,
+    x: Mat<D::Buf<f32>>,
+    p: &MhaParams<D::Buf<f32>>,
+    block: usize,
+) -> Result<(Mat<D::Buf<f32>>, MhaCache<D::Buf<f32>>)> {
+    let (n, d) = (x.rows, x.cols);
+    let dh = d / p.heads;
+    let scale = 1.0 / (dh as f32).sqrt();
+    let block = block.clamp(1, n.max(1));
+    let (q, k, v) = (linear(o, &x, p.w[0], p.b[0])?, linear(o, &x, p.w[1], p.b[1])?, linear(o, &x, p.w[2], p.b[2])?);
+    let mut out = o.zeros(n, d)?;
+    let mut lses = Vec::new();
+    for h in 0..p.heads {
+        let (qh, kh, vh) = (head(o, &q, h, dh)?, head(o, &k, h, dh)?, head(o, &v, h, dh)?);
+        let mut oh = o.zeros(n, dh)?;
+        let mut lse = o.0.zeros(n).map_err(dev_err)?;
+        for s in (0..n).step_by(block) {
+            let e = (s + block).min(n);
+            let b = e - s;
+            let qb = o.rows(&qh, s, e)?;
+            let mut sc = o.mm(&qb, false, &kh, true, scale)?;
+            let mut lb = o.0.zeros(b).map_err(dev_err)?;
+            o.0.softmax_rows_lse(&mut sc.b, b, n, &mut lb).map_err(dev_err)?;
+            o.0.copy_at(&mut lse, s, &lb, 0, b).map_err(dev_err)?;
+            let ob = o.mm(&sc, false, &vh, false, 1.0)?;
+            o.0.copy_at(&mut oh.b, s * dh, &ob.b, 0, b * dh).map_err(dev_err)?;
+        }
+        put_head(o, &mut out, &oh, h)?;
+        lses.push(lse);
+    }
+    let y = linear(o, &out, p.w[3], p.b[3])?;
+    Ok((y, MhaCache { x, q, k, v, o: out, lse: lses }))
+}
+
+/// Backward of [`mha_forward`]: `(dx, [dW_q, dW_k, dW_v, dW_o], [db_q, db_k, db_v, db_o])`,
+/// recomputing each block's probabilities from the saved log-sum-exp.
+#[allow(clippy::type_complexity)]
+pub(super) fn mha_backward<D: Device>(
+    o: &Ops<D>,
+    p: &MhaParams<D::Buf<f32>>,
+    c: &MhaCache<D::Buf<f32>>,
+    dy: &Mat<D::Buf<f32>>,
+    block: usize,
+) -> Result<(Mat<D::Buf<f32>>, [Mat<D::Buf<f32>>; 4], [D::Buf<f32>; 4])> {
+    let (n, d) = (c.x.rows, c.x.cols);
+    let dh = d / p.heads;
+    let scale = 1.0 / (dh as f32).sqrt();
+    let block = block.clamp(1, n.max(1));
+    let dwo = o.mm(&c.o, true, dy, false, 1.0)?;
+    let d_o = o.mm(dy, false, p.w[3], true, 1.0)?;
+    let (mut dq, mut dk, mut dv) = (o.zeros(n, d)?, o.zeros(n, d)?, o.zeros(n, d)?);
+    for h in 0..p.heads {
+        let (qh, kh, vh, doh) =
+            (head(o, &c.q, h, dh)?, head(o, &c.k, h, dh)?, head(o, &c.v, h, dh)?, head(o, &d_o, h, dh)?);
+        let (mut dqh, mut dkh, mut dvh) = (o.zeros(n, dh)?, o.zeros(n, dh)?, o.zeros(n, dh)?);
+        for s in (0..n).step_by(block) {
+            let e = (s + block).min(n);
+            let b = e - s;
+            let qb = o.rows(&qh, s, e)?;
+            let dob = o.rows(&doh, s, e)?;
+            let mut pm = o.mm(&qb, false, &kh, true, scale)?;
+            let mut ds = o.mm(&dob, false, &vh, true, 1.0)?;
+            let mut lb = o.0.zeros(b).map_err(dev_err)?;
+            o.0.copy_at(&mut lb, 0, &c.lse[h], s, b).map_err(dev_err)?;
+            // pm becomes P, ds becomes dS = P ⊙ (dP − D).
+            o.0.softmax_rows_backward(&mut pm.b, &mut ds.b, &lb, b, n).map_err(dev_err)?;
+            let dqb = o.mm(&ds, false, &kh, false, scale)?;
+            o.0.copy_at(&mut dqh.b, s * dh, &dqb.b, 0, b * dh).map_err(dev_err)?;
+            o.mm_add(&mut dkh, &ds, true, &qb, false, scale)?;
+            o.mm_add(&mut dvh, &pm, true, &dob, false, 1.0)?;
+        }
+        put_head(o, &mut dq, &dqh, h)?;
+        put_head(o, &mut dk, &dkh, h)?;
+        put_head(o, &mut dv, &dvh, h)?;
+    }
+    let mut dx = o.mm(&dq, false, p.w[0], true, 1.0)?;
+    o.mm_add(&mut dx, &dk, false, p.w[1], true, 1.0)?;
+    o.mm_add(&mut dx, &dv, false, p.w[2], true, 1.0)?;
+    let dw = [
+        o.mm(&c.x, true, &dq, false, 1.0)?,
+        o.mm(&c.x, true, &dk, false, 1.0)?,
+        o.mm(&c.x, true, &dv, false, 1.0)?,
+        dwo,
+    ];
+    let mut db = Vec::new();
+    for g in [&dq, &dk, &dv, dy] {
+        let mut b = o.0.zeros(d).map_err(dev_err)?;
+        o.add_col_sums(&mut b, g)?;
+        db.push(b);
+    }
+    let db: [D::Buf<f32>; 4] = db.try_into().map_err(|_| CraneError::Invalid("four biases".into()))?;
+    Ok((dx, dw, db))
 }
