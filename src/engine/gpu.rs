@@ -34,6 +34,11 @@ use nalgebra_sparse::CsrMatrix;
 use std::collections::HashMap;
 use std::time::Instant;
 
+/// Bytes per `[block, ·]` buffer of RCA, the kNN and the attention on a device: larger than
+/// the CPU engine's 64 MB, since device memory is plentiful and the per-row top-k runs one
+/// thread per row of a block (≈ 4,000 rows per block at the Electronics shape).
+pub const GPU_BLOCK_BYTES: usize = 1 << 30;
+
 /// Parameter names of the attention vector of Table 6's attention profiles (v, t).
 const ATT: [&str; 2] = ["att.v", "att.t"];
 
@@ -172,7 +177,7 @@ impl<D: Device> GpuEngine<D> {
         let mut e = Self {
             a_host,
             inv_degree,
-            block_bytes: super::cpu::DEFAULT_BLOCK_BYTES,
+            block_bytes: GPU_BLOCK_BYTES,
             d: cfg.embedding_dim,
             m: inputs.n_users,
             n: inputs.n_items,
