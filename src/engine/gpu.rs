@@ -22,6 +22,7 @@
 
 use super::cpu::item_graph::KnnGraph;
 use super::cpu::ops::Dense;
+use super::cpu::{distinct, PROJ};
 use super::gpu_graph::{self as gg, DUnit, Mat, Ops, RoundCache, Theta, ThetaGrads};
 use super::{Engine, ModelInputs, OptimiserState, StageTimes};
 use crate::error::{CraneError, Result};
@@ -41,9 +42,6 @@ pub const GPU_BLOCK_BYTES: usize = 1 << 30;
 
 /// Parameter names of the attention vector of Table 6's attention profiles (v, t).
 const ATT: [&str; 2] = ["att.v", "att.t"];
-
-/// Parameter names of the projection `P_m`, `p_m` of each modality (v, t).
-const PROJ: [(&str, &str); 2] = [("proj.v", "proj_bias.v"), ("proj.t", "proj_bias.t")];
 
 use gg::dev_err;
 
@@ -83,19 +81,13 @@ pub struct GpuEngine<D: Device> {
     /// A and Aᵀ on the host, for max and attention profiles (computed on the host: O(nnz·d_f)).
     a_host: Option<(super::cpu::ops::Csr, super::cpu::ops::Csr)>,
     block_bytes: usize,
-    /// Raw features `[N, d_m]` and their widths, for the modality BPR terms.
-    feats: [Option<D::Buf<f32>>; 2],
+    /// Raw features `[N, d_m]` on the device (when a term needs them) and their widths.
+    feats: [Option<Mat<D::Buf<f32>>>; 2],
     widths: [usize; 2],
     /// Scoring tables after [`Engine::prepare_scoring`]: pairs `(z_u [M, d], z_i [N, d])`
     /// whose dot products add up to the score (one pair, or e and h without dual fusion).
     z: Vec<(D::Buf<f32>, D::Buf<f32>)>,
     times: StageTimes,
-}
-
-/// Host CSR arrays of the CPU engine's `Csr` uploaded to the device.
-fn upload_cpu_csr<D: Device>(dev: &D, c: &super::cpu::ops::Csr) -> Result<DevCsr<D>> {
-    let offsets: Vec<i64> = c.offsets.iter().map(|&o| o as i64).collect();
-    upload_csr(dev, &offsets, &c.idx, &c.vals).map_err(dev_err)
 }
 
 impl<D: Device> GpuEngine<D> {
@@ -144,18 +136,19 @@ impl<D: Device> GpuEngine<D> {
                 let block = super::cpu::rca::block_rows(inputs.n_items, super::cpu::DEFAULT_BLOCK_BYTES);
                 let kg = super::cpu::item_graph::raw_feature_graph(&hf, cfg.knn_k, image_weight, block)?;
                 let host = kg.s.to_nalgebra();
-                graph = Some((upload_cpu_csr(&dev, &kg.s)?, upload_cpu_csr(&dev, &kg.s_t)?, host, kg));
+                graph =
+                    Some((gg::upload_cpu_csr(&dev, &kg.s, None)?, gg::upload_cpu_csr(&dev, &kg.s_t, None)?, host, kg));
             }
             if cfg.user_semantic || cfg.item_graph_source == ItemGraphSource::Learned {
                 let a = super::cpu::ops::Csr::from_nalgebra(&a64);
-                inter = Some((upload_cpu_csr(&dev, &a)?, upload_cpu_csr(&dev, &a.transpose())?));
+                inter = Some((gg::upload_cpu_csr(&dev, &a, None)?, gg::upload_cpu_csr(&dev, &a.transpose(), None)?));
             }
         }
         let learned = cfg.item_graph && cfg.item_graph_source == ItemGraphSource::Learned;
         if cfg.modality_bpr > 0.0 || learned || (cfg.item_graph && cfg.item_graph_input == ItemGraphInput::Attention) {
             for (m, slot) in feats.iter_mut().enumerate() {
                 if let Some(f) = inputs.features[m] {
-                    *slot = Some(dev.upload(&f.data).map_err(dev_err)?);
+                    *slot = Some(Mat { b: dev.upload(&f.data).map_err(dev_err)?, rows: f.rows, cols: f.cols });
                 }
             }
         }
@@ -486,10 +479,8 @@ impl<D: Device> GpuEngine<D> {
     /// `dP_m += X_mᵀ dX̂`, `dp_m += 1ᵀ dX̂` for every item's row.
     fn add_project_grads(&mut self, mm: usize, d: &Mat<D::Buf<f32>>) -> Result<()> {
         let Some(x) = self.feats[mm].as_ref() else { return Ok(()) };
-        let n = self.n;
-        let x = Mat { b: self.copy_buf(x, n * self.widths[mm])?, rows: n, cols: self.widths[mm] };
         let o = Ops(&self.dev);
-        let dp = o.mm(&x, true, d, false, 1.0)?;
+        let dp = o.mm(x, true, d, false, 1.0)?;
         let mut db = self.zeros(d.cols)?;
         o.add_col_sums(&mut db, d)?;
         self.add_grad(PROJ[mm].0, &dp.b)?;
@@ -530,7 +521,7 @@ impl<D: Device> GpuEngine<D> {
             let (Some(f), dm) = (self.feats[mm].as_ref(), self.widths[mm]) else { continue };
             let (kp, kb) = (self.ix(PROJ[mm].0), self.ix(PROJ[mm].1));
             let mut x = self.zeros(2 * b * dm)?;
-            self.dev.gather_rows(&mut x, f, &brows, dm).map_err(dev_err)?;
+            self.dev.gather_rows(&mut x, &f.b, &brows, dm).map_err(dev_err)?;
             let mut y = self.zeros(2 * b * d)?;
             self.dev.gemm(&mut y, 2 * b, d, dm, &x, false, &self.p[kp], false, 1.0, 0.0).map_err(dev_err)?;
             self.dev.add_row_bias(&mut y, &self.p[kb], d).map_err(dev_err)?;
@@ -641,8 +632,7 @@ impl<D: Device> GpuEngine<D> {
         let o = Ops(&self.dev);
         let (p, b) = (self.pmat(PROJ[m].0)?, self.pmat(PROJ[m].1)?);
         let x = self.feats[m].as_ref().expect("features are on the device for the learned graph");
-        let x = Mat { b: self.copy_buf(x, self.n * self.widths[m])?, rows: self.n, cols: self.widths[m] };
-        let mut y = o.mm(&x, false, &p, false, 1.0)?;
+        let mut y = o.mm(x, false, &p, false, 1.0)?;
         self.dev.add_row_bias(&mut y.b, &b.b, y.cols).map_err(dev_err)?;
         Ok(y)
     }
@@ -651,12 +641,6 @@ impl<D: Device> GpuEngine<D> {
     fn to_host(&self, x: &Mat<D::Buf<f32>>) -> Result<Dense> {
         let data = self.dev.download(&x.b).map_err(dev_err)?;
         Ok(Dense { rows: x.rows, cols: x.cols, data })
-    }
-
-    fn copy_buf(&self, x: &D::Buf<f32>, len: usize) -> Result<D::Buf<f32>> {
-        let mut b = self.zeros(len)?;
-        self.dev.copy_at(&mut b, 0, x, 0, len).map_err(dev_err)?;
-        Ok(b)
     }
 
     /// Keeps `kg` as the held graph (device copies of S̃ and S̃ᵀ).
@@ -907,12 +891,6 @@ struct GraphCache<B> {
     /// Per modality, for host-side (max, attention) profiles: `X̂_I`, the attention vector and
     /// the CPU engine's cache.
     profiles: Vec<(Dense, Dense, super::cpu::user_profiles::ProfileCache)>,
-}
-
-/// The distinct values of `it`, in first-seen order.
-fn distinct(it: impl Iterator<Item = u32>) -> Vec<u32> {
-    let mut seen = std::collections::HashSet::new();
-    it.filter(|x| seen.insert(*x)).collect()
 }
 
 impl<D: Device + 'static> Engine for GpuEngine<D> {

@@ -196,13 +196,15 @@ pub(super) fn knn<D: Device>(o: &Ops<D>, units: &[DUnit<D::Buf<f32>>], k: usize,
     from_topk(n, k, idx, raw)
 }
 
+/// The pattern of the CPU engine's `Csr` `c` on the device, with `vals` (default: its own).
+pub(super) fn upload_cpu_csr<D: Device>(dev: &D, c: &super::cpu::ops::Csr, vals: Option<&[f32]>) -> Result<DevCsr<D>> {
+    let offsets: Vec<i64> = c.offsets.iter().map(|&o| o as i64).collect();
+    upload_csr(dev, &offsets, &c.idx, vals.unwrap_or(&c.vals)).map_err(dev_err)
+}
+
 /// The held graph S̃ and S̃ᵀ on the device.
 pub(super) fn upload_graph<D: Device>(dev: &D, g: &KnnGraph) -> Result<(DevCsr<D>, DevCsr<D>)> {
-    let up = |c: &super::cpu::ops::Csr| -> Result<DevCsr<D>> {
-        let offsets: Vec<i64> = c.offsets.iter().map(|&o| o as i64).collect();
-        upload_csr(dev, &offsets, &c.idx, &c.vals).map_err(dev_err)
-    };
-    Ok((up(&g.s)?, up(&g.s_t)?))
+    Ok((upload_cpu_csr(dev, &g.s, None)?, upload_cpu_csr(dev, &g.s_t, None)?))
 }
 
 /// Eq. (14) backward: the gradient of every unit's parts (before normalisation) from the
@@ -214,11 +216,7 @@ pub(super) fn knn_backward<D: Device>(
     d_vals: &[f32],
 ) -> Result<Vec<Vec<Mat<D::Buf<f32>>>>> {
     let (ds, ds_t) = knn_ds(g, d_vals);
-    let pattern = |c: &super::cpu::ops::Csr, vals: &[f32]| -> Result<DevCsr<D>> {
-        let offsets: Vec<i64> = c.offsets.iter().map(|&x| x as i64).collect();
-        upload_csr(o.0, &offsets, &c.idx, vals).map_err(dev_err)
-    };
-    let (dsm, dstm) = (pattern(&g.s, &ds)?, pattern(&g.s_t, &ds_t)?);
+    let (dsm, dstm) = (upload_cpu_csr(o.0, &g.s, Some(&ds))?, upload_cpu_csr(o.0, &g.s_t, Some(&ds_t))?);
     let mut out = Vec::new();
     for u in units {
         let mut dys = Vec::new();

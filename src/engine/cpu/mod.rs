@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 /// Parameter names of the projection `P_m`, `p_m` of each modality (v, t).
-const PROJ: [(&str, &str); 2] = [("proj.v", "proj_bias.v"), ("proj.t", "proj_bias.t")];
+pub(super) const PROJ: [(&str, &str); 2] = [("proj.v", "proj_bias.v"), ("proj.t", "proj_bias.t")];
 
 /// Bytes per `[block, M+N]` buffer of RCA and the kNN (two such buffers are live at once).
 pub const DEFAULT_BLOCK_BYTES: usize = 64 << 20;
@@ -372,7 +372,7 @@ fn scatter_add(dst: &mut Dense, rows: &[u32], src: &Dense) {
     }
 }
 
-fn distinct(it: impl Iterator<Item = u32>) -> Vec<u32> {
+pub(super) fn distinct(it: impl Iterator<Item = u32>) -> Vec<u32> {
     let mut seen = std::collections::HashSet::new();
     it.filter(|x| seen.insert(*x)).collect()
 }
