@@ -16,7 +16,7 @@ pub enum EngineKind {
     Cpu,
     /// The f64 reference (tiny graphs only).
     Reference,
-    /// The GPU engine on CUDA device 0 (every preset but crane-code so far).
+    /// The GPU engine on CUDA device 0 (every preset; unverified on hardware so far).
     Gpu,
     /// The GPU engine's code with its ops run on the CPU: for testing it without a GPU (slow).
     GpuHost,
@@ -44,6 +44,9 @@ pub struct TrainConfig {
     pub block_mb: usize,
     /// Compare validation Recall@20 rounded to 4 decimals (MMRec's convention).
     pub round_metric: bool,
+    /// GPU engine: cuBLAS products on TF32 tensor cores (inputs rounded to 10-bit mantissas;
+    /// checked by `crane verify --gpu --tf32` with its own, looser tolerances). Off by default.
+    pub tf32: bool,
     pub model: ModelConfig,
 }
 
@@ -62,6 +65,7 @@ impl Default for TrainConfig {
             eval_block: 1024,
             round_metric: false,
             block_mb: 64,
+            tf32: false,
             model: ModelConfig::default(),
         }
     }
@@ -171,6 +175,10 @@ pub fn resolve(base_toml: &str, source: &str, sets: &[String]) -> Result<TrainCo
     }
     if !(cfg.lr > 0.0 && cfg.lr.is_finite()) {
         return Err(CraneError::config("lr", format!("must be a positive number, got {}", cfg.lr)));
+    }
+    // A switch that would silently do nothing is refused rather than ignored.
+    if cfg.tf32 && cfg.engine != EngineKind::Gpu {
+        return Err(CraneError::config("tf32", "applies to engine = \"gpu\" only (cuBLAS on tensor cores)"));
     }
     Ok(cfg)
 }

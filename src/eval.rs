@@ -212,6 +212,36 @@ pub fn rank_users(
     out
 }
 
+/// [`rank_users`] with an engine's own ranking ([`crate::engine::Engine::rank_block`]): the
+/// users of `set` in blocks of `block`, the top `k` of each outside `mask[u]`.
+pub fn rank_users_with(
+    set: &EvalSet,
+    mask: &[Vec<u32>],
+    n_items: usize,
+    k: usize,
+    block: usize,
+    engine: &dyn crate::engine::Engine,
+) -> Vec<Vec<u32>> {
+    let mut out = Vec::with_capacity(set.users.len());
+    for users in set.users.chunks(block.max(1)) {
+        out.extend(engine.rank_block(users, mask, n_items, k));
+    }
+    out
+}
+
+/// [`rank_users_with`] then [`metrics_from_rankings`]: how training and `crane eval` evaluate.
+pub fn evaluate_engine(
+    set: &EvalSet,
+    mask: &[Vec<u32>],
+    n_items: usize,
+    ks: &[usize],
+    block: usize,
+    engine: &dyn crate::engine::Engine,
+) -> Metrics {
+    let kmax = *ks.iter().max().unwrap_or(&20);
+    metrics_from_rankings(&rank_users_with(set, mask, n_items, kmax, block, engine), set, ks)
+}
+
 /// MMRec's `save_recommended_topk` layout: a header `id top_1 ... top_K`, then one line per
 /// user with the original user id and the top-K item ids, tab-separated. `user` and `item`
 /// give the original ids (reviewer ids and ASINs when the dataset has mapping files).

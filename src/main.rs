@@ -115,6 +115,10 @@ enum Command {
         /// Verify the fast CPU engine.
         #[arg(long, conflicts_with = "gpu_host")]
         cpu: bool,
+        /// With --gpu: cuBLAS on TF32 tensor cores, checked against the TF32 bounds (looser
+        /// than f32's; see `verify::Tolerances::TF32`).
+        #[arg(long)]
+        tf32: bool,
         /// Verify the GPU engine's code with its ops run on the CPU (no GPU needed; the CUDA
         /// ops themselves are checked only by --gpu).
         #[arg(long)]
@@ -307,9 +311,8 @@ fn run(cli: Cli) -> Result<()> {
             for (name, pairs) in [("valid", &ds.valid), ("test", &ds.test)] {
                 let set = crane::eval::EvalSet::from_pairs(ds.n_users, pairs);
                 let kmax = *ks.iter().max().unwrap();
-                let rankings = crane::eval::rank_users(&set, &mask, ds.n_items, kmax, cfg.eval_block, |u, o| {
-                    engine.score_block(u, o)
-                });
+                let rankings =
+                    crane::eval::rank_users_with(&set, &mask, ds.n_items, kmax, cfg.eval_block, engine.as_ref());
                 let m = crane::eval::metrics_from_rankings(&rankings, &set, &ks);
                 println!("{name:<6} {}", m.summary());
                 println!("{}", serde_json::to_string(&m.to_map()).expect("metrics serialise"));
@@ -492,13 +495,17 @@ fn run(cli: Cli) -> Result<()> {
             println!("{md}");
             Ok(())
         }
-        Command::Verify { gpu, cpu, gpu_host, graphs } => {
+        Command::Verify { gpu, cpu, gpu_host, tf32, graphs } => {
             if !gpu && !cpu && !gpu_host {
                 return Err(CraneError::config("verify", "choose --gpu, --cpu or --gpu-host"));
             }
+            // (clap's `requires` is satisfied by a flag's default `false`, so checked here.)
+            if tf32 && !gpu {
+                return Err(CraneError::config("verify", "--tf32 applies to --gpu only (cuBLAS on tensor cores)"));
+            }
             let seeds: Vec<u64> = (1..=graphs.max(1)).collect();
             let rows = if gpu {
-                crane::verify::gpu(&seeds)?
+                crane::verify::gpu(&seeds, tf32)?
             } else if gpu_host {
                 crane::verify::gpu_host(&seeds)?
             } else {

@@ -9,7 +9,7 @@ use crate::engine::gpu::GpuEngine;
 use crate::engine::reference::ReferenceEngine;
 use crate::engine::{Engine, GraphRefresh, ModelInputs, StageTimes};
 use crate::error::{CraneError, Result};
-use crate::eval::{evaluate, EvalSet, Metrics};
+use crate::eval::{evaluate, evaluate_engine, EvalSet, Metrics};
 use crate::io::write_string_atomic;
 use crate::sampling::{mix_seed, Sampler};
 use crane_reference::init::Dims;
@@ -97,7 +97,8 @@ pub fn build_engine(ds: &Dataset, cfg: &TrainConfig) -> Result<Box<dyn Engine>> 
         EngineKind::Cpu => Box::new(CpuEngine::new(&inputs, &cfg.model, &params)?.with_block_bytes(cfg.block_mb << 20)),
         EngineKind::Reference => Box::new(ReferenceEngine::new(&inputs, &cfg.model, params)?),
         EngineKind::Gpu => {
-            let dev = crane_gpu::cuda::CudaDevice::new().map_err(|e| CraneError::Invalid(e.to_string()))?;
+            let dev =
+                crane_gpu::cuda::CudaDevice::with_tf32(cfg.tf32).map_err(|e| CraneError::Invalid(e.to_string()))?;
             Box::new(GpuEngine::new(dev, &inputs, &cfg.model, &params)?)
         }
         EngineKind::GpuHost => Box::new(GpuEngine::new(crane_gpu::device::HostDevice, &inputs, &cfg.model, &params)?),
@@ -282,8 +283,7 @@ pub fn train_reported(
         let t1 = Instant::now();
         engine.prepare_scoring()?;
         let eng: &dyn Engine = engine.as_ref();
-        let valid =
-            evaluate(&valid_set, &user_train, ds.n_items, &cfg.ks, cfg.eval_block, |u, o| eng.score_block(u, o));
+        let valid = evaluate_engine(&valid_set, &user_train, ds.n_items, &cfg.ks, cfg.eval_block, eng);
         let t_eval = t1.elapsed();
         let nb = batches.len() as f64;
         let log = EpochLog {
@@ -321,8 +321,7 @@ pub fn train_reported(
             best = score;
             best_epoch = epoch;
             since = 0;
-            let test =
-                evaluate(&test_set, &user_train, ds.n_items, &cfg.ks, cfg.eval_block, |u, o| eng.score_block(u, o));
+            let test = evaluate_engine(&test_set, &user_train, ds.n_items, &cfg.ks, cfg.eval_block, eng);
             best_valid = Some(valid);
             best_test = Some(test);
             if let Some(dir) = out {

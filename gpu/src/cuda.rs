@@ -59,11 +59,26 @@ fn cfg_elems(n: usize) -> LaunchConfig {
 
 impl CudaDevice {
     /// Device 0 with every kernel compiled and loaded; an error (never a panic) without one.
+    /// cuBLAS in its default math (full f32 products, no TF32).
     pub fn new() -> R<Self> {
+        Self::with_tf32(false)
+    }
+
+    /// [`CudaDevice::new`], with cuBLAS's products on TF32 tensor cores when `tf32` (inputs
+    /// rounded to 10-bit mantissas, f32 accumulation; the kernels are unaffected).
+    pub fn with_tf32(tf32: bool) -> R<Self> {
         let info = probe_device()?;
         let ctx = CudaContext::new(0).map_err(drv)?;
         let stream = ctx.default_stream();
         let blas = CudaBlas::new(stream.clone()).map_err(|e| GpuError::Driver(format!("cuBLAS: {e}")))?;
+        if tf32 {
+            use cudarc::cublas::sys::{cublasMath_t, cublasSetMathMode, cublasStatus_t};
+            // SAFETY: the handle is valid for the lifetime of `blas`, which owns it.
+            let status = unsafe { cublasSetMathMode(*blas.handle(), cublasMath_t::CUBLAS_TF32_TENSOR_OP_MATH) };
+            if status != cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+                return Err(GpuError::Driver(format!("cuBLAS: setting TF32 math failed: {status:?}")));
+            }
+        }
         let mut funcs = HashMap::new();
         for (file, ptx) in compile_all()? {
             let src = crate::KERNELS.iter().find(|k| k.0 == file).map(|k| k.1).unwrap_or_default();
@@ -369,14 +384,34 @@ impl Device for CudaDevice {
         rows: usize,
         n: usize,
         k: usize,
+        mask: Option<&DevCsr<Self>>,
     ) -> R<()> {
         if k > 64 {
             return Err(GpuError::Shape(format!("row_topk: k = {k} > 64")));
         }
+        if rows == 0 || k == 0 {
+            return Ok(());
+        }
+        range("row_topk input", x, 0, rows * n)?;
+        range("row_topk idx", idx, 0, rows * k)?;
+        range("row_topk val", val, 0, rows * k)?;
         let (r, nn, kk) = (rows as i32, n as i32, k as i32);
-        // No mask: null pointers (the kernel tests them).
-        let null: u64 = 0;
-        launch!(self, "row_topk", cfg_elems(rows), &x.s, &r, &nn, &kk, &null, &null, &mut idx.s, &mut val.s)
+        // One warp per row.
+        let cfg = cfg_elems(rows * 32);
+        match mask {
+            Some(m) => {
+                if m.rows != rows {
+                    return Err(GpuError::Shape(format!("row_topk: mask has {} rows, scores {rows}", m.rows)));
+                }
+                range("row_topk mask offsets", &m.offsets, 0, rows + 1)?;
+                launch!(self, "row_topk", cfg, &x.s, &r, &nn, &kk, &m.offsets.s, &m.idx.s, &mut idx.s, &mut val.s)
+            }
+            None => {
+                // No mask: null pointers (the kernel tests them).
+                let null: u64 = 0;
+                launch!(self, "row_topk", cfg, &x.s, &r, &nn, &kk, &null, &null, &mut idx.s, &mut val.s)
+            }
+        }
     }
 
     fn copy_cols(

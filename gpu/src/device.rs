@@ -180,7 +180,11 @@ pub trait Device {
         c: usize,
     ) -> R<()>;
     /// The k largest entries of each row of `x [rows, n]`, largest first, ties to the smaller
-    /// index: `idx [rows, k]`, `val [rows, k]` (k ≤ 64).
+    /// index, NaN ranked as −∞ (the evaluator's order, `crane::eval::top_k`): `idx [rows, k]`,
+    /// `val [rows, k]` (k ≤ 64). Entries listed in `mask` (row r's sorted columns are
+    /// `mask.idx[mask.offsets[r]..mask.offsets[r + 1]]`; `mask.vals` is unused) are skipped:
+    /// the training items at evaluation. Rows with fewer than k candidates are padded with
+    /// index `u32::MAX` and value −∞.
     #[allow(clippy::too_many_arguments)]
     fn row_topk(
         &self,
@@ -190,6 +194,7 @@ pub trait Device {
         rows: usize,
         n: usize,
         k: usize,
+        mask: Option<&DevCsr<Self>>,
     ) -> R<()>;
     /// `dst[r, dst_off..][..width] = src[r, src_off..][..width]` for `rows` rows of row
     /// lengths `dst_cols`, `src_cols` (one attention head's columns).
@@ -526,18 +531,33 @@ impl Device for HostDevice {
         Ok(())
     }
 
-    fn row_topk(&self, idx: &mut Vec<u32>, val: &mut Vec<f32>, x: &Vec<f32>, rows: usize, n: usize, k: usize) -> R<()> {
+    fn row_topk(
+        &self,
+        idx: &mut Vec<u32>,
+        val: &mut Vec<f32>,
+        x: &Vec<f32>,
+        rows: usize,
+        n: usize,
+        k: usize,
+        mask: Option<&DevCsr<Self>>,
+    ) -> R<()> {
         shape("row_topk input", x.len(), rows * n)?;
         shape("row_topk idx", idx.len(), rows * k)?;
         shape("row_topk val", val.len(), rows * k)?;
+        if let Some(m) = mask {
+            shape("row_topk mask rows", m.rows, rows)?;
+        }
+        let key = |v: f32| if v.is_nan() { f32::NEG_INFINITY } else { v };
         for r in 0..rows {
             let row = &x[r * n..(r + 1) * n];
-            let mut order: Vec<u32> = (0..n as u32).filter(|&j| !row[j as usize].is_nan()).collect();
-            // Largest first, ties to the smaller index (the kernel's insertion order).
-            order.sort_by(|&a, &b| row[b as usize].total_cmp(&row[a as usize]).then(a.cmp(&b)));
+            let skip: &[u32] = mask.map_or(&[], |m| &m.idx[m.offsets[r] as usize..m.offsets[r + 1] as usize]);
+            let mut order: Vec<u32> = (0..n as u32).filter(|j| skip.binary_search(j).is_err()).collect();
+            // Largest first, ties (also −0 = +0, as the kernel's `>`) to the smaller index.
+            let cmp = |a: u32, b: u32| key(row[b as usize]).partial_cmp(&key(row[a as usize]));
+            order.sort_by(|&a, &b| cmp(a, b).unwrap_or(std::cmp::Ordering::Equal).then(a.cmp(&b)));
             for q in 0..k {
                 idx[r * k + q] = order.get(q).copied().unwrap_or(u32::MAX);
-                val[r * k + q] = order.get(q).map_or(f32::NEG_INFINITY, |&j| row[j as usize]);
+                val[r * k + q] = order.get(q).map_or(f32::NEG_INFINITY, |&j| key(row[j as usize]));
             }
         }
         Ok(())

@@ -118,12 +118,136 @@ fn ops_agree<D: Device>(dev: &D) {
         dev.adam(&mut dp, &dev.upload(&grad).unwrap(), &mut dm, &mut dv2, 1e-3, 0.9, 0.999, 1e-8, c1, c2).unwrap();
     }
     close("adam", &dev.download(&dp).unwrap(), &hp);
+    more_ops_agree(dev);
     let mut z = dev.upload(&v).unwrap();
     dev.fill_zero(&mut z).unwrap();
     assert!(dev.download(&z).unwrap().iter().all(|&x| x == 0.0));
     let empty = dev.zeros::<f32>(0).unwrap();
     assert_eq!(dev.len(&empty), 0);
     assert!(dev.download(&empty).unwrap().is_empty());
+}
+
+/// The ops of RCA, InfoNCE, the kNN, evaluation and crane-code's attention.
+fn more_ops_agree<D: Device>(dev: &D) {
+    let host = HostDevice;
+    let up = |x: &[f32]| dev.upload(x).unwrap();
+    let down = |x: &D::Buf<f32>| dev.download(x).unwrap();
+    let (r, c) = (33, 70);
+    let x = values(r * c, 20);
+    let (mut hx, mut dx) = (x.clone(), up(&x));
+    host.tanh(&mut hx).unwrap();
+    dev.tanh(&mut dx).unwrap();
+    close("tanh", &down(&dx), &hx);
+    let g = values(r * c, 21);
+    let (mut hg, mut dg) = (g.clone(), up(&g));
+    host.tanh_backward(&mut hg, &hx).unwrap();
+    dev.tanh_backward(&mut dg, &dx).unwrap();
+    close("tanh_backward", &down(&dg), &hg);
+    let (mut hd, mut dd) = (vec![0.0; r], dev.zeros(r).unwrap());
+    host.row_dots(&mut hd, &x, &g, c).unwrap();
+    dev.row_dots(&mut dd, &up(&x), &up(&g), c).unwrap();
+    close("row_dots", &down(&dd), &hd);
+    let (mut hs, mut ds) = (values(c, 22), up(&values(c, 22)));
+    host.col_sums_add(&mut hs, &x, c).unwrap();
+    dev.col_sums_add(&mut ds, &up(&x), c).unwrap();
+    close("col_sums_add", &down(&ds), &hs);
+
+    // InfoNCE rows on an [n, n] similarity with a boosted diagonal.
+    let n = 45;
+    let sq: Vec<f32> = values(n * n, 23).iter().map(|v| v * 8.0).collect();
+    let (mut hq, mut dq) = (sq.clone(), up(&sq));
+    host.add_diag(&mut hq, n, 2.0).unwrap();
+    dev.add_diag(&mut dq, n, 2.0).unwrap();
+    let (mut hl, mut dl) = (vec![0.0; n], dev.zeros(n).unwrap());
+    host.softmax_rows_loss(&mut hq, n, &mut hl).unwrap();
+    dev.softmax_rows_loss(&mut dq, n, &mut dl).unwrap();
+    close("add_diag + softmax_rows_loss (softmax)", &down(&dq), &hq);
+    close("softmax_rows_loss (row loss)", &down(&dl), &hl);
+
+    // Blocked softmax with log-sum-exp and its backward, [b, n].
+    let b = 7;
+    let sc: Vec<f32> = values(b * n, 24).iter().map(|v| v * 30.0).collect();
+    let (mut hsc, mut dsc) = (sc.clone(), up(&sc));
+    let (mut hlse, mut dlse) = (vec![0.0; b], dev.zeros(b).unwrap());
+    host.softmax_rows_lse(&mut hsc, b, n, &mut hlse).unwrap();
+    dev.softmax_rows_lse(&mut dsc, b, n, &mut dlse).unwrap();
+    close("softmax_rows_lse (P)", &down(&dsc), &hsc);
+    close("softmax_rows_lse (lse)", &down(&dlse), &hlse);
+    let dp = values(b * n, 25);
+    let (mut hsc, mut dsc) = (sc.clone(), up(&sc));
+    let (mut hdp, mut ddp) = (dp.clone(), up(&dp));
+    host.softmax_rows_backward(&mut hsc, &mut hdp, &hlse, b, n).unwrap();
+    dev.softmax_rows_backward(&mut dsc, &mut ddp, &dlse, b, n).unwrap();
+    close("softmax_rows_backward (P)", &down(&dsc), &hsc);
+    close("softmax_rows_backward (dS)", &down(&ddp), &hdp);
+
+    // Sampled dot products on a CSR pattern [5, 7], rows of width 3.
+    let offsets = [0i64, 2, 2, 5, 6, 8];
+    let idx = [0u32, 6, 1, 2, 3, 4, 0, 5];
+    let (a, bb) = (values(5 * 3, 26), values(7 * 3, 27));
+    let (hc, dc) =
+        (upload_csr(&host, &offsets, &idx, &[0.0; 8]).unwrap(), upload_csr(dev, &offsets, &idx, &[0.0; 8]).unwrap());
+    let (mut ho, mut dout) = (vec![0.0; 8], dev.zeros(8).unwrap());
+    host.csr_sddmm(&mut ho, &hc, &a, &bb, 3).unwrap();
+    dev.csr_sddmm(&mut dout, &dc, &up(&a), &up(&bb), 3).unwrap();
+    close("csr_sddmm", &down(&dout), &ho);
+
+    // One head's columns: [r, 12] from columns 4..9 of [r, 10] into columns 6..11.
+    let src = values(r * 10, 28);
+    let (mut hcc, mut dcc) = (vec![0.0; r * 12], dev.zeros(r * 12).unwrap());
+    host.copy_cols(&mut hcc, 12, 6, &src, 10, 4, 5, r).unwrap();
+    dev.copy_cols(&mut dcc, 12, 6, &up(&src), 10, 4, 5, r).unwrap();
+    close("copy_cols", &down(&dcc), &hcc);
+
+    // Top-k with ties, −0 = +0, NaN, a mask, and a row with fewer candidates than k. Long rows
+    // (n > 32 · k) so that every lane of a warp keeps a full list.
+    let (rows, n, k) = (6, 2500, 40);
+    let mut t: Vec<f32> = values(rows * n, 29).iter().map(|v| (v * 50.0).round()).collect();
+    t[7] = f32::NAN;
+    t[9] = -0.0;
+    t[10] = 0.0;
+    let mut offsets = vec![0i64];
+    let mut midx = Vec::new();
+    for row in 0..rows {
+        let m: Vec<u32> = if row == 5 {
+            (0..n as u32).filter(|j| j % 500 != 0).collect()
+        } else {
+            (0..n as u32).filter(|j| (j * 7 + row as u32) % 11 == 0).collect()
+        };
+        midx.extend(m);
+        offsets.push(midx.len() as i64);
+    }
+    for masked in [false, true] {
+        let (hm, dm) =
+            (upload_csr(&host, &offsets, &midx, &[]).unwrap(), upload_csr(dev, &offsets, &midx, &[]).unwrap());
+        let (mut hi, mut hv) = (vec![0u32; rows * k], vec![0.0; rows * k]);
+        let (mut di, mut dv) = (dev.zeros::<u32>(rows * k).unwrap(), dev.zeros(rows * k).unwrap());
+        host.row_topk(&mut hi, &mut hv, &t, rows, n, k, masked.then_some(&hm)).unwrap();
+        dev.row_topk(&mut di, &mut dv, &up(&t), rows, n, k, masked.then_some(&dm)).unwrap();
+        assert_eq!(dev.download(&di).unwrap(), hi, "row_topk indices (mask: {masked})");
+        assert_eq!(down(&dv), hv, "row_topk values (mask: {masked})");
+        if masked {
+            let mut kept = hi[5 * k..5 * k + 5].to_vec();
+            kept.sort_unstable();
+            assert_eq!(kept, [0, 500, 1000, 1500, 2000], "row 5 keeps its 5 unmasked items");
+            assert!(hi[5 * k + 5..6 * k].iter().all(|&i| i == u32::MAX), "then padding");
+        }
+    }
+}
+
+/// The host top-k's order on a hand-made row: largest first, ties and ±0 to the smaller index,
+/// NaN as −∞, masked columns skipped, padding after the candidates.
+#[test]
+fn host_topk_follows_the_evaluator_order() {
+    let host = HostDevice;
+    let row = vec![1.0, f32::NAN, 3.0, -0.0, 3.0, 0.0, f32::NEG_INFINITY, 2.0];
+    let (mut i, mut v) = (vec![0u32; 8], vec![0.0f32; 8]);
+    host.row_topk(&mut i, &mut v, &row, 1, 8, 8, None).unwrap();
+    assert_eq!(i, vec![2, 4, 7, 0, 3, 5, 1, 6]);
+    let m = upload_csr(&host, &[0, 3], &[2, 5, 7], &[]).unwrap();
+    host.row_topk(&mut i, &mut v, &row, 1, 8, 8, Some(&m)).unwrap();
+    assert_eq!(i, vec![4, 0, 3, 1, 6, u32::MAX, u32::MAX, u32::MAX]);
+    assert_eq!(v[5], f32::NEG_INFINITY);
 }
 
 #[test]

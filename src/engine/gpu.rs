@@ -12,9 +12,9 @@
 //! RCA in row blocks, every fusion variant, the kNN in row blocks with a device top-k; see
 //! [`super::gpu_graph`]) and FREEDOM's frozen raw-feature graph (built once on the host);
 //! Eq. (15)-(17) with dual or late fusion; BPR (Eq. 18), InfoNCE (Eq. 19), FREEDOM's modality
-//! terms, the three regularisers (Eq. 20 and MMRec's), Adam and scoring. The authors'
-//! attention (crane-code) is written but refused by [`GpuEngine::supports`] until it passes the
-//! parity check after Adam steps (see there); it runs on the CPU engine.
+//! terms, the three regularisers (Eq. 20 and MMRec's), Adam, scoring and the evaluator's
+//! masked top-K (on the device: `[users, K]` comes down, not `[users, N]`), and the authors'
+//! attention (crane-code) in query-row blocks.
 
 // Device buffers are a generic associated type (`D::Buf<f32>`), which makes tuples of them
 // "complex" to clippy; naming each tuple would not make the code clearer.
@@ -36,9 +36,11 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 /// Bytes per `[block, ·]` buffer of RCA, the kNN and the attention on a device: larger than
-/// the CPU engine's 64 MB, since device memory is plentiful and the per-row top-k runs one
-/// thread per row of a block (≈ 4,000 rows per block at the Electronics shape).
+/// the CPU engine's 64 MB, since device memory is plentiful and the per-row top-k (one warp
+/// per row) wants many rows per launch (≈ 4,000 per block at the Electronics shape).
 pub const GPU_BLOCK_BYTES: usize = 1 << 30;
+/// Largest k the device top-k ranks (its per-lane lists are k long); larger k rank on the host.
+const MAX_DEVICE_TOPK: usize = 64;
 
 /// Parameter names of the attention vector of Table 6's attention profiles (v, t).
 const ATT: [&str; 2] = ["att.v", "att.t"];
@@ -92,18 +94,23 @@ pub struct GpuEngine<D: Device> {
 
 impl<D: Device> GpuEngine<D> {
     /// Whether the GPU engine implements `cfg`; the error says what is missing.
-    pub fn supports(cfg: &ModelConfig) -> std::result::Result<(), String> {
-        if !cfg.item_graph {
-            return Ok(());
+    /// `[users.len(), N]` scores on the device (the sum over the score parts of [`Self::z`]).
+    fn device_scores(&self, users: &[u32]) -> crane_gpu::device::R<D::Buf<f32>> {
+        assert!(!self.z.is_empty(), "prepare_scoring before score_block");
+        let (b, d, n) = (users.len(), self.d, self.n);
+        let rows = self.dev.upload(users)?;
+        let mut s = self.dev.zeros(b * n)?;
+        for (k, (zu, zi)) in self.z.iter().enumerate() {
+            let mut g = self.dev.zeros(b * d)?;
+            self.dev.gather_rows(&mut g, zu, &rows, d)?;
+            let beta = if k == 0 { 0.0 } else { 1.0 };
+            self.dev.gemm(&mut s, b, n, d, &g, false, zi, true, 1.0, beta)?;
         }
-        if cfg.item_graph_input == ItemGraphInput::Attention {
-            // Written and run on the host ops: every gradient matches the reference, but after
-            // three Adam steps the projection bias (a direction the BPR loss nearly ignores, so
-            // Adam amplifies round-off there) differs by 1.1e-4 > 1e-4 (the CPU engine: 0.7e-4).
-            return Err("the authors' attention (crane-code) does not pass the GPU parity check yet (projection \
-                        bias after Adam steps): use the CPU engine"
-                .into());
-        }
+        Ok(s)
+    }
+
+    /// Every configuration the CPU engine runs; kept as the one place to refuse a variant.
+    pub fn supports(_cfg: &ModelConfig) -> std::result::Result<(), String> {
         Ok(())
     }
 
@@ -462,27 +469,41 @@ impl<D: Device> GpuEngine<D> {
                 let block = super::cpu::rca::block_rows(n, self.block_bytes);
                 let mut grads = Vec::new();
                 for (mm, c) in &sem.att {
-                    grads.push((*mm, gg::mha_backward(&o, &p, c, &dy, block)?));
+                    let (dx, dw, db) = gg::mha_backward(&o, &p, c, &dy, block)?;
+                    let dx_sums = gg::mha_input_col_sums(&o, &p, &db)?;
+                    grads.push((*mm, (dx, dw, db, dx_sums)));
                 }
-                for (mm, (dx, dw, db)) in grads {
+                for (mm, (dx, dw, db, dx_sums)) in grads {
                     for (k, name) in ["q", "k", "v", "o"].iter().enumerate() {
                         self.add_grad(&format!("mha.w_{name}"), &dw[k].b)?;
                         self.add_grad(&format!("mha.b_{name}"), &db[k])?;
                     }
-                    self.add_project_grads(mm, &dx)?;
+                    self.add_project_grads(mm, &dx, Some(&dx_sums))?;
                 }
                 Ok(())
             }
         }
     }
 
-    /// `dP_m += X_mᵀ dX̂`, `dp_m += 1ᵀ dX̂` for every item's row.
-    fn add_project_grads(&mut self, mm: usize, d: &Mat<D::Buf<f32>>) -> Result<()> {
+    /// `dP_m += X_mᵀ dX̂`, `dp_m += 1ᵀ dX̂` for every item's row; `col_sums` is `1ᵀ dX̂` when
+    /// the caller has it in a better-conditioned form ([`gg::mha_input_col_sums`]).
+    fn add_project_grads(
+        &mut self,
+        mm: usize,
+        d: &Mat<D::Buf<f32>>,
+        col_sums: Option<&Mat<D::Buf<f32>>>,
+    ) -> Result<()> {
         let Some(x) = self.feats[mm].as_ref() else { return Ok(()) };
         let o = Ops(&self.dev);
         let dp = o.mm(x, true, d, false, 1.0)?;
-        let mut db = self.zeros(d.cols)?;
-        o.add_col_sums(&mut db, d)?;
+        let db = match col_sums {
+            Some(s) => o.copy(s)?.b,
+            None => {
+                let mut db = self.zeros(d.cols)?;
+                o.add_col_sums(&mut db, d)?;
+                db
+            }
+        };
         self.add_grad(PROJ[mm].0, &dp.b)?;
         self.add_grad(PROJ[mm].1, &db)
     }
@@ -824,7 +845,7 @@ impl<D: Device> GpuEngine<D> {
             }
         }
         for (mm, d) in d_xhat.iter().enumerate() {
-            self.add_project_grads(mm, d)?;
+            self.add_project_grads(mm, d, None)?;
         }
         Ok(())
     }
@@ -1114,21 +1135,37 @@ impl<D: Device + 'static> Engine for GpuEngine<D> {
     }
 
     fn score_block(&self, users: &[u32], out: &mut [f32]) {
-        assert!(!self.z.is_empty(), "prepare_scoring before score_block");
         let run = || -> crane_gpu::device::R<Vec<f32>> {
-            let (b, d, n) = (users.len(), self.d, self.n);
-            let rows = self.dev.upload(users)?;
-            let mut s = self.dev.zeros(b * n)?;
-            for (k, (zu, zi)) in self.z.iter().enumerate() {
-                let mut g = self.dev.zeros(b * d)?;
-                self.dev.gather_rows(&mut g, zu, &rows, d)?;
-                let beta = if k == 0 { 0.0 } else { 1.0 };
-                self.dev.gemm(&mut s, b, n, d, &g, false, zi, true, 1.0, beta)?;
-            }
+            let s = self.device_scores(users)?;
             self.dev.download(&s)
         };
         let s = run().unwrap_or_else(|e| panic!("GPU scoring failed: {e}"));
         out[..s.len()].copy_from_slice(&s);
+    }
+
+    fn rank_block(&self, users: &[u32], mask: &[Vec<u32>], n_items: usize, k: usize) -> Vec<Vec<u32>> {
+        if k > MAX_DEVICE_TOPK || n_items != self.n {
+            return super::rank_on_host(self, users, mask, n_items, k);
+        }
+        let run = || -> crane_gpu::device::R<Vec<u32>> {
+            let s = self.device_scores(users)?;
+            // The users' training items as a CSR over the block's rows.
+            let mut offsets = Vec::with_capacity(users.len() + 1);
+            offsets.push(0i64);
+            let mut idx = Vec::new();
+            for &u in users {
+                idx.extend_from_slice(&mask[u as usize]);
+                offsets.push(idx.len() as i64);
+            }
+            let m = crane_gpu::device::upload_csr(&self.dev, &offsets, &idx, &[])?;
+            let mut ti = self.dev.zeros::<u32>(users.len() * k)?;
+            let mut tv = self.dev.zeros::<f32>(users.len() * k)?;
+            self.dev.row_topk(&mut ti, &mut tv, &s, users.len(), self.n, k, Some(&m))?;
+            self.dev.download(&ti)
+        };
+        let top = run().unwrap_or_else(|e| panic!("GPU ranking failed: {e}"));
+        // Padding (u32::MAX) marks users with fewer than k unmasked items.
+        top.chunks(k.max(1)).take(users.len()).map(|r| r.iter().copied().filter(|&i| i != u32::MAX).collect()).collect()
     }
 
     fn times(&self) -> &StageTimes {

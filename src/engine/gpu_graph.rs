@@ -184,7 +184,7 @@ pub(super) fn knn<D: Device>(o: &Ops<D>, units: &[DUnit<D::Buf<f32>>], k: usize,
         }
         let mut ti = o.0.zeros::<u32>(b * k).map_err(dev_err)?;
         let mut tv = o.0.zeros::<f32>(b * k).map_err(dev_err)?;
-        o.0.row_topk(&mut ti, &mut tv, &sim.b, b, n, k).map_err(dev_err)?;
+        o.0.row_topk(&mut ti, &mut tv, &sim.b, b, n, k, None).map_err(dev_err)?;
         let (ti, tv) = (o.0.download(&ti).map_err(dev_err)?, o.0.download(&tv).map_err(dev_err)?);
         for r in 0..b {
             let mut row: Vec<(u32, f32)> = (0..k).map(|q| (ti[r * k + q], tv[r * k + q])).collect();
@@ -552,12 +552,36 @@ pub(super) fn mha_backward<D: Device>(
         o.mm(&c.x, true, &dv, false, 1.0)?,
         dwo,
     ];
-    let mut db = Vec::new();
-    for g in [&dq, &dk, &dv, dy] {
+    // The key bias's gradient is zero by structure: a shift of every key adds the same
+    // q·b_k to a query's scores, which its softmax ignores (Σ_j dS_ij = 0). Summing dK's
+    // rows would only return f32 round-off, so it is left exactly zero.
+    let mut db = vec![o.0.zeros(d).map_err(dev_err)?];
+    for g in [&dq, &dv, dy] {
         let mut b = o.0.zeros(d).map_err(dev_err)?;
         o.add_col_sums(&mut b, g)?;
         db.push(b);
     }
+    db.swap(0, 1);
     let db: [D::Buf<f32>; 4] = db.try_into().map_err(|_| CraneError::Invalid("four biases".into()))?;
     Ok((dx, dw, db))
+}
+
+/// `1ᵀ dX [1, d_f]`, the column sums of the attention's input gradient, from the bias
+/// gradients: `dX = dQ W_qᵀ + dK W_kᵀ + dV W_vᵀ`, so `1ᵀdX = db_q W_qᵀ + db_v W_vᵀ` (`db_k = 0`
+/// by structure). Summing dX's N rows instead adds the round-off of the cancelling key and
+/// value sums to a gradient (the projection bias's) that is small by structure.
+pub(super) fn mha_input_col_sums<D: Device>(
+    o: &Ops<D>,
+    p: &MhaParams<D::Buf<f32>>,
+    db: &[D::Buf<f32>; 4],
+) -> Result<Mat<D::Buf<f32>>> {
+    let d = p.w[0].cols;
+    let row = |b: &D::Buf<f32>| -> Result<Mat<D::Buf<f32>>> {
+        let mut m = o.zeros(1, d)?;
+        o.0.copy_at(&mut m.b, 0, b, 0, d).map_err(dev_err)?;
+        Ok(m)
+    };
+    let mut s = o.mm(&row(&db[0])?, false, p.w[0], true, 1.0)?;
+    o.mm_add(&mut s, &row(&db[2])?, false, p.w[2], true, 1.0)?;
+    Ok(s)
 }

@@ -124,6 +124,31 @@ pub trait Engine {
     fn prepare_scoring(&mut self) -> Result<()>;
     /// `out[k, i] = z_u · z_i` for `users[k]`, `[users.len(), N]`.
     fn score_block(&self, users: &[u32], out: &mut [f32]);
+    /// The `k` best items of each of `users` outside its sorted `mask[u]` (the training items),
+    /// best first, ties to the smaller id: the order of [`crate::eval::top_k`]. The default
+    /// scores on the host; an engine whose scores live elsewhere ranks them there and returns
+    /// only the lists (the GPU engine: `[users, k]` instead of `[users, N]` downloaded).
+    fn rank_block(&self, users: &[u32], mask: &[Vec<u32>], n_items: usize, k: usize) -> Vec<Vec<u32>> {
+        rank_on_host(self, users, mask, n_items, k)
+    }
     fn times(&self) -> &StageTimes;
     fn reset_times(&mut self);
+}
+
+/// [`Engine::rank_block`] through [`Engine::score_block`] and [`crate::eval::top_k`].
+pub fn rank_on_host<E: Engine + ?Sized>(
+    engine: &E,
+    users: &[u32],
+    mask: &[Vec<u32>],
+    n_items: usize,
+    k: usize,
+) -> Vec<Vec<u32>> {
+    use rayon::prelude::*;
+    let mut scores = vec![0.0f32; users.len() * n_items];
+    engine.score_block(users, &mut scores);
+    users
+        .par_iter()
+        .zip(scores.par_chunks(n_items.max(1)))
+        .map(|(&u, s)| crate::eval::top_k(s, &mask[u as usize], k))
+        .collect()
 }
