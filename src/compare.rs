@@ -272,7 +272,8 @@ pub fn csv(rows: &[RunRow]) -> String {
 }
 
 /// The comparison table in Markdown. `header` lines go first (dataset, features, command).
-/// The target model is `crane` when present, else the last model.
+/// The target model is `crane` when asked for, else the last model asked for; without a finished
+/// run of it there is no improvement row.
 pub fn markdown(rows: &[RunRow], models: &[String], header: &[String]) -> String {
     let mut s = String::new();
     for h in header {
@@ -283,6 +284,15 @@ pub fn markdown(rows: &[RunRow], models: &[String], header: &[String]) -> String
     let vals = |model: &str, c| -> Vec<f64> { rows.iter().filter(|r| r.model == model).map(|r| value(r, c)).collect() };
     // Models without a finished run are named, not tabulated (a partial report).
     let missing: Vec<&String> = models.iter().filter(|m| !rows.iter().any(|r| &r.model == *m)).collect();
+    // The model the improvement is reported for: CRANE when asked for, else the last one asked
+    // for; chosen before dropping unfinished models, so a partial report never promotes a
+    // baseline to it.
+    let target = if models.iter().any(|m| m == "crane") {
+        "crane".to_string()
+    } else {
+        models.last().cloned().unwrap_or_default()
+    };
+    let target_missing = missing.contains(&&target);
     let models: Vec<String> = models.iter().filter(|m| !missing.contains(m)).cloned().collect();
     let models = &models[..];
     let name = |(m, k): (&str, usize)| format!("{}@{k}", if m == "recall" { "Recall" } else { "NDCG" });
@@ -313,13 +323,10 @@ pub fn markdown(rows: &[RunRow], models: &[String], header: &[String]) -> String
         }
         s.push('\n');
     }
-    let target = if models.iter().any(|m| m == "crane") {
-        "crane".to_string()
-    } else {
-        models.last().cloned().unwrap_or_default()
-    };
     let baselines: Vec<&String> = models.iter().filter(|m| **m != target).collect();
-    if !baselines.is_empty() {
+    if target_missing {
+        s.push_str(&format!("\nNo improvement row yet: {target} has no finished run.\n"));
+    } else if !baselines.is_empty() {
         let mut imp = format!("| {target} vs best baseline: improvement | |");
         let mut pv = "| paired t-test over seeds: two-sided p (best baseline) | |".to_string();
         for &c in &COLUMNS {

@@ -101,6 +101,13 @@ fn compare_trains_each_model_and_seed_once_and_reports() {
         with_missing.contains("not in the table: freedom") && !with_missing.contains("| freedom |"),
         "{with_missing}"
     );
+    // A partial report without CRANE's runs must not report a baseline's "improvement".
+    let baselines_only: Vec<_> = rows.iter().filter(|r| r.model != "crane").cloned().collect();
+    let md = markdown(&baselines_only, &models, &[]);
+    assert!(
+        !md.contains("vs best baseline") && md.contains("No improvement row yet: crane has no finished run"),
+        "{md}"
+    );
     let csv = crane::compare::csv(&rows);
     assert_eq!(csv.lines().count(), 5);
     assert!(csv.starts_with("model,seed,best_epoch"));
