@@ -93,7 +93,6 @@ pub struct GpuEngine<D: Device> {
 }
 
 impl<D: Device> GpuEngine<D> {
-    /// Whether the GPU engine implements `cfg`; the error says what is missing.
     /// `[users.len(), N]` scores on the device (the sum over the score parts of [`Self::z`]).
     fn device_scores(&self, users: &[u32]) -> crane_gpu::device::R<D::Buf<f32>> {
         assert!(!self.z.is_empty(), "prepare_scoring before score_block");
@@ -109,13 +108,7 @@ impl<D: Device> GpuEngine<D> {
         Ok(s)
     }
 
-    /// Every configuration the CPU engine runs; kept as the one place to refuse a variant.
-    pub fn supports(_cfg: &ModelConfig) -> std::result::Result<(), String> {
-        Ok(())
-    }
-
     pub fn new(dev: D, inputs: &ModelInputs, cfg: &ModelConfig, params: &Params) -> Result<Self> {
-        Self::supports(cfg).map_err(|why| CraneError::config("engine", format!("gpu: {why}")))?;
         cfg.validate(inputs.n_items)?;
         let a64 = inputs.interaction_matrix()?;
         let mask = vec![1.0; a64.nnz()];
