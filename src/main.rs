@@ -235,8 +235,10 @@ fn prepare(args: &TrainArgs) -> Result<(data::Dataset, crane::config::TrainConfi
 fn prepare_with_base(
     args: &TrainArgs,
 ) -> Result<(data::Dataset, crane::config::TrainConfig, String, bool, String, String)> {
-    let (dir, synthetic) = match (&args.data_dir, &args.like) {
-        (Some(d), None) => (d.clone(), false),
+    // The config is resolved (and refused) before any synthetic data is generated, so a
+    // refused `--set` leaves nothing behind.
+    let (dir, generate) = match (&args.data_dir, &args.like) {
+        (Some(d), None) => (d.clone(), None),
         (None, Some(like)) => {
             let p = synth::preset(like)?.scaled(args.scale)?;
             let dir = PathBuf::from("runs/data").join(if args.scale == 1.0 {
@@ -244,16 +246,8 @@ fn prepare_with_base(
             } else {
                 format!("{like}-x{}", args.scale)
             });
-            if !dir.join(format!("{}.inter", p.name)).exists() {
-                eprintln!(
-                    "generating synthetic `{like}` data ({} users, {} items) in {}",
-                    p.users,
-                    p.items,
-                    dir.display()
-                );
-                synth::write(&dir, p.name, &synth::generate(&p, 2024))?;
-            }
-            (dir, true)
+            let missing = !dir.join(format!("{}.inter", p.name)).exists();
+            (dir, missing.then_some(p))
         }
         (Some(_), Some(_)) => return Err(CraneError::config("--data-dir/--like", "give one of them, not both")),
         (None, None) => {
@@ -272,6 +266,11 @@ fn prepare_with_base(
         None => (crane::config::dataset_preset(&name)?.to_string(), format!("preset {name}")),
     };
     let cfg = crane::config::resolve(&text, &source, &args.sets)?;
+    let synthetic = args.like.is_some();
+    if let Some(p) = generate {
+        eprintln!("generating synthetic `{}` data ({} users, {} items) in {}", p.name, p.users, p.items, dir.display());
+        synth::write(&dir, p.name, &synth::generate(&p, 2024))?;
+    }
     let opts = LoadOptions {
         split_seed: split_seed(&args.split_seed)?,
         min_user_interactions: args.min_user_interactions,

@@ -106,9 +106,15 @@ fn verify_gpu_fails_cleanly_without_a_device() {
     // TF32 is a GPU switch: asked for elsewhere it is refused, not ignored.
     let out = crane(&["verify", "--cpu", "--tf32"], &std::env::temp_dir());
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--gpu"));
-    let out = crane(&["bench", "--like", "tiny", "--set", "tf32=true"], &std::env::temp_dir());
+    // Refused before any synthetic data is generated: nothing is left behind.
+    let cwd = std::env::temp_dir().join(format!("crane-cli-tf32-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&cwd);
+    std::fs::create_dir_all(&cwd).unwrap();
+    let out = crane(&["bench", "--like", "tiny", "--set", "tf32=true"], &cwd);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("tf32") && err.contains("engine = \"gpu\""), "{err}");
+    assert!(!cwd.join("runs").exists(), "a refused config generated data");
+    std::fs::remove_dir_all(&cwd).unwrap();
 }
 
 /// `crane verify --gpu-host` runs the GPU engine's code on the host: every variant, the

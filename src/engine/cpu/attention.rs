@@ -184,6 +184,22 @@ pub fn backward(p: &Mha, c: &MhaCache, dy: &Dense, block: usize) -> (Dense, [Den
     gemm(&mut dx, true, &dk, false, p.w[1], true, 1.0);
     gemm(&mut dx, true, &dv, false, p.w[2], true, 1.0);
     let dw = [mm_tn_tall(&c.x, &dq), mm_tn_tall(&c.x, &dk), mm_tn_tall(&c.x, &dv), dwo];
-    let db = [dq.col_sums(), dk.col_sums(), dv.col_sums(), dbo];
+    // The key bias's gradient is zero by structure: a shift of every key adds the same q·b_k
+    // to a query's scores, which its softmax ignores (Σ_j dS_ij = 0). Summing dK's rows would
+    // only return f32 round-off, so it is left exactly zero (as in the GPU engine).
+    // The value bias's gradient is `1ᵀdV = 1ᵀ Pᵀ dO = 1ᵀ dO = db_o W_oᵀ` (softmax rows sum to
+    // 1): computed from `db_o`, it keeps its structural smallness instead of summing N rows.
+    let dbv = mm(&dbo, false, p.w[3], true);
+    let db = [dq.col_sums(), Dense::zeros(1, d), dbv, dbo];
     (dx, dw, db)
+}
+
+/// `1ᵀ dX` `[1, d_f]`, the column sums of [`backward`]'s input gradient, from its bias
+/// gradients: `dX = dQ W_qᵀ + dK W_kᵀ + dV W_vᵀ`, so `1ᵀdX = db_q W_qᵀ + db_v W_vᵀ` (`db_k = 0`).
+/// Summing dX's N rows instead returns mostly the round-off of the cancelling key and value
+/// sums, for a gradient (the projection bias's) that is small by structure.
+pub fn input_col_sums(p: &Mha, db: &[Dense; 4]) -> Dense {
+    let mut s = mm(&db[0], false, p.w[0], true);
+    gemm(&mut s, true, &db[2], false, p.w[2], true, 1.0);
+    s
 }

@@ -262,7 +262,7 @@ impl CpuEngine {
             }
         }
         for (m, d) in d_xhat.iter().enumerate() {
-            self.add_project_grads(m, None, d);
+            self.add_project_grads(m, None, d, None);
         }
     }
 
@@ -272,9 +272,14 @@ impl CpuEngine {
     }
 
     /// Accumulates the gradients of `P_m`, `p_m` from `dX̂` of the feature rows `x` (`None`:
-    /// every item's row, without copying the features).
-    fn add_project_grads(&mut self, m: usize, x: Option<&Dense>, d_xhat: &Dense) {
-        let (dp, db) = user_profiles::project_backward(x.unwrap_or(&self.feats[m]), d_xhat);
+    /// every item's row, without copying the features): `dP_m += X_mᵀ dX̂`, `dp_m += 1ᵀ dX̂`.
+    /// `col_sums` is `1ᵀ dX̂` when the caller has it in a better-conditioned form
+    /// ([`attention::input_col_sums`]).
+    fn add_project_grads(&mut self, m: usize, x: Option<&Dense>, d_xhat: &Dense, col_sums: Option<Dense>) {
+        let (dp, mut db) = user_profiles::project_backward(x.unwrap_or(&self.feats[m]), d_xhat);
+        if let Some(s) = col_sums {
+            db = s;
+        }
         let (kp, kb) = (self.ix(PROJ[m].0), self.ix(PROJ[m].1));
         self.g[kp].add_assign(&dp);
         self.g[kb].add_assign(&db);
@@ -531,7 +536,7 @@ impl Engine for CpuEngine {
             g.data.iter_mut().for_each(|v| *v = 0.0);
         }
         for (mm, x, dy) in &modality {
-            self.add_project_grads(*mm, Some(x), dy);
+            self.add_project_grads(*mm, Some(x), dy, None);
         }
         if let Some(g) = &graph {
             if cfg.user_semantic {
@@ -549,12 +554,13 @@ impl Engine for CpuEngine {
                     let block = rca::block_rows(self.n, self.block_bytes);
                     for (m, c) in caches {
                         let (d_x, dw, db) = attention::backward(&self.mha(), c, &d_y, block);
+                        let sums = attention::input_col_sums(&self.mha(), &db);
                         for (k, name) in ["q", "k", "v", "o"].iter().enumerate() {
                             let (kw, kb) = (self.ix(&format!("mha.w_{name}")), self.ix(&format!("mha.b_{name}")));
                             self.g[kw].add_assign(&dw[k]);
                             self.g[kb].add_assign(&db[k]);
                         }
-                        self.add_project_grads(*m, None, &d_x);
+                        self.add_project_grads(*m, None, &d_x, Some(sums));
                     }
                     self.times.rca_graph += t.elapsed();
                 }
