@@ -20,7 +20,7 @@ use crane_reference::losses::LossTerms;
 use crane_reference::{ModelConfig, Params};
 use item_graph::{KnnGraph, Unit};
 use nalgebra_sparse::CsrMatrix;
-use ops::{dot, Csr, Dense};
+use ops::{dot, mm_tn_tall, Csr, Dense};
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::time::Instant;
@@ -276,10 +276,11 @@ impl CpuEngine {
     /// `col_sums` is `1ᵀ dX̂` when the caller has it in a better-conditioned form
     /// ([`attention::input_col_sums`]).
     fn add_project_grads(&mut self, m: usize, x: Option<&Dense>, d_xhat: &Dense, col_sums: Option<Dense>) {
-        let (dp, mut db) = user_profiles::project_backward(x.unwrap_or(&self.feats[m]), d_xhat);
-        if let Some(s) = col_sums {
-            db = s;
-        }
+        let x = x.unwrap_or(&self.feats[m]);
+        let (dp, db) = match col_sums {
+            Some(s) => (mm_tn_tall(x, d_xhat), s),
+            None => user_profiles::project_backward(x, d_xhat),
+        };
         let (kp, kb) = (self.ix(PROJ[m].0), self.ix(PROJ[m].1));
         self.g[kp].add_assign(&dp);
         self.g[kb].add_assign(&db);
