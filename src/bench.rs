@@ -6,11 +6,11 @@ use std::time::Instant;
 
 /// GFLOP/s of RCA's blocked `tanh(X Pᵀ) X` at `n` entities and width `f`, beside a plain faer
 /// matmul of one block's shape `[b, f] x [f, n]`. Counts the two GEMMs (2·n²·f each); tanh is
-/// extra work inside the RCA figure.
-pub fn rca_gflops(n: usize, f: usize, block_bytes: usize) -> (f64, f64) {
+/// extra work inside the RCA figure. `block`: rows per block (as the engine chooses them).
+pub fn rca_gflops(n: usize, f: usize, block: usize) -> (f64, f64) {
     let x = Dense::from_fn(n, f, |i, j| ((i * 31 + j * 17) % 97) as f32 / 97.0 - 0.5);
     let p = Dense::from_fn(n, f, |i, j| ((i * 13 + j * 7) % 89) as f32 / 89.0 - 0.5);
-    let block = rca::block_rows(n, block_bytes);
+    let block = block.clamp(1, n.max(1));
     let t = Instant::now();
     let g = rca::correlate_blocked(&x, &p, block);
     let secs = t.elapsed().as_secs_f64();

@@ -64,10 +64,56 @@ pub fn run_dir(out: &Path, model: &str, seed: u64) -> PathBuf {
     out.join(model).join(format!("seed-{seed}"))
 }
 
+/// `(model, "key=value")` pairs of `--set MODEL:key=value`.
+pub type ScopedSets = Vec<(String, String)>;
+
+/// Splits `--set` values into those for every model and those scoped to one model
+/// (`MODEL:key=value`, e.g. `bpr:model.lambda=0.1`), so each model can run at its own
+/// validation-selected grid point. A scope that names no model of `models` is refused: it would
+/// silently apply to nothing.
+pub fn split_scoped_sets(sets: &[String], models: &[String]) -> Result<(Vec<String>, ScopedSets)> {
+    let mut global = Vec::new();
+    let mut scoped = Vec::new();
+    for s in sets {
+        let key = s.split_once('=').map_or(s.as_str(), |(k, _)| k);
+        match key.split_once(':') {
+            None => global.push(s.clone()),
+            Some((model, _)) => {
+                let model = model.trim();
+                if !models.iter().any(|m| m == model) {
+                    return Err(CraneError::config(
+                        "--set",
+                        format!("`{s}` is scoped to `{model}`, which is not among --models ({})", models.join(",")),
+                    ));
+                }
+                let rest = &s[s.find(':').map_or(0, |i| i + 1)..];
+                scoped.push((model.to_string(), rest.trim().to_string()));
+            }
+        }
+    }
+    Ok((global, scoped))
+}
+
+/// The `--set` list of one run: the global sets, then the preset and seed, then the sets scoped
+/// to this model (last, so they win over the preset's values).
+fn run_sets(spec: &CompareSpec, model: &str, seed: u64) -> Result<Vec<String>> {
+    let (global, scoped) = split_scoped_sets(&spec.sets, &spec.models)?;
+    let mut sets = global;
+    sets.push(format!("model_preset={model}"));
+    sets.push(format!("seed={seed}"));
+    sets.extend(scoped.into_iter().filter(|(m, _)| m == model).map(|(_, s)| s));
+    Ok(sets)
+}
+
 /// Trains what is missing and returns every run, in model then seed order.
 pub fn run_all(ds: &Dataset, spec: &CompareSpec, report: &Reporter) -> Result<Vec<RunRow>> {
     if spec.models.is_empty() || spec.seeds.is_empty() {
         return Err(CraneError::config("--models/--seeds", "need at least one model and one seed"));
+    }
+    // Every run's config is resolved before the first one trains, so a bad (scoped) setting is
+    // refused now, not hours later when its model's turn comes.
+    for model in &spec.models {
+        resolve(spec.base_toml, spec.source, &run_sets(spec, model, spec.seeds[0])?)?;
     }
     let total = (spec.models.len() * spec.seeds.len()) as u64;
     let overall = report.bars.then(|| {
@@ -86,10 +132,7 @@ pub fn run_all(ds: &Dataset, spec: &CompareSpec, report: &Reporter) -> Result<Ve
     let mut rows = Vec::new();
     for model in &spec.models {
         for &seed in &spec.seeds {
-            let mut sets = spec.sets.clone();
-            sets.push(format!("model_preset={model}"));
-            sets.push(format!("seed={seed}"));
-            let cfg = resolve(spec.base_toml, spec.source, &sets)?;
+            let cfg = resolve(spec.base_toml, spec.source, &run_sets(spec, model, seed)?)?;
             let dir = run_dir(&spec.out, model, seed);
             if let Some(b) = &overall {
                 b.set_message(format!("{model} seed {seed}"));

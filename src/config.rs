@@ -42,6 +42,11 @@ pub struct TrainConfig {
     pub eval_block: usize,
     /// MB per `[block, M+N]` buffer of RCA and the kNN (CPU engine): smaller uses less memory.
     pub block_mb: usize,
+    /// Fewest rows of an RCA `[block, M+N]` block (CPU engine), whatever `block_mb` gives: at
+    /// Electronics (M+N = 255,404) 64 MB alone gives 65-row blocks, too thin for the block GEMMs
+    /// to run fast (docs/BENCHMARKS.md: 39-row blocks 1.6x slower than 633-row ones at Baby;
+    /// the measured Electronics epoch used 262-row blocks). 0 leaves `block_mb` alone.
+    pub min_block_rows: usize,
     /// Compare validation Recall@20 rounded to 4 decimals (MMRec's convention).
     pub round_metric: bool,
     /// GPU engine: cuBLAS products on TF32 tensor cores (inputs rounded to 10-bit mantissas;
@@ -65,6 +70,7 @@ impl Default for TrainConfig {
             eval_block: 1024,
             round_metric: false,
             block_mb: 64,
+            min_block_rows: 256,
             tf32: false,
             model: ModelConfig::default(),
         }

@@ -68,7 +68,8 @@ enum Command {
     },
     /// Train several models with several seeds each and write compare.md / compare.csv (mean ±
     /// std over seeds, best marked, CRANE's improvement and a paired t-test). Finished runs are
-    /// kept and skipped when run again.
+    /// kept and skipped when run again. `--set MODEL:key=value` applies to one model's runs only
+    /// (e.g. `--set bpr:model.lambda=0.1`, its validation-selected grid point).
     Compare {
         #[command(flatten)]
         train: TrainArgs,
@@ -134,7 +135,7 @@ enum Command {
     },
 }
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 struct TrainArgs {
     /// Dataset folder in the MMRec layout.
     #[arg(long)]
@@ -379,10 +380,13 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Compare { train: args, models, seeds, report_only } => {
-            let (ds, cfg, name, synthetic, base, source) = prepare_with_base(&args)?;
-            let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("compare-{name}")));
             let models: Vec<String> =
                 models.split(',').map(|m| m.trim().to_string()).filter(|m| !m.is_empty()).collect();
+            // `MODEL:key=value` sets belong to one model's runs, not to the shared base config.
+            let (global_sets, scoped_sets) = crane::compare::split_scoped_sets(&args.sets, &models)?;
+            let (ds, cfg, name, synthetic, base, source) =
+                prepare_with_base(&TrainArgs { sets: global_sets, ..args.clone() })?;
+            let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("compare-{name}")));
             let seeds: Vec<u64> = crane::compare::DEFAULT_SEEDS.iter().copied().chain(1..).take(seeds).collect();
             check_memory(&ds, &cfg, args.memory_budget)?;
             let command = std::env::args().collect::<Vec<_>>().join(" ");
@@ -411,7 +415,7 @@ fn run(cli: Cli) -> Result<()> {
                 tag: String::new(),
             };
             let rows = crane::compare::run_all(&ds, &spec, &report)?;
-            let header = vec![
+            let mut header = vec![
                 format!("# Comparison on {} ({})", ds.name, ds.layout),
                 String::new(),
                 format!("- data: `{}`; {}", ds.dir.display(), features),
@@ -444,6 +448,10 @@ fn run(cli: Cli) -> Result<()> {
                     spec.command
                 ),
             ];
+            if !scoped_sets.is_empty() {
+                let list: Vec<String> = scoped_sets.iter().map(|(m, s)| format!("{m}: `{s}`")).collect();
+                header.push(format!("- per-model settings (over the preset): {}", list.join("; ")));
+            }
             crane::compare::write_reports(&out, &rows, &models, &header)?;
             println!("{}", crane::compare::markdown(&rows, &models, &header));
             println!("written: {} and {}", out.join("compare.md").display(), out.join("compare.csv").display());
@@ -592,8 +600,11 @@ fn run(cli: Cli) -> Result<()> {
                 h.stages.scoring.as_secs_f64()
             );
             println!("peak memory             {:.0} MB (estimated {est:.0} MB)", r.peak_memory_mb);
-            let (gf_rca, gf_plain) =
-                crane::bench::rca_gflops(ds.n_users + ds.n_items, cfg.model.feature_dim, cfg.block_mb << 20);
+            let (gf_rca, gf_plain) = {
+                let n = ds.n_users + ds.n_items;
+                let rows = crane::engine::cpu::rca_block_rows(n, cfg.block_mb << 20, cfg.min_block_rows);
+                crane::bench::rca_gflops(n, cfg.model.feature_dim, rows)
+            };
             println!("RCA block GEMMs         {gf_rca:.1} GFLOP/s (plain faer matmul of the same shape: {gf_plain:.1} GFLOP/s)");
             Ok(())
         }

@@ -41,7 +41,8 @@ pub fn estimate_peak_mb(ds: &Dataset, cfg: &TrainConfig) -> f64 {
             // Per round and modality: input, E', anchors, refined rows and gradients.
             el += m.rounds.max(1) as f64 * 2.0 * 6.0 * ent * df;
             // Two [block, M+N] buffers in flight.
-            bytes += 2.0 * (cfg.block_mb as f64 * 1048576.0).min(ent * ent * 4.0);
+            let rows = crate::engine::cpu::rca_block_rows(ent as usize, cfg.block_mb << 20, cfg.min_block_rows);
+            bytes += 2.0 * rows as f64 * ent * 4.0;
         } else {
             bytes += 2.0 * (cfg.block_mb as f64 * 1048576.0).min(items * items * 4.0);
         }

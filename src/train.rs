@@ -94,7 +94,11 @@ pub fn build_engine(ds: &Dataset, cfg: &TrainConfig) -> Result<Box<dyn Engine>> 
     let params =
         Params::init(&cfg.model, Dims { n_users: ds.n_users, n_items: ds.n_items, d_visual: dv, d_text: dt }, cfg.seed);
     Ok(match cfg.engine {
-        EngineKind::Cpu => Box::new(CpuEngine::new(&inputs, &cfg.model, &params)?.with_block_bytes(cfg.block_mb << 20)),
+        EngineKind::Cpu => Box::new(
+            CpuEngine::new(&inputs, &cfg.model, &params)?
+                .with_block_bytes(cfg.block_mb << 20)
+                .with_min_block_rows(cfg.min_block_rows),
+        ),
         EngineKind::Reference => Box::new(ReferenceEngine::new(&inputs, &cfg.model, params)?),
         EngineKind::Gpu => {
             let dev =

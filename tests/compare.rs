@@ -124,6 +124,53 @@ fn compare_trains_each_model_and_seed_once_and_reports() {
 }
 
 #[test]
+fn scoped_sets_apply_to_their_model_only() {
+    let models = vec!["bpr".to_string(), "lightgcn".to_string()];
+    let sets: Vec<String> =
+        vec!["epochs=1".into(), "bpr:model.lambda=0.1".into(), " lightgcn : model.ui_layers=3".into()];
+    let (global, scoped) = crane::compare::split_scoped_sets(&sets, &models).unwrap();
+    assert_eq!(global, vec!["epochs=1".to_string()]);
+    assert_eq!(
+        scoped,
+        vec![
+            ("bpr".to_string(), "model.lambda=0.1".to_string()),
+            ("lightgcn".to_string(), "model.ui_layers=3".to_string())
+        ]
+    );
+    // A scope naming no compared model would silently do nothing: refused, naming it.
+    let e =
+        crane::compare::split_scoped_sets(&["freedom:model.lambda=0".to_string()], &models).unwrap_err().to_string();
+    assert!(e.contains("freedom") && e.contains("--models"), "{e}");
+
+    // Trained: the scoped value reaches bpr's runs and not lightgcn's, and a bad scoped key is
+    // refused before anything trains.
+    let base = std::env::temp_dir().join(format!("crane-compare-scoped-{}", std::process::id()));
+    let data = base.join("tiny");
+    synth::write(&data, "tiny", &synth::generate(&synth::preset("tiny").unwrap(), 5)).unwrap();
+    let ds = load_dataset(&data, &LoadOptions::default()).unwrap();
+    let spec = CompareSpec {
+        base_toml: dataset_preset("tiny").unwrap(),
+        source: "tiny",
+        models: models.clone(),
+        seeds: vec![9],
+        sets: vec!["epochs=1".into(), "bpr:model.lambda=0.1".into()],
+        out: base.join("cmp"),
+        command: "test".into(),
+        report_only: false,
+    };
+    let bad = CompareSpec { sets: vec!["lightgcn:model.no_such_key=1".into()], ..spec.clone() };
+    assert!(run_all(&ds, &bad, &Reporter::default()).is_err());
+    assert!(!crane::compare::run_dir(&spec.out, "bpr", 9).exists(), "nothing trained before the refusal");
+    let rows = run_all(&ds, &spec, &Reporter::default()).unwrap();
+    let lambda = |m: &str| rows.iter().find(|r| r.model == m).unwrap().summary.config.model.lambda;
+    assert_eq!(lambda("bpr"), 0.1);
+    let unscoped = crane::config::resolve(spec.base_toml, "tiny", &["model_preset=lightgcn".to_string()]).unwrap();
+    assert_eq!(lambda("lightgcn"), unscoped.model.lambda);
+    assert_ne!(lambda("lightgcn"), 0.1);
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+#[test]
 fn grid_selects_on_validation_and_labels_the_test_selected_point() {
     let base = std::env::temp_dir().join(format!("crane-grid-{}", std::process::id()));
     let data = base.join("tiny");

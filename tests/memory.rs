@@ -45,3 +45,19 @@ fn memory_estimate_is_within_25_percent_of_the_measured_peak_on_two_sizes() {
 fn crate_generate(p: &crane::data::synth::Preset) -> crane::data::synth::Synthetic {
     crane::data::synth::generate(p, 2024)
 }
+
+#[test]
+fn rca_blocks_have_at_least_min_block_rows() {
+    use crane::engine::cpu::rca_block_rows;
+    // Electronics' M+N: 64 MB alone would give 65-row blocks.
+    let n = 192_403 + 63_001;
+    assert_eq!(crane::engine::cpu::rca::block_rows(n, 64 << 20), 65);
+    assert_eq!(rca_block_rows(n, 64 << 20, 256), 256);
+    assert_eq!(rca_block_rows(n, 64 << 20, 0), 65, "0 leaves block_mb alone");
+    // Baby's M+N: block_mb already gives more rows, so the minimum changes nothing.
+    assert_eq!(rca_block_rows(26_495, 64 << 20, 256), crane::engine::cpu::rca::block_rows(26_495, 64 << 20));
+    // Never more rows than entities.
+    assert_eq!(rca_block_rows(100, 1, 256), 100);
+    // The default config asks for the minimum.
+    assert_eq!(crane::config::TrainConfig::default().min_block_rows, 256);
+}

@@ -31,6 +31,12 @@ pub(super) const PROJ: [(&str, &str); 2] = [("proj.v", "proj_bias.v"), ("proj.t"
 /// Bytes per `[block, M+N]` buffer of RCA and the kNN (two such buffers are live at once).
 pub const DEFAULT_BLOCK_BYTES: usize = 64 << 20;
 
+/// Rows per RCA block over `n` entities: about `budget_bytes` per `[b, n]` buffer, but at least
+/// `min_rows` (capped at `n`). The memory estimate (`crate::memory`) uses the same rule.
+pub fn rca_block_rows(n: usize, budget_bytes: usize, min_rows: usize) -> usize {
+    rca::block_rows(n, budget_bytes).max(min_rows.min(n))
+}
+
 pub struct CpuEngine {
     cfg: ModelConfig,
     m: usize,
@@ -50,6 +56,7 @@ pub struct CpuEngine {
     step: u64,
     graph: Option<KnnGraph>,
     block_bytes: usize,
+    min_block_rows: usize,
     z: Option<(Dense, Dense)>,
     times: StageTimes,
 }
@@ -102,6 +109,7 @@ impl CpuEngine {
             step: 0,
             graph: None,
             block_bytes: DEFAULT_BLOCK_BYTES,
+            min_block_rows: 0,
             z: None,
             times: StageTimes::default(),
         })
@@ -111,6 +119,17 @@ impl CpuEngine {
     pub fn with_block_bytes(mut self, bytes: usize) -> Self {
         self.block_bytes = bytes.max(1);
         self
+    }
+
+    /// Sets the fewest rows of an RCA `[block, M+N]` block (`TrainConfig::min_block_rows`).
+    pub fn with_min_block_rows(mut self, rows: usize) -> Self {
+        self.min_block_rows = rows;
+        self
+    }
+
+    /// Rows per RCA block `[b, M+N]`.
+    fn rca_block_rows(&self) -> usize {
+        rca_block_rows(self.m + self.n, self.block_bytes, self.min_block_rows)
     }
 
     /// f32 tensors in [`Params::tensors`] order as f64 `Params`.
@@ -166,7 +185,7 @@ impl CpuEngine {
     fn build_graph(&self) -> Result<(KnnGraph, FeatureCache)> {
         let cfg = &self.cfg;
         let xhat = [self.project(0, &self.feats[0]), self.project(1, &self.feats[1])];
-        let block = rca::block_rows(self.m + self.n, self.block_bytes);
+        let block = self.rca_block_rows();
         let kblock = rca::block_rows(self.n, self.block_bytes);
         let (mut profiles, mut rca_cache) = (None, None);
         let units = match cfg.fusion {
@@ -207,7 +226,7 @@ impl CpuEngine {
             [Dense::zeros(fc.xhat[0].rows, fc.xhat[0].cols), Dense::zeros(fc.xhat[1].rows, fc.xhat[1].cols)];
         match cfg.fusion {
             Fusion::Rca => {
-                let block = rca::block_rows(self.m + self.n, self.block_bytes);
+                let block = self.rca_block_rows();
                 let d_items = &d_units[0];
                 let d_xatt = Dense::vcat(&Dense::zeros(self.m, d_items.cols), d_items);
                 let th = self.theta();
