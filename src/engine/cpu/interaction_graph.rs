@@ -6,7 +6,8 @@ use crane_reference::config::{Readout, Sigma};
 use rayon::prelude::*;
 
 pub struct GcnCache {
-    /// `Â H^(l)` and the pre-activation `Â H^(l) W^(l)` of each layer.
+    /// `Â H^(l)` of each weighted layer (empty for a weightless one: its backward needs no
+    /// weight gradient), and the pre-activation of each layer when σ is not the identity.
     pub ah: Vec<Dense>,
     pub z: Vec<Dense>,
 }
@@ -27,39 +28,68 @@ fn activate(sigma: Sigma, z: &Dense) -> Dense {
     }
 }
 
-/// `[M+N, d] -> e [M+N, d]`.
-pub fn forward(adj: &Csr, h0: &Dense, ws: &[Dense], sigma: Sigma, readout: Readout) -> (Dense, GcnCache) {
-    let mut h = h0.clone();
-    let mut sum = h0.clone();
+/// `[M+N, d] -> e [M+N, d]`. `ws[l]`: W^(l) `[d, d]`, or `None` for a weightless layer
+/// (LightGCN, `gcn_weights = false`), which is the identity without multiplying by one.
+pub fn forward(adj: &Csr, h0: Dense, ws: &[Option<Dense>], sigma: Sigma, readout: Readout) -> (Dense, GcnCache) {
+    // H^(l) of the previous layer; `None` is H^(0), which is `sum` until the first layer adds
+    // to it (after its product), so H^(0) is never copied.
+    let mut h: Option<Dense> = None;
+    let mut sum = h0;
     let (mut ahs, mut zs) = (Vec::new(), Vec::new());
     for w in ws {
-        let ah = adj.spmm(&h);
-        let z = mm(&ah, false, w, false);
-        h = activate(sigma, &z);
-        sum.add_assign(&h);
-        ahs.push(ah);
-        zs.push(z);
+        let ah = adj.spmm(h.as_ref().unwrap_or(&sum));
+        let z = match w {
+            Some(w) => {
+                let z = mm(&ah, false, w, false);
+                ahs.push(ah);
+                z
+            }
+            None => {
+                ahs.push(Dense::default());
+                ah
+            }
+        };
+        let next = match sigma {
+            Sigma::Identity => {
+                zs.push(Dense::default());
+                z
+            }
+            Sigma::LeakyRelu(_) => {
+                let a = activate(sigma, &z);
+                zs.push(z);
+                a
+            }
+        };
+        sum.add_assign(&next);
+        h = Some(next);
     }
     let e = match readout {
         Readout::Mean => {
-            sum.scale(1.0 / (ws.len() as f32 + 1.0));
+            // Without layers the mean is H^(0) itself (a scale by 1 changes nothing).
+            if !ws.is_empty() {
+                sum.scale(1.0 / (ws.len() as f32 + 1.0));
+            }
             sum
         }
-        Readout::Last => h,
+        Readout::Last => h.unwrap_or(sum),
     };
     (e, GcnCache { ah: ahs, z: zs })
 }
 
-/// Returns `(dH^(0), dW^(l))`.
+/// Returns `(dH^(0), dW^(l))` (`dW^(l)` empty for a weightless layer).
 pub fn backward(
     adj: &Csr,
-    ws: &[Dense],
+    ws: &[Option<Dense>],
     sigma: Sigma,
     readout: Readout,
     c: &GcnCache,
-    d_e: &Dense,
+    d_e: Dense,
 ) -> (Dense, Vec<Dense>) {
     let n = ws.len();
+    if n == 0 {
+        // e = H^(0) for either readout.
+        return (d_e, Vec::new());
+    }
     let share = 1.0 / (n as f32 + 1.0);
     let direct = |l: usize| -> Option<Dense> {
         match readout {
@@ -83,9 +113,15 @@ pub fn backward(
                 }
             });
         }
-        dws[l] = mm_tn_tall(&c.ah[l], &dz);
-        let mut d_ah = Dense::zeros(dz.rows, ws[l].rows);
-        gemm(&mut d_ah, false, &dz, false, &ws[l], true, 1.0);
+        let d_ah = match &ws[l] {
+            Some(w) => {
+                dws[l] = mm_tn_tall(&c.ah[l], &dz);
+                let mut d_ah = Dense::zeros(dz.rows, w.rows);
+                gemm(&mut d_ah, false, &dz, false, w, true, 1.0);
+                d_ah
+            }
+            None => dz,
+        };
         dh = adj.spmm(&d_ah);
         if let Some(g) = direct(l) {
             dh.add_assign(&g);

@@ -160,25 +160,16 @@ impl CpuEngine {
         }
     }
 
-    /// W^(l) of each layer (identities without `gcn_weights`).
-    fn gcn_weights(&self) -> Vec<Dense> {
-        let d = self.t("user_emb").cols;
-        (0..self.cfg.ui_layers)
-            .map(|l| {
-                if self.cfg.gcn_weights {
-                    self.t(&format!("w_gcn.{l}")).clone()
-                } else {
-                    Dense::from_fn(d, d, |i, j| if i == j { 1.0 } else { 0.0 })
-                }
-            })
-            .collect()
+    /// W^(l) of each layer (`None`, the identity, without `gcn_weights`).
+    fn gcn_weights(&self) -> Vec<Option<Dense>> {
+        (0..self.cfg.ui_layers).map(|l| self.cfg.gcn_weights.then(|| self.t(&format!("w_gcn.{l}")).clone())).collect()
     }
 
     /// Eq. (3)-(4) on the current Â.
     fn gcn(&self) -> (Dense, interaction_graph::GcnCache) {
         let h0 = Dense::vcat(self.t("user_emb"), self.t("item_emb"));
         let ws = self.gcn_weights();
-        interaction_graph::forward(&self.adj, &h0, &ws, self.cfg.sigma, self.cfg.readout)
+        interaction_graph::forward(&self.adj, h0, &ws, self.cfg.sigma, self.cfg.readout)
     }
 
     /// Eq. (5)-(14): S̃ from the features and current parameters.
@@ -383,6 +374,24 @@ struct Branches {
     att: Option<Vec<(usize, attention::MhaCache)>>,
 }
 
+/// Eq. (18), one view: the mean BPR loss of the batch's triplets on `xu` `[M, d]`, `xi`
+/// `[N, d]`, with its gradient added into `d_xu`, `d_xi`.
+fn bpr_view(batch: &[Triplet], xu: &Dense, xi: &Dense, d_xu: &mut Dense, d_xi: &mut Dense) -> f64 {
+    let d = xu.cols;
+    let pos: Vec<f32> = batch.iter().map(|&(u, i, _)| dot(xu.row(u as usize), xi.row(i as usize))).collect();
+    let neg: Vec<f32> = batch.iter().map(|&(u, _, j)| dot(xu.row(u as usize), xi.row(j as usize))).collect();
+    let (l, dpos, dneg) = losses::bpr(&pos, &neg);
+    for (k, &(u, i, j)) in batch.iter().enumerate() {
+        let (u, i, j) = (u as usize, i as usize, j as usize);
+        for c in 0..d {
+            d_xu.data[u * d + c] += dpos[k] * xi.data[i * d + c] + dneg[k] * xi.data[j * d + c];
+            d_xi.data[i * d + c] += dpos[k] * xu.data[u * d + c];
+            d_xi.data[j * d + c] += dneg[k] * xu.data[u * d + c];
+        }
+    }
+    l
+}
+
 fn gather(x: &Dense, rows: &[u32]) -> Dense {
     let mut o = Dense::zeros(rows.len(), x.cols);
     for (k, &r) in rows.iter().enumerate() {
@@ -445,42 +454,28 @@ impl Engine for CpuEngine {
         let br = self.branches(&e, graph.as_ref());
         let t3 = Instant::now();
 
-        // Eq. (18) on z = e + h; without dual fusion, one BPR term per branch.
+        // Eq. (18) on z = e + h; without dual fusion, one BPR term per branch. The gradients
+        // go straight into the views' tables: d_z reaches e and h alike under dual fusion.
         let d = e.cols;
-        let views: Vec<(Dense, Dense)> = if cfg.dual_fusion {
-            let (mut zu, mut zi) = (br.eu.clone(), br.ei.clone());
-            zu.add_assign(&br.hu);
-            zi.add_assign(&br.hi);
-            vec![(zu, zi)]
-        } else {
-            vec![(br.eu.clone(), br.ei.clone()), (br.hu.clone(), br.hi.clone())]
-        };
         let (mut d_eu, mut d_ei) = (Dense::zeros(m, d), Dense::zeros(n, d));
-        let (mut d_hu, mut d_hi) = (Dense::zeros(m, d), Dense::zeros(n, d));
-        let mut l_bpr = 0.0;
-        for (v, (xu, xi)) in views.iter().enumerate() {
-            let pos: Vec<f32> = batch.iter().map(|&(u, i, _)| dot(xu.row(u as usize), xi.row(i as usize))).collect();
-            let neg: Vec<f32> = batch.iter().map(|&(u, _, j)| dot(xu.row(u as usize), xi.row(j as usize))).collect();
-            let (l, dpos, dneg) = losses::bpr(&pos, &neg);
-            l_bpr += l;
-            let (mut d_xu, mut d_xi) = (Dense::zeros(m, d), Dense::zeros(n, d));
-            for (k, &(u, i, j)) in batch.iter().enumerate() {
-                let (u, i, j) = (u as usize, i as usize, j as usize);
-                for c in 0..d {
-                    d_xu.data[u * d + c] += dpos[k] * xi.data[i * d + c] + dneg[k] * xi.data[j * d + c];
-                    d_xi.data[i * d + c] += dpos[k] * xu.data[u * d + c];
-                    d_xi.data[j * d + c] += dneg[k] * xu.data[u * d + c];
-                }
-            }
-            // Eq. (17): z = e + h sends d_z to both views; a late-fused branch only to its own.
-            if cfg.dual_fusion || v == 0 {
-                d_eu.add_assign(&d_xu);
-                d_ei.add_assign(&d_xi);
-            }
-            if cfg.dual_fusion || v == 1 {
-                d_hu.add_assign(&d_xu);
-                d_hi.add_assign(&d_xi);
-            }
+        let (mut d_hu, mut d_hi);
+        let mut l_bpr;
+        if cfg.dual_fusion {
+            // Without an item graph h = 0, so z = e needs no sum.
+            let z = graph.as_ref().map(|_| {
+                let (mut zu, mut zi) = (br.eu.clone(), br.ei.clone());
+                zu.add_assign(&br.hu);
+                zi.add_assign(&br.hi);
+                (zu, zi)
+            });
+            let (xu, xi) = z.as_ref().map_or((&br.eu, &br.ei), |(zu, zi)| (zu, zi));
+            l_bpr = bpr_view(batch, xu, xi, &mut d_eu, &mut d_ei);
+            (d_hu, d_hi) =
+                if graph.is_some() { (d_eu.clone(), d_ei.clone()) } else { (Dense::zeros(m, d), Dense::zeros(n, d)) };
+        } else {
+            (d_hu, d_hi) = (Dense::zeros(m, d), Dense::zeros(n, d));
+            l_bpr = bpr_view(batch, &br.eu, &br.ei, &mut d_eu, &mut d_ei);
+            l_bpr += bpr_view(batch, &br.hu, &br.hi, &mut d_hu, &mut d_hi);
         }
         // Eq. (19)
         let use_cl = cfg.uses_contrastive();
@@ -594,9 +589,10 @@ impl Engine for CpuEngine {
         let tb = Instant::now();
         let d_e = Dense::vcat(&d_eu, &d_ei);
         let ws = self.gcn_weights();
-        let (d_h0, d_ws) = interaction_graph::backward(&self.adj, &ws, cfg.sigma, cfg.readout, &gcn_cache, &d_e);
-        self.g[ue].add_assign(&d_h0.rows_range(0, m));
-        self.g[ie].add_assign(&d_h0.rows_range(m, m + n));
+        let (d_h0, d_ws) = interaction_graph::backward(&self.adj, &ws, cfg.sigma, cfg.readout, &gcn_cache, d_e);
+        let (d_user, d_item) = d_h0.data.split_at(m * d);
+        self.g[ue].data.par_iter_mut().zip(d_user).for_each(|(g, v)| *g += v);
+        self.g[ie].data.par_iter_mut().zip(d_item).for_each(|(g, v)| *g += v);
         for (l, dw) in d_ws.iter().enumerate().take(cfg.n_gcn_weights()) {
             let k = self.ix(&format!("w_gcn.{l}"));
             self.g[k].add_assign(dw);
@@ -662,13 +658,20 @@ impl Engine for CpuEngine {
         let (b1, b2, lr) = (b1 as f32, b2 as f32, lr as f32);
         for k in 0..self.p.len() {
             let (p, g, m1, m2) = (&mut self.p[k], &self.g[k], &mut self.m1[k], &mut self.m2[k]);
-            p.data.par_iter_mut().zip(&g.data).zip(m1.data.par_iter_mut().zip(m2.data.par_iter_mut())).for_each(
-                |((p, &g), (m, v))| {
-                    *m = b1 * *m + (1.0 - b1) * g;
-                    *v = b2 * *v + (1.0 - b2) * g * g;
-                    *p -= lr * (*m / c1) / ((*v / c2).sqrt() + eps);
-                },
-            );
+            // Chunks with a plain indexed loop inside, so that the update vectorises (an
+            // element-wise rayon zip of four iterators did not).
+            const CHUNK: usize = 1 << 14;
+            p.data
+                .par_chunks_mut(CHUNK)
+                .zip(g.data.par_chunks(CHUNK))
+                .zip(m1.data.par_chunks_mut(CHUNK).zip(m2.data.par_chunks_mut(CHUNK)))
+                .for_each(|((p, g), (m, v))| {
+                    for k in 0..p.len() {
+                        m[k] = b1 * m[k] + (1.0 - b1) * g[k];
+                        v[k] = b2 * v[k] + (1.0 - b2) * g[k] * g[k];
+                        p[k] -= lr * (m[k] / c1) / ((v[k] / c2).sqrt() + eps);
+                    }
+                });
         }
         self.times.optimiser += t.elapsed();
     }
