@@ -4,7 +4,8 @@
 //! saved log-sum-exp of its rows. Same function as `crane_reference::attention` (tested for
 //! parity on small N with every block size, and with the whole model in `tests/parity.rs`).
 
-use super::ops::{fast_exp, gemm, mm, mm_tn_tall, Dense};
+use super::ops::{gemm, mm, mm_tn_tall, Dense};
+use super::simd;
 use faer::mat::{MatMut, MatRef};
 use faer::{Accum, Par};
 use rayon::prelude::*;
@@ -25,35 +26,6 @@ pub struct MhaCache {
     v: Dense,
     o: Dense,
     lse: Vec<f32>,
-}
-
-/// Lanes of independent f32 partial sums (vectorisable), added in f64 at the end.
-const LANES: usize = 16;
-
-/// `Σ f(x_i)` over a row in [`LANES`] f32 lanes.
-fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f64 {
-    let mut acc = [0f32; LANES];
-    let chunks = x.chunks_exact(LANES);
-    let rest: f64 = chunks.remainder().iter().map(|&v| f(v) as f64).sum();
-    for c in chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a += f(v);
-        }
-    }
-    acc.iter().map(|&a| a as f64).sum::<f64>() + rest
-}
-
-/// `Σ a_i b_i` in [`LANES`] f32 lanes.
-fn lane_dot(a: &[f32], b: &[f32]) -> f64 {
-    let mut acc = [0f32; LANES];
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let rest: f64 = ca.remainder().iter().zip(cb.remainder()).map(|(&x, &y)| x as f64 * y as f64).sum();
-    for (x, y) in ca.zip(cb) {
-        for k in 0..LANES {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    acc.iter().map(|&v| v as f64).sum::<f64>() + rest
 }
 
 fn linear(x: &Dense, w: &Dense, b: &Dense) -> Dense {
@@ -99,18 +71,7 @@ pub fn forward(x: &Dense, p: &Mha, block: usize) -> (Dense, MhaCache) {
         for s in (0..n).step_by(block) {
             let e = (s + block).min(n);
             scores(&qh, &kh, s, e, scale, &mut buf);
-            let l: Vec<f32> = buf[..(e - s) * n]
-                .par_chunks_mut(n)
-                .map(|row| {
-                    // Separate passes, each vectorisable: max, exp, sum, scale.
-                    let mx = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-                    row.iter_mut().for_each(|v| *v = fast_exp(*v - mx));
-                    let z = lane_sum(row, |v| v);
-                    let inv = (1.0 / z) as f32;
-                    row.iter_mut().for_each(|v| *v *= inv);
-                    mx + z.ln() as f32
-                })
-                .collect();
+            let l: Vec<f32> = buf[..(e - s) * n].par_chunks_mut(n).map(simd::softmax_row).collect();
             for (r, lv) in l.into_iter().enumerate() {
                 lse[(s + r) * p.heads + h] = lv;
             }
@@ -144,8 +105,7 @@ pub fn backward(p: &Mha, c: &MhaCache, dy: &Dense, block: usize) -> (Dense, [Den
             let b = e - s;
             scores(&qh, &kh, s, e, scale, &mut pbuf);
             pbuf[..b * n].par_chunks_mut(n).enumerate().for_each(|(r, row)| {
-                let l = c.lse[(s + r) * p.heads + h];
-                row.iter_mut().for_each(|v| *v = fast_exp(*v - l));
+                simd::exp_shift(row, c.lse[(s + r) * p.heads + h]);
             });
             let do_b = MatRef::from_row_major_slice(&doh.data[s * dh..e * dh], b, dh);
             // dP = dO_b Vᵀ [b, N].
@@ -158,10 +118,10 @@ pub fn backward(p: &Mha, c: &MhaCache, dy: &Dense, block: usize) -> (Dense, [Den
                 Par::rayon(0),
             );
             // dS = P ⊙ (dP − D), D_i = Σ_j P_ij dP_ij.
-            dbuf[..b * n].par_chunks_mut(n).zip(pbuf[..b * n].par_chunks(n)).for_each(|(ds, pr)| {
-                let di = lane_dot(ds, pr) as f32;
-                ds.iter_mut().zip(pr).for_each(|(x, &pv)| *x = pv * (*x - di));
-            });
+            dbuf[..b * n]
+                .par_chunks_mut(n)
+                .zip(pbuf[..b * n].par_chunks(n))
+                .for_each(|(ds, pr)| simd::softmax_backward_row(ds, pr));
             let ds = MatRef::from_row_major_slice(&dbuf[..b * n], b, n);
             let pm = MatRef::from_row_major_slice(&pbuf[..b * n], b, n);
             let q_b = MatRef::from_row_major_slice(&qh.data[s * dh..e * dh], b, dh);

@@ -10,6 +10,7 @@ pub mod item_graph;
 pub mod losses;
 pub mod ops;
 pub mod rca;
+pub mod simd;
 pub mod user_profiles;
 
 use super::{Engine, ModelInputs, OptimiserState, StageTimes};

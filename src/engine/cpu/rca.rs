@@ -9,7 +9,8 @@
 //!
 //! Memory is O((M+N) · b) for the blocks plus O((M+N) · d_f) per saved tensor.
 
-use super::ops::{fast_tanh, gemm, mm, mm_tn_tall, Dense};
+use super::ops::{gemm, mm, mm_tn_tall, Dense};
+use super::simd;
 use faer::mat::{MatMut, MatRef};
 use faer::{Accum, Par};
 use rayon::prelude::*;
@@ -69,7 +70,7 @@ fn corr_block(x: &Dense, p: &Dense, s: usize, e: usize, buf: &mut [f32]) {
         1.0,
         Par::rayon(0),
     );
-    buf[..(e - s) * n].par_chunks_mut(4096).for_each(|c| c.iter_mut().for_each(|v| *v = fast_tanh(*v)));
+    buf[..(e - s) * n].par_chunks_mut(4096).for_each(simd::tanh_in_place);
 }
 
 /// `G = tanh(X Pᵀ) X`, `[n, f]`, in row blocks.
@@ -104,9 +105,10 @@ pub fn correlate_blocked_backward(x: &Dense, p: &Dense, d_g: &Dense, block: usiz
             let dc = MatMut::from_row_major_slice_mut(&mut dbuf[..b * n], b, n);
             faer::linalg::matmul::matmul(dc, Accum::Replace, dg_r, x.view().transpose(), 1.0, Par::rayon(0));
         }
-        dbuf[..b * n].par_chunks_mut(4096).zip(cbuf[..b * n].par_chunks(4096)).for_each(|(d, c)| {
-            d.iter_mut().zip(c).for_each(|(g, t)| *g *= 1.0 - t * t);
-        });
+        dbuf[..b * n]
+            .par_chunks_mut(4096)
+            .zip(cbuf[..b * n].par_chunks(4096))
+            .for_each(|(d, c)| simd::mul_one_minus_sq(d, c));
         let dq = MatRef::from_row_major_slice(&dbuf[..b * n], b, n);
         faer::linalg::matmul::matmul(rows_of_mut(&mut dx, s, e), Accum::Add, dq, p.view(), 1.0, Par::rayon(0));
         faer::linalg::matmul::matmul(dp.view_mut(), Accum::Add, dq.transpose(), rows_of(x, s, e), 1.0, Par::rayon(0));
