@@ -66,7 +66,28 @@ pub fn device(cfg: &TrainConfig) -> String {
                 .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
         })
         .unwrap_or_else(|| "unknown CPU".into());
-    format!("{:?} engine on {cpu} ({} threads)", cfg.engine, rayon::current_num_threads())
+    format!("{:?} engine on {cpu} ({} threads; {})", cfg.engine, rayon::current_num_threads(), vector_units())
+}
+
+/// The CPU's vector extensions that matter for speed. CPUs that `/proc/cpuinfo` names alike
+/// ("AMD EPYC") differ here, and per-epoch times with them: CRANE's Baby epoch took 38 s on a
+/// 2-core EPYC with AVX-512 and 66 s on one without (docs/BENCHMARKS.md).
+fn vector_units() -> String {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx512 = std::arch::is_x86_feature_detected!("avx512f");
+        let avx2 = std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
+        format!(
+            "{}{}; element-wise kernels: {}",
+            if avx512 { "AVX-512, " } else { "no AVX-512, " },
+            if avx2 { "AVX2+FMA" } else { "no AVX2" },
+            if crate::engine::cpu::simd::avx2_in_use() { "AVX2" } else { "baseline SSE2" }
+        )
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        "non-x86 CPU".to_string()
+    }
 }
 
 /// Size and sha256 of a file, streamed.
