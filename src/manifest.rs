@@ -76,7 +76,7 @@ fn vector_units() -> String {
     #[cfg(target_arch = "x86_64")]
     {
         let avx512 = std::arch::is_x86_feature_detected!("avx512f");
-        let avx2 = std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
+        let avx2 = crate::engine::cpu::simd::cpu_has_avx2_fma();
         format!(
             "{}{}; element-wise kernels: {}",
             if avx512 { "AVX-512, " } else { "no AVX-512, " },

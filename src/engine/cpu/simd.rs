@@ -37,11 +37,13 @@ macro_rules! dispatch {
 #[cfg(target_arch = "x86_64")]
 fn use_avx2() -> bool {
     static USE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *USE.get_or_init(|| {
-        std::env::var_os("CRANE_NO_AVX2").is_none()
-            && std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-    })
+    *USE.get_or_init(|| std::env::var_os("CRANE_NO_AVX2").is_none() && cpu_has_avx2_fma())
+}
+
+/// Whether this CPU has AVX2 and FMA (whatever `CRANE_NO_AVX2` says).
+#[cfg(target_arch = "x86_64")]
+pub fn cpu_has_avx2_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
 /// Whether the AVX2 builds are in use (for reports and tests).
