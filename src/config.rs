@@ -47,6 +47,12 @@ pub struct TrainConfig {
     /// to run fast (docs/BENCHMARKS.md: 39-row blocks 1.6x slower than 633-row ones at Baby;
     /// the measured Electronics epoch used 262-row blocks). 0 leaves `block_mb` alone.
     pub min_block_rows: usize,
+    /// Query rows per block of crane-code's attention (CPU engine): each block's `[rows, N]`
+    /// score and gradient buffers should stay in the last-level cache. On real Baby (N = 7,050,
+    /// 2 threads) 64-128 rows ran an attention forward + backward in 1.0-1.15 s against 1.70 s
+    /// for the 2,379 rows that `block_mb` gives (docs/BENCHMARKS.md). 0 derives the rows from
+    /// `block_mb` as RCA does.
+    pub attention_block_rows: usize,
     /// Compare validation Recall@20 rounded to 4 decimals (MMRec's convention).
     pub round_metric: bool,
     /// GPU engine: cuBLAS products on TF32 tensor cores (inputs rounded to 10-bit mantissas;
@@ -71,6 +77,7 @@ impl Default for TrainConfig {
             round_metric: false,
             block_mb: 64,
             min_block_rows: 256,
+            attention_block_rows: 128,
             tf32: false,
             model: ModelConfig::default(),
         }

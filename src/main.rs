@@ -96,6 +96,9 @@ enum Command {
         /// MB per [block, N] buffer.
         #[arg(long, default_value_t = 64)]
         block_mb: usize,
+        /// Rows per block instead of --block-mb.
+        #[arg(long)]
+        block_rows: Option<usize>,
     },
     /// Train every point of a hyper-parameter grid (one seed) and select on validation
     /// Recall@20; writes grid.md and grid.csv. Finished points are kept.
@@ -531,7 +534,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::BenchAttention { items, dim, heads, block_mb } => {
+        Command::BenchAttention { items, dim, heads, block_mb, block_rows } => {
             use crane::engine::cpu::{attention, ops::Dense};
             if heads == 0 || dim % heads != 0 || items == 0 {
                 return Err(CraneError::config("--heads/--dim/--items", "heads must divide dim; items positive"));
@@ -546,7 +549,7 @@ fn run(cli: Cli) -> Result<()> {
             let b: Vec<Dense> = (0..4).map(|k| rnd(1, dim, 20 + k)).collect();
             let dy = rnd(items, dim, 3);
             let p = attention::Mha { w: [&w[0], &w[1], &w[2], &w[3]], b: [&b[0], &b[1], &b[2], &b[3]], heads };
-            let block = crane::engine::cpu::rca::block_rows(items, block_mb << 20);
+            let block = block_rows.unwrap_or_else(|| crane::engine::cpu::rca::block_rows(items, block_mb << 20));
             let before = crane::train::peak_memory_mb();
             let t0 = std::time::Instant::now();
             let (y, cache) = attention::forward(&x, &p, block);
@@ -557,7 +560,10 @@ fn run(cli: Cli) -> Result<()> {
             let n = items as f64;
             // Forward: QKᵀ and PV per head; backward: QKᵀ again, dP, dQ, dK, dV.
             let (f_fwd, f_bwd) = (2.0 * 2.0 * n * n * dh * heads as f64, 5.0 * 2.0 * n * n * dh * heads as f64);
-            println!("attention over {items} items, d = {dim}, {heads} heads, block {block} rows ({block_mb} MB)");
+            println!(
+                "attention over {items} items, d = {dim}, {heads} heads, block {block} rows ({:.2} MB)",
+                (block * items * 4) as f64 / (1 << 20) as f64
+            );
             println!("forward   {:.2} s ({:.1} GFLOP/s)", t1.as_secs_f64(), f_fwd / t1.as_secs_f64() / 1e9);
             println!("backward  {:.2} s ({:.1} GFLOP/s)", t2.as_secs_f64(), f_bwd / t2.as_secs_f64() / 1e9);
             println!(

@@ -6,7 +6,7 @@
 
 use crate::config::TrainConfig;
 use crate::data::Dataset;
-use crane_reference::config::{Fusion, ItemGraphSource};
+use crane_reference::config::{Fusion, ItemGraphInput, ItemGraphSource};
 
 /// The process before any table: binary, allocator, thread pools.
 const BASE_MB: f64 = 30.0;
@@ -47,6 +47,16 @@ pub fn estimate_peak_mb(ds: &Dataset, cfg: &TrainConfig) -> f64 {
             bytes += 2.0 * (cfg.block_mb as f64 * 1048576.0).min(items * items * 4.0);
         }
         el += 4.0 * items * df * 2.0;
+    }
+    if m.item_graph && m.item_graph_input == ItemGraphInput::Attention {
+        // crane-code's attention per modality: the cache (input, Q, K, V, head outputs) and its
+        // gradients; one modality's `[rows, N]` score and gradient buffers at a time.
+        el += 2.0 * 10.0 * items * df;
+        let rows = match cfg.attention_block_rows {
+            0 => crate::engine::cpu::rca::block_rows(items as usize, cfg.block_mb << 20),
+            r => r.min(items as usize),
+        };
+        bytes += 2.0 * rows as f64 * items * 4.0;
     }
     if m.item_graph {
         // S̃, S̃ᵀ and their caches, h layers.

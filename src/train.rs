@@ -97,7 +97,8 @@ pub fn build_engine(ds: &Dataset, cfg: &TrainConfig) -> Result<Box<dyn Engine>> 
         EngineKind::Cpu => Box::new(
             CpuEngine::new(&inputs, &cfg.model, &params)?
                 .with_block_bytes(cfg.block_mb << 20)
-                .with_min_block_rows(cfg.min_block_rows),
+                .with_min_block_rows(cfg.min_block_rows)
+                .with_attention_block_rows(cfg.attention_block_rows),
         ),
         EngineKind::Reference => Box::new(ReferenceEngine::new(&inputs, &cfg.model, params)?),
         EngineKind::Gpu => {

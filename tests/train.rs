@@ -165,3 +165,30 @@ fn gpu_engine_on_host_ops_trains_like_the_cpu_engine() {
         assert!((ra - rb).abs() <= 0.02, "{preset}: test R@20 {ra} vs {rb}");
     }
 }
+
+#[test]
+fn crane_code_attention_block_rows_change_only_round_off_and_the_memory_estimate() {
+    // The attention's query-row blocks are a memory/speed setting: the same run with 1-row,
+    // 7-row and `block_mb`-derived blocks (0) must train the same model up to f32 round-off.
+    let ds = tiny_dataset("attention-blocks");
+    let run = |rows: usize| {
+        let sets = ["model_preset=crane-code".to_string(), "epochs=2".into(), format!("attention_block_rows={rows}")];
+        let cfg = resolve(dataset_preset("tiny").unwrap(), "tiny", &sets).unwrap();
+        (train(&ds, &cfg, None, false).unwrap(), crane::memory::estimate_peak_mb(&ds, &cfg))
+    };
+    let (base, est0) = run(0);
+    for rows in [1, 7] {
+        let (r, est) = run(rows);
+        for (a, b) in base.history.iter().zip(&r.history) {
+            assert!((a.loss - b.loss).abs() <= 1e-4 * a.loss.abs(), "rows {rows}: loss {} vs {}", b.loss, a.loss);
+        }
+        let r20 = |x: &crane::train::RunResult| x.test.get("recall", 20).unwrap();
+        assert!((r20(&base) - r20(&r)).abs() < 0.02, "rows {rows}: test R@20 {} vs {}", r20(&r), r20(&base));
+        // Two [rows, N] f32 buffers: the estimate follows the setting exactly.
+        let n = ds.n_items;
+        let full = crane::engine::cpu::rca::block_rows(n, TrainConfig::default().block_mb << 20);
+        let want = 2.0 * (rows as f64 - full as f64) * n as f64 * 4.0 / 1048576.0;
+        assert!((est - est0 - want).abs() < 1e-9, "rows {rows}: estimate {est} vs {est0} (+{want} MB)");
+    }
+    assert_eq!(TrainConfig::default().attention_block_rows, 128);
+}

@@ -58,6 +58,7 @@ pub struct CpuEngine {
     graph: Option<KnnGraph>,
     block_bytes: usize,
     min_block_rows: usize,
+    attention_block_rows: usize,
     z: Option<(Dense, Dense)>,
     times: StageTimes,
 }
@@ -111,6 +112,7 @@ impl CpuEngine {
             graph: None,
             block_bytes: DEFAULT_BLOCK_BYTES,
             min_block_rows: 0,
+            attention_block_rows: 0,
             z: None,
             times: StageTimes::default(),
         })
@@ -126,6 +128,21 @@ impl CpuEngine {
     pub fn with_min_block_rows(mut self, rows: usize) -> Self {
         self.min_block_rows = rows;
         self
+    }
+
+    /// Sets the query rows per block of crane-code's attention (`TrainConfig::attention_block_rows`);
+    /// 0 derives them from the block bytes like RCA's.
+    pub fn with_attention_block_rows(mut self, rows: usize) -> Self {
+        self.attention_block_rows = rows;
+        self
+    }
+
+    /// Query rows per attention block `[b, N]`.
+    fn attention_block_rows(&self) -> usize {
+        match self.attention_block_rows {
+            0 => rca::block_rows(self.n, self.block_bytes),
+            r => r.min(self.n.max(1)),
+        }
     }
 
     /// Rows per RCA block `[b, M+N]`.
@@ -337,7 +354,7 @@ impl CpuEngine {
     /// h^(0) of the authors' code: the mean over present modalities of the blocked attention
     /// of the projected features `[N, d]`, with the caches of its backward.
     fn attention_input(&self) -> (Dense, Vec<(usize, attention::MhaCache)>) {
-        let block = rca::block_rows(self.n, self.block_bytes);
+        let block = self.attention_block_rows();
         let present: Vec<usize> = (0..2).filter(|&m| self.feats[m].cols > 0).collect();
         let mut h0 = Dense::zeros(self.n, self.cfg.feature_dim);
         let mut caches = Vec::new();
@@ -569,7 +586,7 @@ impl Engine for CpuEngine {
                     let caches = &br.att.as_ref().expect("attention caches").0;
                     let mut d_y = d_h0.clone();
                     d_y.scale(1.0 / caches.len() as f32);
-                    let block = rca::block_rows(self.n, self.block_bytes);
+                    let block = self.attention_block_rows();
                     for (m, c) in caches {
                         let (d_x, dw, db) = attention::backward(&self.mha(), c, &d_y, block);
                         let sums = attention::input_col_sums(&self.mha(), &db);
