@@ -47,11 +47,10 @@ pub struct TrainConfig {
     /// to run fast (docs/BENCHMARKS.md: 39-row blocks 1.6x slower than 633-row ones at Baby;
     /// the measured Electronics epoch used 262-row blocks). 0 leaves `block_mb` alone.
     pub min_block_rows: usize,
-    /// Query rows per block of crane-code's attention (CPU engine): each block's `[rows, N]`
-    /// score and gradient buffers should stay in the last-level cache. On real Baby (N = 7,050,
-    /// 2 threads) 64-128 rows ran an attention forward + backward in 1.0-1.15 s against 1.70 s
-    /// for the 2,379 rows that `block_mb` gives (docs/BENCHMARKS.md). 0 derives the rows from
-    /// `block_mb` as RCA does.
+    /// Query rows per task of crane-code's fused attention (CPU engine): each task walks all
+    /// keys in tiles of `attention::KEY_TILE`, holding two `[rows, tile]` f32 tiles (in L2 at
+    /// 128 rows). 0 derives the rows from `block_mb` as RCA does (2,379 rows at Baby, which
+    /// suited the earlier `[rows, N]` buffers least: docs/BENCHMARKS.md).
     pub attention_block_rows: usize,
     /// Compare validation Recall@20 rounded to 4 decimals (MMRec's convention).
     pub round_metric: bool,

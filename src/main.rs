@@ -99,6 +99,9 @@ enum Command {
         /// Rows per block instead of --block-mb.
         #[arg(long)]
         block_rows: Option<usize>,
+        /// Keys per tile of the fused kernels.
+        #[arg(long, default_value_t = crane::engine::cpu::attention::KEY_TILE)]
+        key_tile: usize,
     },
     /// Train every point of a hyper-parameter grid (one seed) and select on validation
     /// Recall@20; writes grid.md and grid.csv. Finished points are kept.
@@ -534,7 +537,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::BenchAttention { items, dim, heads, block_mb, block_rows } => {
+        Command::BenchAttention { items, dim, heads, block_mb, block_rows, key_tile } => {
             use crane::engine::cpu::{attention, ops::Dense};
             if heads == 0 || dim % heads != 0 || items == 0 {
                 return Err(CraneError::config("--heads/--dim/--items", "heads must divide dim; items positive"));
@@ -552,16 +555,16 @@ fn run(cli: Cli) -> Result<()> {
             let block = block_rows.unwrap_or_else(|| crane::engine::cpu::rca::block_rows(items, block_mb << 20));
             let before = crane::train::peak_memory_mb();
             let t0 = std::time::Instant::now();
-            let (y, cache) = attention::forward(&x, &p, block);
+            let (y, cache) = attention::forward_tiled(&x, &p, block, key_tile);
             let t1 = t0.elapsed();
-            let (dx, _, _) = attention::backward(&p, &cache, &dy, block);
+            let (dx, _, _) = attention::backward_tiled(&p, &cache, &dy, block, key_tile);
             let t2 = t0.elapsed() - t1;
             let dh = (dim / heads) as f64;
             let n = items as f64;
             // Forward: QKᵀ and PV per head; backward: QKᵀ again, dP, dQ, dK, dV.
             let (f_fwd, f_bwd) = (2.0 * 2.0 * n * n * dh * heads as f64, 5.0 * 2.0 * n * n * dh * heads as f64);
             println!(
-                "attention over {items} items, d = {dim}, {heads} heads, block {block} rows ({:.2} MB)",
+                "attention over {items} items, d = {dim}, {heads} heads, block {block} rows ({:.2} MB), {key_tile} keys per tile",
                 (block * items * 4) as f64 / (1 << 20) as f64
             );
             println!("forward   {:.2} s ({:.1} GFLOP/s)", t1.as_secs_f64(), f_fwd / t1.as_secs_f64() / 1e9);

@@ -50,13 +50,18 @@ pub fn estimate_peak_mb(ds: &Dataset, cfg: &TrainConfig) -> f64 {
     }
     if m.item_graph && m.item_graph_input == ItemGraphInput::Attention {
         // crane-code's attention per modality: the cache (input, Q, K, V, head outputs) and its
-        // gradients; one modality's `[rows, N]` score and gradient buffers at a time.
+        // gradients; one modality's backward at a time: per-head copies of Q, Kᵀ, Vᵀ, dO, the
+        // key and value gradients of each group of row blocks, and two `[rows, tile]` tiles
+        // per thread.
+        use crate::engine::cpu::attention::{GROUPS, KEY_TILE};
         el += 2.0 * 10.0 * items * df;
+        el += 4.0 * items * df + 2.0 * GROUPS as f64 * items * df;
         let rows = match cfg.attention_block_rows {
             0 => crate::engine::cpu::rca::block_rows(items as usize, cfg.block_mb << 20),
             r => r.min(items as usize),
         };
-        bytes += 2.0 * rows as f64 * items * 4.0;
+        let tile = KEY_TILE.min(items as usize);
+        el += 2.0 * (rayon::current_num_threads() * rows * tile) as f64;
     }
     if m.item_graph {
         // S̃, S̃ᵀ and their caches, h layers.

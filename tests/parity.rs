@@ -459,44 +459,88 @@ fn tall_transposed_product_equals_the_plain_one() {
     }
 }
 
-/// The blocked attention of the CPU engine equals the dense reference for every block size,
-/// forward and backward (the authors' code holds the [N, N] matrices; crane never does).
+/// The fused, tiled attention of the CPU engine equals the dense reference for every query
+/// block and key tile (tiles smaller than N exercise the online softmax across tiles), forward
+/// and backward (the authors' code holds the [N, N] matrices; crane never does). The second
+/// shape has the heads of width 16 of crane-code, so the register-blocked paths run full.
 #[test]
 fn blocked_attention_equals_dense_reference_for_every_block_size() {
-    use crane::engine::cpu::attention::{backward, forward, Mha};
+    use crane::engine::cpu::attention::{backward_tiled, forward_tiled, Mha};
     use crane::engine::cpu::ops::Dense;
     use crane_reference::attention::{mha, mha_backward, MhaParams};
-    let (n, d, heads) = (23, 8, 4);
-    let mut r = ChaCha8Rng::seed_from_u64(17);
-    let mut rnd =
-        |rows: usize, cols: usize, s: f64| faer::Mat::<f64>::from_fn(rows, cols, |_, _| s * (r.random::<f64>() - 0.5));
-    let x = rnd(n, d, 2.0);
-    let w: [faer::Mat<f64>; 4] = std::array::from_fn(|_| rnd(d, d, 1.0));
-    let b: [faer::Mat<f64>; 4] = std::array::from_fn(|_| rnd(1, d, 0.5));
-    let dy = rnd(n, d, 1.0);
-    let rp = MhaParams { w: std::array::from_fn(|k| &w[k]), b: std::array::from_fn(|k| &b[k]), heads };
-    let (y_ref, cache) = mha(&x, &rp);
-    let (dx_ref, dw_ref, db_ref) = mha_backward(&rp, &cache, &dy);
-    let (wf, bf): (Vec<Dense>, Vec<Dense>) =
-        (w.iter().map(Dense::from_mat).collect(), b.iter().map(Dense::from_mat).collect());
-    let p = Mha { w: std::array::from_fn(|k| &wf[k]), b: std::array::from_fn(|k| &bf[k]), heads };
-    let close = |what: String, got: &Dense, want: &faer::Mat<f64>| {
-        let err = rel_error(&got.to_mat(), want);
-        assert!(err <= TOL, "{what}: relative error {err:.2e}");
-    };
-    for block in [1, 2, 5, 22, 23, 64] {
-        let (y, c) = forward(&Dense::from_mat(&x), &p, block);
-        close(format!("block {block}: y"), &y, &y_ref);
-        let (dx, dw, db) = backward(&p, &c, &Dense::from_mat(&dy), block);
-        close(format!("block {block}: dx"), &dx, &dx_ref);
-        for k in 0..4 {
-            close(format!("block {block}: dW[{k}]"), &dw[k], &dw_ref[k]);
-            if k != 1 {
-                close(format!("block {block}: db[{k}]"), &db[k], &db_ref[k]);
-            } else {
-                let worst = db[1].data.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-                assert!(worst < 1e-5, "db_k is zero up to round-off, got {worst}");
+    // (N, d, heads, [(query rows per block, keys per tile)]).
+    type Shape = (usize, usize, usize, &'static [(usize, usize)]);
+    let shapes: [Shape; 2] = [
+        (23, 8, 4, &[(1, 1), (2, 3), (5, 8), (22, 23), (23, 256), (64, 5), (7, 22)]),
+        (150, 64, 4, &[(7, 33), (128, 256), (150, 64), (3, 150)]),
+    ];
+    for (n, d, heads, tilings) in shapes {
+        let mut r = ChaCha8Rng::seed_from_u64(17);
+        let mut rnd = |rows: usize, cols: usize, s: f64| {
+            faer::Mat::<f64>::from_fn(rows, cols, |_, _| s * (r.random::<f64>() - 0.5))
+        };
+        let x = rnd(n, d, 2.0);
+        let w: [faer::Mat<f64>; 4] = std::array::from_fn(|_| rnd(d, d, 1.0));
+        let b: [faer::Mat<f64>; 4] = std::array::from_fn(|_| rnd(1, d, 0.5));
+        let dy = rnd(n, d, 1.0);
+        let rp = MhaParams { w: std::array::from_fn(|k| &w[k]), b: std::array::from_fn(|k| &b[k]), heads };
+        let (y_ref, cache) = mha(&x, &rp);
+        let (dx_ref, dw_ref, db_ref) = mha_backward(&rp, &cache, &dy);
+        let (wf, bf): (Vec<Dense>, Vec<Dense>) =
+            (w.iter().map(Dense::from_mat).collect(), b.iter().map(Dense::from_mat).collect());
+        let p = Mha { w: std::array::from_fn(|k| &wf[k]), b: std::array::from_fn(|k| &bf[k]), heads };
+        let close = |what: String, got: &Dense, want: &faer::Mat<f64>| {
+            let err = rel_error(&got.to_mat(), want);
+            assert!(err <= TOL, "N = {n}, {what}: relative error {err:.2e}");
+        };
+        for &(block, keys) in tilings {
+            let (y, c) = forward_tiled(&Dense::from_mat(&x), &p, block, keys);
+            close(format!("block {block}, tile {keys}: y"), &y, &y_ref);
+            let (dx, dw, db) = backward_tiled(&p, &c, &Dense::from_mat(&dy), block, keys);
+            close(format!("block {block}, tile {keys}: dx"), &dx, &dx_ref);
+            for k in 0..4 {
+                close(format!("block {block}, tile {keys}: dW[{k}]"), &dw[k], &dw_ref[k]);
+                if k != 1 {
+                    close(format!("block {block}, tile {keys}: db[{k}]"), &db[k], &db_ref[k]);
+                } else {
+                    let worst = db[1].data.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                    assert!(worst < 1e-5, "db_k is zero up to round-off, got {worst}");
+                }
             }
         }
+    }
+}
+
+/// The attention's result does not depend on the thread count: its backward sums the key and
+/// value gradients of fixed groups of row blocks in a fixed order.
+#[test]
+fn tiled_attention_is_bit_identical_for_any_thread_count() {
+    use crane::engine::cpu::attention::{backward, forward, Mha};
+    use crane::engine::cpu::ops::Dense;
+    let (n, d, heads) = (301, 64, 4);
+    let mut r = ChaCha8Rng::seed_from_u64(5);
+    let mut rnd = |rows: usize, cols: usize| {
+        let v: Vec<f32> = (0..rows * cols).map(|_| r.random::<f32>() - 0.5).collect();
+        Dense::from_fn(rows, cols, |i, j| v[i * cols + j])
+    };
+    let x = rnd(n, d);
+    let w: Vec<Dense> = (0..4).map(|_| rnd(d, d)).collect();
+    let b: Vec<Dense> = (0..4).map(|_| rnd(1, d)).collect();
+    let dy = rnd(n, d);
+    let p = Mha { w: std::array::from_fn(|k| &w[k]), b: std::array::from_fn(|k| &b[k]), heads };
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let (y, c) = forward(&x, &p, 16);
+            let (dx, dw, db) = backward(&p, &c, &dy, 16);
+            (y, dx, dw, db)
+        })
+    };
+    let one = run(1);
+    for threads in [2, 3] {
+        let many = run(threads);
+        assert!(one.0 == many.0 && one.1 == many.1, "{threads} threads: y or dx differ");
+        assert!(one.2.iter().zip(&many.2).all(|(a, b)| a == b), "{threads} threads: dW differ");
+        assert!(one.3.iter().zip(&many.3).all(|(a, b)| a == b), "{threads} threads: db differ");
     }
 }

@@ -184,11 +184,13 @@ fn crane_code_attention_block_rows_change_only_round_off_and_the_memory_estimate
         }
         let r20 = |x: &crane::train::RunResult| x.test.get("recall", 20).unwrap();
         assert!((r20(&base) - r20(&r)).abs() < 0.02, "rows {rows}: test R@20 {} vs {}", r20(&r), r20(&base));
-        // Two [rows, N] f32 buffers: the estimate follows the setting exactly.
+        // Two [rows, tile] f32 tiles per thread: the estimate follows the setting exactly.
         let n = ds.n_items;
         let full = crane::engine::cpu::rca::block_rows(n, TrainConfig::default().block_mb << 20);
-        let want = 2.0 * (rows as f64 - full as f64) * n as f64 * 4.0 / 1048576.0;
-        assert!((est - est0 - want).abs() < 1e-9, "rows {rows}: estimate {est} vs {est0} (+{want} MB)");
+        let tile = crane::engine::cpu::attention::KEY_TILE.min(n);
+        let per_row = 2.0 * (rayon::current_num_threads() * tile) as f64 * 4.0 / 1048576.0;
+        let want = (rows as f64 - full as f64) * per_row;
+        assert!((est - est0 - want).abs() < 1e-9, "rows {rows}: estimate {est} vs {est0} ({want:+} MB)");
     }
     assert_eq!(TrainConfig::default().attention_block_rows, 128);
 }

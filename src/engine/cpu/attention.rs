@@ -1,14 +1,33 @@
-//! The attention of the authors' code (`crane-code`), blocked: query rows are processed in
-//! blocks of `block` rows, each against all N keys, so memory is O(N · block) instead of the
-//! released code's N² per head. The backward recomputes each block's probabilities from the
-//! saved log-sum-exp of its rows. Same function as `crane_reference::attention` (tested for
-//! parity on small N with every block size, and with the whole model in `tests/parity.rs`).
+//! The attention of the authors' code (`crane-code`), fused and tiled: each task takes a block
+//! of query rows and walks the N keys in tiles of [`KEY_TILE`], so a thread holds one `[rows,
+//! KEY_TILE]` score tile (in L2) and never the released code's N² per head. The forward keeps
+//! a running maximum and sum per row (online softmax) and saves the log-sum-exp; the backward
+//! recomputes each tile's probabilities from it and uses `D_i = Σ_j P_ij dP_ij = dO_i · O_i`,
+//! so it needs no whole row either. Same function as `crane_reference::attention` (tested for
+//! parity on small N with every row block and key tile, and with the whole model in
+//! `tests/parity.rs`).
+//!
+//! Notation: N items, d = `x.cols`, H heads of width `dh = d / H`; per head `Q_h, K_h, V_h`
+//! `[N, dh]`, probabilities `P = softmax(Q_h K_hᵀ / sqrt(dh))` `[N, N]` (never held), head
+//! output `O_h = P V_h`.
 
-use super::ops::{gemm, mm, mm_tn_tall, Dense};
-use super::simd;
-use faer::mat::{MatMut, MatRef};
-use faer::{Accum, Par};
+use super::ops::{fast_exp, gemm, mm, mm_tn_tall, Dense};
+use super::simd::dispatch;
 use rayon::prelude::*;
+
+/// Keys per tile: a `[rows, KEY_TILE]` f32 tile per buffer (128 KB at 128 rows) stays in L2.
+pub const KEY_TILE: usize = 256;
+
+/// Groups of query-row blocks whose `dK`, `dV` are summed separately in the backward (then
+/// added in a fixed order): tasks are (group, head) pairs, so the result does not depend on
+/// the thread count, and there are `GROUPS · H` of them to share between threads.
+pub const GROUPS: usize = 4;
+
+/// Columns per register block of [`acc_rows`] (four AVX2 vectors).
+const CHUNK: usize = 32;
+
+/// Lanes of the dot products of [`acc_dots`] (one AVX2 vector).
+const LANES: usize = 8;
 
 /// `[W_q, W_k, W_v, W_o]` `[d, d]`, biases `[1, d]`, head count.
 pub struct Mha<'a> {
@@ -34,111 +53,338 @@ fn linear(x: &Dense, w: &Dense, b: &Dense) -> Dense {
     y
 }
 
-fn head(m: &Dense, h: usize, dh: usize) -> Dense {
-    Dense::from_fn(m.rows, dh, |i, c| m.data[i * m.cols + h * dh + c])
+/// Head `h` of `m` `[N, d]` as `[N, dh]` row-major, times `s`.
+fn head(m: &Dense, h: usize, dh: usize, s: f32) -> Vec<f32> {
+    m.data.chunks(m.cols).flat_map(|r| r[h * dh..(h + 1) * dh].iter().map(move |v| v * s)).collect()
 }
 
-fn put_head(dst: &mut Dense, src: &Dense, h: usize, dh: usize) {
-    let cols = dst.cols;
-    dst.data
-        .par_chunks_mut(cols)
-        .zip(src.data.par_chunks(dh))
-        .for_each(|(d, s)| d[h * dh..(h + 1) * dh].copy_from_slice(s));
+/// Head `h` of `m` `[N, d]` transposed: `[dh, N]`, so a key tile is contiguous per column.
+fn head_t(m: &Dense, h: usize, dh: usize) -> Vec<f32> {
+    let n = m.rows;
+    let mut t = vec![0f32; dh * n];
+    for (j, r) in m.data.chunks(m.cols).enumerate() {
+        for c in 0..dh {
+            t[c * n + j] = r[h * dh + c];
+        }
+    }
+    t
 }
 
-/// `scale · Q_b Kᵀ` for query rows `[s, e)` into `buf` `[e−s, N]`.
-fn scores(qh: &Dense, kh: &Dense, s: usize, e: usize, scale: f32, buf: &mut [f32]) {
-    let n = kh.rows;
-    let dh = qh.cols;
-    let qv = MatRef::from_row_major_slice(&qh.data[s * dh..e * dh], e - s, dh);
-    let dst = MatMut::from_row_major_slice_mut(&mut buf[..(e - s) * n], e - s, n);
-    faer::linalg::matmul::matmul(dst, Accum::Replace, qv, kh.view().transpose(), scale, Par::rayon(0));
+/// `out[x·ldo + j] (+)= Σ_y a[x·sax + y·say] · b[y·ldb + j]` for `x < nx`, `j < t`, `y < ny`:
+/// rows of `b` combined with weights from `a`, two output rows × [`CHUNK`] columns held in
+/// registers while `y` runs. Scores (`Q Kᵀ` with `b = Kᵀ`), `dP = dO Vᵀ`, and the transposed
+/// key and value gradients (`dKᵀ += (Q)ᵀ dS`, `dVᵀ += dOᵀ P`) all have this shape.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn acc_rows(
+    out: &mut [f32],
+    ldo: usize,
+    nx: usize,
+    t: usize,
+    a: &[f32],
+    sax: usize,
+    say: usize,
+    ny: usize,
+    b: &[f32],
+    ldb: usize,
+    add: bool,
+) {
+    let full = t / CHUNK * CHUNK;
+    for x in (0..nx).step_by(2) {
+        // An odd last row is computed twice into the same place (cheaper than a branch).
+        let x1 = (x + 1).min(nx - 1);
+        for j0 in (0..full).step_by(CHUNK) {
+            let (mut acc0, mut acc1) = ([0f32; CHUNK], [0f32; CHUNK]);
+            for y in 0..ny {
+                let (a0, a1) = (a[x * sax + y * say], a[x1 * sax + y * say]);
+                let br: &[f32; CHUNK] = b[y * ldb + j0..y * ldb + j0 + CHUNK].try_into().expect("chunk");
+                for l in 0..CHUNK {
+                    acc0[l] += a0 * br[l];
+                    acc1[l] += a1 * br[l];
+                }
+            }
+            let acc = [acc0, acc1];
+            for (row, acc) in [x, x1].into_iter().zip(&acc).take(if x1 == x { 1 } else { 2 }) {
+                let o = &mut out[row * ldo + j0..row * ldo + j0 + CHUNK];
+                if add {
+                    o.iter_mut().zip(acc).for_each(|(o, v)| *o += v);
+                } else {
+                    o.copy_from_slice(acc);
+                }
+            }
+        }
+        for row in [x, x1] {
+            for j in full..t {
+                let mut s = 0f32;
+                for y in 0..ny {
+                    s += a[row * sax + y * say] * b[y * ldb + j];
+                }
+                let o = &mut out[row * ldo + j];
+                *o = if add { *o + s } else { s };
+            }
+            if x1 == x {
+                break;
+            }
+        }
+    }
 }
 
-/// Forward: `y` `[N, d]` and the cache.
+/// `out[x·ldo + c] += Σ_j a[x·lda + j] · b[c·ldb + j]` for `x < nx`, `c < nc`, `j < t`: dot
+/// products of rows of `a` with rows of `b` in [`LANES`] lanes, two × four at a time. The head
+/// output (`O += P V` with `b = Vᵀ`) and `dQ += dS K` (with `b = Kᵀ`) have this shape.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn acc_dots(out: &mut [f32], ldo: usize, nx: usize, nc: usize, t: usize, a: &[f32], lda: usize, b: &[f32], ldb: usize) {
+    let full = t / LANES * LANES;
+    for x in (0..nx).step_by(2) {
+        let xs = [x, (x + 1).min(nx - 1)];
+        let ar: [&[f32]; 2] = xs.map(|r| &a[r * lda..r * lda + t]);
+        for c0 in (0..nc).step_by(4) {
+            let cs: [usize; 4] = std::array::from_fn(|k| (c0 + k).min(nc - 1));
+            let br: [&[f32]; 4] = cs.map(|c| &b[c * ldb..c * ldb + t]);
+            let mut acc = [[[0f32; LANES]; 4]; 2];
+            {
+                let [mut s00, mut s01, mut s02, mut s03, mut s10, mut s11, mut s12, mut s13] = [[0f32; LANES]; 8];
+                for j0 in (0..full).step_by(LANES) {
+                    let l8 = |r: &[f32]| -> [f32; LANES] { r[j0..j0 + LANES].try_into().expect("lanes") };
+                    let (a0, a1) = (l8(ar[0]), l8(ar[1]));
+                    let (b0, b1, b2, b3) = (l8(br[0]), l8(br[1]), l8(br[2]), l8(br[3]));
+                    for l in 0..LANES {
+                        s00[l] += a0[l] * b0[l];
+                        s01[l] += a0[l] * b1[l];
+                        s02[l] += a0[l] * b2[l];
+                        s03[l] += a0[l] * b3[l];
+                        s10[l] += a1[l] * b0[l];
+                        s11[l] += a1[l] * b1[l];
+                        s12[l] += a1[l] * b2[l];
+                        s13[l] += a1[l] * b3[l];
+                    }
+                }
+                acc[0] = [s00, s01, s02, s03];
+                acc[1] = [s10, s11, s12, s13];
+            }
+            for (i, &row) in xs.iter().enumerate() {
+                if i == 1 && row == x {
+                    break;
+                }
+                for (k, &c) in cs.iter().enumerate() {
+                    if k > 0 && c == cs[k - 1] {
+                        break;
+                    }
+                    let mut s = acc[i][k].iter().sum::<f32>();
+                    for j in full..t {
+                        s += ar[i][j] * br[k][j];
+                    }
+                    out[row * ldo + c] += s;
+                }
+            }
+        }
+    }
+}
+
+/// Largest entry of `row` (lanes, then across them).
+#[inline(always)]
+fn row_max(row: &[f32]) -> f32 {
+    let mut m = [f32::NEG_INFINITY; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let rest = chunks.remainder().iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    for c in chunks {
+        for l in 0..LANES {
+            m[l] = if c[l] > m[l] { c[l] } else { m[l] };
+        }
+    }
+    m.iter().fold(rest, |a, &b| a.max(b))
+}
+
+/// `row ← exp(row − shift)`; returns the row's sum (lanes, added in f64). Two passes: the
+/// exponentials vectorise cleanly on their own.
+#[inline(always)]
+fn exp_sum(row: &mut [f32], shift: f32) -> f64 {
+    row.iter_mut().for_each(|v| *v = fast_exp(*v - shift));
+    let mut acc = [0f32; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let rest: f64 = chunks.remainder().iter().map(|&v| v as f64).sum();
+    for c in chunks {
+        for l in 0..LANES {
+            acc[l] += c[l];
+        }
+    }
+    acc.iter().map(|&v| v as f64).sum::<f64>() + rest
+}
+
+dispatch! {
+    /// One head's forward for `r` query rows: `qs` `[r, dh]` (scaled by `1/sqrt(dh)`), keys
+    /// and values transposed `kt`, `vt` `[dh, N]`; writes the head output `o` `[r, dh]` and the
+    /// log-sum-exp of each row `lse` `[r]`. `tile` `[r, keys]` is scratch.
+    fn forward_rows(qs: &[f32], kt: &[f32], vt: &[f32], n: usize, dh: usize, keys: usize, o: &mut [f32], lse: &mut [f32], tile: &mut [f32]) {
+        let r = lse.len();
+        let mut mx = vec![f32::NEG_INFINITY; r];
+        let mut sum = vec![0f64; r];
+        o.fill(0.0);
+        for j0 in (0..n).step_by(keys) {
+            let t = keys.min(n - j0);
+            acc_rows(tile, keys, r, t, qs, dh, 1, dh, &kt[j0..], n, false);
+            for i in 0..r {
+                let row = &mut tile[i * keys..i * keys + t];
+                let m_new = mx[i].max(row_max(row));
+                // Rescale what the earlier tiles gave to the new maximum.
+                let alpha = if mx[i] == f32::NEG_INFINITY { 0.0 } else { fast_exp(mx[i] - m_new) };
+                sum[i] = sum[i] * alpha as f64 + exp_sum(row, m_new);
+                if alpha != 1.0 {
+                    o[i * dh..(i + 1) * dh].iter_mut().for_each(|v| *v *= alpha);
+                }
+                mx[i] = m_new;
+            }
+            acc_dots(o, dh, r, dh, t, tile, keys, &vt[j0..], n);
+        }
+        for i in 0..r {
+            let inv = (1.0 / sum[i]) as f32;
+            o[i * dh..(i + 1) * dh].iter_mut().for_each(|v| *v *= inv);
+            lse[i] = mx[i] + sum[i].ln() as f32;
+        }
+    }
+}
+
+dispatch! {
+    /// One head's backward for `r` query rows: `qs`, `d_o` `[r, dh]`, the rows' log-sum-exp
+    /// `lse` and `D = dO · O` `[r]`; adds `dQ·sqrt(dh)` into `dq` `[r, dh]` and the rows' share
+    /// of `dKᵀ`, `dVᵀ` into `dkt`, `dvt` `[dh, N]`. `p`, `ds` `[r, keys]` are scratch.
+    fn backward_rows(qs: &[f32], d_o: &[f32], lse: &[f32], dd: &[f32], kt: &[f32], vt: &[f32], n: usize, dh: usize, keys: usize, dq: &mut [f32], dkt: &mut [f32], dvt: &mut [f32], p: &mut [f32], ds: &mut [f32]) {
+        let r = lse.len();
+        for j0 in (0..n).step_by(keys) {
+            let t = keys.min(n - j0);
+            acc_rows(p, keys, r, t, qs, dh, 1, dh, &kt[j0..], n, false);
+            acc_rows(ds, keys, r, t, d_o, dh, 1, dh, &vt[j0..], n, false);
+            for i in 0..r {
+                let (pr, dr) = (&mut p[i * keys..i * keys + t], &mut ds[i * keys..i * keys + t]);
+                let (l, di) = (lse[i], dd[i]);
+                pr.iter_mut().for_each(|v| *v = fast_exp(*v - l));
+                dr.iter_mut().zip(pr.iter()).for_each(|(dv, &pv)| *dv = pv * (*dv - di));
+            }
+            acc_dots(dq, dh, r, dh, t, ds, keys, &kt[j0..], n);
+            acc_rows(&mut dkt[j0..], n, dh, t, qs, 1, dh, r, ds, keys, true);
+            acc_rows(&mut dvt[j0..], n, dh, t, d_o, 1, dh, r, p, keys, true);
+        }
+    }
+}
+
+/// Forward: `y` `[N, d]` and the cache; `block` query rows per task.
 pub fn forward(x: &Dense, p: &Mha, block: usize) -> (Dense, MhaCache) {
-    let (n, d) = (x.rows, x.cols);
-    let dh = d / p.heads;
+    forward_tiled(x, p, block, KEY_TILE)
+}
+
+/// [`forward`] with `keys` keys per tile (tests vary it; training uses [`KEY_TILE`]).
+pub fn forward_tiled(x: &Dense, p: &Mha, block: usize, keys: usize) -> (Dense, MhaCache) {
+    let (n, d, hn) = (x.rows, x.cols, p.heads);
+    let dh = d / hn;
     let scale = 1.0 / (dh as f32).sqrt();
     let (q, k, v) = (linear(x, p.w[0], p.b[0]), linear(x, p.w[1], p.b[1]), linear(x, p.w[2], p.b[2]));
-    let block = block.clamp(1, n.max(1));
+    let (block, keys) = (block.clamp(1, n.max(1)), keys.clamp(1, n.max(1)));
+    let qs: Vec<Vec<f32>> = (0..hn).map(|h| head(&q, h, dh, scale)).collect();
+    let kt: Vec<Vec<f32>> = (0..hn).map(|h| head_t(&k, h, dh)).collect();
+    let vt: Vec<Vec<f32>> = (0..hn).map(|h| head_t(&v, h, dh)).collect();
     let mut o = Dense::zeros(n, d);
-    let mut lse = vec![0f32; n * p.heads];
-    let mut buf = vec![0f32; block * n];
-    for h in 0..p.heads {
-        let (qh, kh, vh) = (head(&q, h, dh), head(&k, h, dh), head(&v, h, dh));
-        let mut oh = Dense::zeros(n, dh);
-        for s in (0..n).step_by(block) {
-            let e = (s + block).min(n);
-            scores(&qh, &kh, s, e, scale, &mut buf);
-            let l: Vec<f32> = buf[..(e - s) * n].par_chunks_mut(n).map(simd::softmax_row).collect();
-            for (r, lv) in l.into_iter().enumerate() {
-                lse[(s + r) * p.heads + h] = lv;
+    let mut lse = vec![0f32; n * hn];
+    o.data.par_chunks_mut(block * d).zip(lse.par_chunks_mut(block * hn)).enumerate().for_each(|(bi, (ob, lb))| {
+        let (s, r) = (bi * block, lb.len() / hn);
+        let mut tile = vec![0f32; r * keys];
+        let (mut oh, mut lh) = (vec![0f32; r * dh], vec![0f32; r]);
+        for h in 0..hn {
+            forward_rows(&qs[h][s * dh..(s + r) * dh], &kt[h], &vt[h], n, dh, keys, &mut oh, &mut lh, &mut tile);
+            for i in 0..r {
+                ob[i * d + h * dh..i * d + (h + 1) * dh].copy_from_slice(&oh[i * dh..(i + 1) * dh]);
+                lb[i * hn + h] = lh[i];
             }
-            let pv = MatRef::from_row_major_slice(&buf[..(e - s) * n], e - s, n);
-            let dst = MatMut::from_row_major_slice_mut(&mut oh.data[s * dh..e * dh], e - s, dh);
-            faer::linalg::matmul::matmul(dst, Accum::Replace, pv, vh.view(), 1.0, Par::rayon(0));
         }
-        put_head(&mut o, &oh, h, dh);
-    }
+    });
     let y = linear(&o, p.w[3], p.b[3]);
     (y, MhaCache { x: x.clone(), q, k, v, o, lse })
 }
 
 /// Backward: `(dx, [dW_q, dW_k, dW_v, dW_o], [db_q, db_k, db_v, db_o])`.
 pub fn backward(p: &Mha, c: &MhaCache, dy: &Dense, block: usize) -> (Dense, [Dense; 4], [Dense; 4]) {
-    let (n, d) = (c.x.rows, c.x.cols);
-    let dh = d / p.heads;
+    backward_tiled(p, c, dy, block, KEY_TILE)
+}
+
+/// [`backward`] with `keys` keys per tile.
+pub fn backward_tiled(p: &Mha, c: &MhaCache, dy: &Dense, block: usize, keys: usize) -> (Dense, [Dense; 4], [Dense; 4]) {
+    let (n, d, hn) = (c.x.rows, c.x.cols, p.heads);
+    let dh = d / hn;
     let scale = 1.0 / (dh as f32).sqrt();
-    let block = block.clamp(1, n.max(1));
+    let (block, keys) = (block.clamp(1, n.max(1)), keys.clamp(1, n.max(1)));
     let dwo = mm_tn_tall(&c.o, dy);
     let dbo = dy.col_sums();
     let d_o = mm(dy, false, p.w[3], true);
-    let (mut dq, mut dk, mut dv) = (Dense::zeros(n, d), Dense::zeros(n, d), Dense::zeros(n, d));
-    let mut pbuf = vec![0f32; block * n];
-    let mut dbuf = vec![0f32; block * n];
-    for h in 0..p.heads {
-        let (qh, kh, vh, doh) = (head(&c.q, h, dh), head(&c.k, h, dh), head(&c.v, h, dh), head(&d_o, h, dh));
-        let (mut dqh, mut dkh, mut dvh) = (Dense::zeros(n, dh), Dense::zeros(n, dh), Dense::zeros(n, dh));
-        for s in (0..n).step_by(block) {
-            let e = (s + block).min(n);
-            let b = e - s;
-            scores(&qh, &kh, s, e, scale, &mut pbuf);
-            pbuf[..b * n].par_chunks_mut(n).enumerate().for_each(|(r, row)| {
-                simd::exp_shift(row, c.lse[(s + r) * p.heads + h]);
-            });
-            let do_b = MatRef::from_row_major_slice(&doh.data[s * dh..e * dh], b, dh);
-            // dP = dO_b Vᵀ [b, N].
-            faer::linalg::matmul::matmul(
-                MatMut::from_row_major_slice_mut(&mut dbuf[..b * n], b, n),
-                Accum::Replace,
-                do_b,
-                vh.view().transpose(),
-                1.0,
-                Par::rayon(0),
-            );
-            // dS = P ⊙ (dP − D), D_i = Σ_j P_ij dP_ij.
-            dbuf[..b * n]
-                .par_chunks_mut(n)
-                .zip(pbuf[..b * n].par_chunks(n))
-                .for_each(|(ds, pr)| simd::softmax_backward_row(ds, pr));
-            let ds = MatRef::from_row_major_slice(&dbuf[..b * n], b, n);
-            let pm = MatRef::from_row_major_slice(&pbuf[..b * n], b, n);
-            let q_b = MatRef::from_row_major_slice(&qh.data[s * dh..e * dh], b, dh);
-            faer::linalg::matmul::matmul(
-                MatMut::from_row_major_slice_mut(&mut dqh.data[s * dh..e * dh], b, dh),
-                Accum::Replace,
-                ds,
-                kh.view(),
-                scale,
-                Par::rayon(0),
-            );
-            faer::linalg::matmul::matmul(dkh.view_mut(), Accum::Add, ds.transpose(), q_b, scale, Par::rayon(0));
-            faer::linalg::matmul::matmul(dvh.view_mut(), Accum::Add, pm.transpose(), do_b, 1.0, Par::rayon(0));
+    let qs: Vec<Vec<f32>> = (0..hn).map(|h| head(&c.q, h, dh, scale)).collect();
+    let kt: Vec<Vec<f32>> = (0..hn).map(|h| head_t(&c.k, h, dh)).collect();
+    let vt: Vec<Vec<f32>> = (0..hn).map(|h| head_t(&c.v, h, dh)).collect();
+    let doh: Vec<Vec<f32>> = (0..hn).map(|h| head(&d_o, h, dh, 1.0)).collect();
+    let lse: Vec<Vec<f32>> = (0..hn).map(|h| (0..n).map(|i| c.lse[i * hn + h]).collect()).collect();
+    // D_i = Σ_j P_ij dP_ij = dO_i · O_i per head: the softmax backward without a whole row.
+    let dd: Vec<Vec<f32>> = (0..hn)
+        .map(|h| {
+            (0..n)
+                .map(|i| {
+                    let (a, b) = (&d_o.data[i * d + h * dh..][..dh], &c.o.data[i * d + h * dh..][..dh]);
+                    a.iter().zip(b).map(|(x, y)| x * y).sum()
+                })
+                .collect()
+        })
+        .collect();
+    // Tasks: (head, group of row blocks); each writes its rows of dQ_h and sums its own dKᵀ, dVᵀ.
+    let blocks = n.div_ceil(block);
+    let group_rows = blocks.div_ceil(GROUPS) * block;
+    let mut dq_heads: Vec<Vec<f32>> = vec![vec![0f32; n * dh]; hn];
+    let mut tasks: Vec<(usize, usize, &mut [f32])> = Vec::new();
+    for (h, dqh) in dq_heads.iter_mut().enumerate() {
+        for (g, rows) in dqh.chunks_mut(group_rows * dh).enumerate() {
+            tasks.push((h, g * group_rows, rows));
         }
-        put_head(&mut dq, &dqh, h, dh);
-        put_head(&mut dk, &dkh, h, dh);
-        put_head(&mut dv, &dvh, h, dh);
+    }
+    let sums: Vec<(usize, Vec<f32>, Vec<f32>)> = tasks
+        .par_iter_mut()
+        .map(|(h, s0, dq)| {
+            let (h, s0) = (*h, *s0);
+            let (mut dkt, mut dvt) = (vec![0f32; dh * n], vec![0f32; dh * n]);
+            let (mut pt, mut dst) = (vec![0f32; block * keys], vec![0f32; block * keys]);
+            for (bi, dqb) in dq.chunks_mut(block * dh).enumerate() {
+                let (s, r) = (s0 + bi * block, dqb.len() / dh);
+                let rows = s * dh..(s + r) * dh;
+                backward_rows(
+                    &qs[h][rows.clone()],
+                    &doh[h][rows],
+                    &lse[h][s..s + r],
+                    &dd[h][s..s + r],
+                    &kt[h],
+                    &vt[h],
+                    n,
+                    dh,
+                    keys,
+                    dqb,
+                    &mut dkt,
+                    &mut dvt,
+                    &mut pt[..r * keys],
+                    &mut dst[..r * keys],
+                );
+            }
+            (h, dkt, dvt)
+        })
+        .collect();
+    let (mut dq, mut dk, mut dv) = (Dense::zeros(n, d), Dense::zeros(n, d), Dense::zeros(n, d));
+    for h in 0..hn {
+        // Groups added in task order: the same sums whatever the thread count.
+        let (mut kt_sum, mut vt_sum) = (vec![0f32; dh * n], vec![0f32; dh * n]);
+        for (_, a, b) in sums.iter().filter(|t| t.0 == h) {
+            kt_sum.iter_mut().zip(a).for_each(|(s, v)| *s += v);
+            vt_sum.iter_mut().zip(b).for_each(|(s, v)| *s += v);
+        }
+        for i in 0..n {
+            for cc in 0..dh {
+                dq.data[i * d + h * dh + cc] = dq_heads[h][i * dh + cc] * scale;
+                dk.data[i * d + h * dh + cc] = kt_sum[cc * n + i];
+                dv.data[i * d + h * dh + cc] = vt_sum[cc * n + i];
+            }
+        }
     }
     let mut dx = mm(&dq, false, p.w[0], true);
     gemm(&mut dx, true, &dk, false, p.w[1], true, 1.0);

@@ -11,18 +11,21 @@ use super::ops::{fast_exp, fast_tanh};
 /// Defines `pub fn $name(args) -> ret` running `$body` compiled for AVX2 + FMA when the CPU has
 /// them, else for the baseline target.
 macro_rules! dispatch {
-    ($(#[$meta:meta])* pub fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? $body:block) => {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
-        pub fn $name($($arg: $ty),*) $(-> $ret)? {
+        #[allow(clippy::too_many_arguments)]
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
+            #[allow(clippy::too_many_arguments)]
             fn generic($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
                 fn avx2($($arg: $ty),*) $(-> $ret)? {
                     generic($($arg),*)
                 }
-                if use_avx2() {
+                if $crate::engine::cpu::simd::use_avx2() {
                     // SAFETY: `use_avx2` checked that this CPU has AVX2 and FMA.
                     return unsafe { avx2($($arg),*) };
                 }
@@ -32,10 +35,12 @@ macro_rules! dispatch {
     };
 }
 
+pub(super) use dispatch;
+
 /// Whether the AVX2 builds run: the CPU has AVX2 and FMA, and `CRANE_NO_AVX2` is not set (the
 /// switch lets a test compare both builds on one machine).
 #[cfg(target_arch = "x86_64")]
-fn use_avx2() -> bool {
+pub(crate) fn use_avx2() -> bool {
     static USE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *USE.get_or_init(|| std::env::var_os("CRANE_NO_AVX2").is_none() && cpu_has_avx2_fma())
 }
