@@ -93,12 +93,12 @@ enum Command {
         dim: usize,
         #[arg(long, default_value_t = 4)]
         heads: usize,
-        /// MB per [block, N] buffer.
-        #[arg(long, default_value_t = 64)]
-        block_mb: usize,
-        /// Rows per block instead of --block-mb.
+        /// Query rows per block (default: the config's `attention_block_rows`).
         #[arg(long)]
         block_rows: Option<usize>,
+        /// Rows from MB per [rows, N] block instead (the rule RCA's blocks use).
+        #[arg(long, conflicts_with = "block_rows")]
+        block_mb: Option<usize>,
         /// Keys per tile of the fused kernels.
         #[arg(long, default_value_t = crane::engine::cpu::attention::KEY_TILE)]
         key_tile: usize,
@@ -552,7 +552,11 @@ fn run(cli: Cli) -> Result<()> {
             let b: Vec<Dense> = (0..4).map(|k| rnd(1, dim, 20 + k)).collect();
             let dy = rnd(items, dim, 3);
             let p = attention::Mha { w: [&w[0], &w[1], &w[2], &w[3]], b: [&b[0], &b[1], &b[2], &b[3]], heads };
-            let block = block_rows.unwrap_or_else(|| crane::engine::cpu::rca::block_rows(items, block_mb << 20));
+            let block = match (block_rows, block_mb) {
+                (Some(r), _) => r.max(1),
+                (None, Some(mb)) => crane::engine::cpu::rca::block_rows(items, mb << 20),
+                (None, None) => crane::config::TrainConfig::default().attention_block_rows,
+            };
             let before = crane::train::peak_memory_mb();
             let t0 = std::time::Instant::now();
             let (y, cache) = attention::forward_tiled(&x, &p, block, key_tile);
@@ -564,8 +568,9 @@ fn run(cli: Cli) -> Result<()> {
             // Forward: QKᵀ and PV per head; backward: QKᵀ again, dP, dQ, dK, dV.
             let (f_fwd, f_bwd) = (2.0 * 2.0 * n * n * dh * heads as f64, 5.0 * 2.0 * n * n * dh * heads as f64);
             println!(
-                "attention over {items} items, d = {dim}, {heads} heads, block {block} rows ({:.2} MB), {key_tile} keys per tile",
-                (block * items * 4) as f64 / (1 << 20) as f64
+                "attention over {items} items, d = {dim}, {heads} heads, blocks of {block} query rows, {key_tile} keys per \
+                 tile ({:.2} MB of tiles per thread)",
+                (2 * block * key_tile.min(items) * 4) as f64 / (1 << 20) as f64
             );
             println!("forward   {:.2} s ({:.1} GFLOP/s)", t1.as_secs_f64(), f_fwd / t1.as_secs_f64() / 1e9);
             println!("backward  {:.2} s ({:.1} GFLOP/s)", t2.as_secs_f64(), f_bwd / t2.as_secs_f64() / 1e9);
