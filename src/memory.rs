@@ -56,10 +56,8 @@ pub fn estimate_peak_mb(ds: &Dataset, cfg: &TrainConfig) -> f64 {
         use crate::engine::cpu::attention::{GROUPS, KEY_TILE};
         el += 2.0 * 10.0 * items * df;
         el += 4.0 * items * df + 2.0 * GROUPS as f64 * items * df;
-        let rows = match cfg.attention_block_rows {
-            0 => crate::engine::cpu::rca::block_rows(items as usize, cfg.block_mb << 20),
-            r => r.min(items as usize),
-        };
+        let rows =
+            crate::engine::cpu::attention_block_rows(items as usize, cfg.block_mb << 20, cfg.attention_block_rows);
         let tile = KEY_TILE.min(items as usize);
         el += 2.0 * (rayon::current_num_threads() * rows * tile) as f64;
     }

@@ -32,6 +32,16 @@ pub(super) const PROJ: [(&str, &str); 2] = [("proj.v", "proj_bias.v"), ("proj.t"
 /// Bytes per `[block, M+N]` buffer of RCA and the kNN (two such buffers are live at once).
 pub const DEFAULT_BLOCK_BYTES: usize = 64 << 20;
 
+/// Query rows per task of crane-code's fused attention over `n` items: the setting
+/// (`TrainConfig::attention_block_rows`), or when it is 0 the RCA rule for `budget_bytes` per
+/// `[rows, n]` block. The memory estimate (`crate::memory`) uses the same rule.
+pub fn attention_block_rows(n: usize, budget_bytes: usize, setting: usize) -> usize {
+    match setting {
+        0 => rca::block_rows(n, budget_bytes),
+        r => r.min(n.max(1)),
+    }
+}
+
 /// Rows per RCA block over `n` entities: about `budget_bytes` per `[b, n]` buffer, but at least
 /// `min_rows` (capped at `n`). The memory estimate (`crate::memory`) uses the same rule.
 pub fn rca_block_rows(n: usize, budget_bytes: usize, min_rows: usize) -> usize {
@@ -137,12 +147,9 @@ impl CpuEngine {
         self
     }
 
-    /// Query rows per attention block `[b, N]`.
+    /// Query rows per task of the fused attention.
     fn attention_block_rows(&self) -> usize {
-        match self.attention_block_rows {
-            0 => rca::block_rows(self.n, self.block_bytes),
-            r => r.min(self.n.max(1)),
-        }
+        attention_block_rows(self.n, self.block_bytes, self.attention_block_rows)
     }
 
     /// Rows per RCA block `[b, M+N]`.

@@ -8,8 +8,9 @@
 
 use super::ops::{fast_exp, fast_tanh};
 
-/// Defines `pub fn $name(args) -> ret` running `$body` compiled for AVX2 + FMA when the CPU has
-/// them, else for the baseline target.
+/// Defines `$vis fn $name(args) -> ret` running `$body` compiled for AVX2 + FMA when the CPU
+/// has them, else for the baseline target. Everything `$body` calls must be `#[inline]` (or
+/// `#[inline(always)]`) to be compiled into the AVX2 build; `attention.rs` uses it too.
 macro_rules! dispatch {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
