@@ -67,6 +67,22 @@ pub fn run_dir(out: &Path, model: &str, seed: u64) -> PathBuf {
 /// `(model, "key=value")` pairs of `--set MODEL:key=value`.
 pub type ScopedSets = Vec<(String, String)>;
 
+/// The report header's per-model settings: each model once, its settings in the order given,
+/// e.g. ``bpr: `model.lambda=0.1`; lightgcn: `model.ui_layers=4`, `model.lambda=1e-4` ``.
+pub fn scoped_sets_summary(scoped: &ScopedSets) -> String {
+    let mut models: Vec<&str> = Vec::new();
+    for (m, _) in scoped {
+        if !models.contains(&m.as_str()) {
+            models.push(m);
+        }
+    }
+    let per_model = |m: &str| -> String {
+        let sets: Vec<String> = scoped.iter().filter(|(x, _)| x == m).map(|(_, s)| format!("`{s}`")).collect();
+        format!("{m}: {}", sets.join(", "))
+    };
+    models.iter().map(|m| per_model(m)).collect::<Vec<_>>().join("; ")
+}
+
 /// Splits `--set` values into those for every model and those scoped to one model
 /// (`MODEL:key=value`, e.g. `bpr:model.lambda=0.1`), so each model can run at its own
 /// validation-selected grid point. A scope that names no model of `models` is refused: it would

@@ -455,8 +455,8 @@ fn run(cli: Cli) -> Result<()> {
                 ),
             ];
             if !scoped_sets.is_empty() {
-                let list: Vec<String> = scoped_sets.iter().map(|(m, s)| format!("{m}: `{s}`")).collect();
-                header.push(format!("- per-model settings (over the preset): {}", list.join("; ")));
+                let list = crane::compare::scoped_sets_summary(&scoped_sets);
+                header.push(format!("- per-model settings (over the preset): {list}"));
             }
             crane::compare::write_reports(&out, &rows, &models, &header)?;
             println!("{}", crane::compare::markdown(&rows, &models, &header));

@@ -137,6 +137,14 @@ fn scoped_sets_apply_to_their_model_only() {
             ("lightgcn".to_string(), "model.ui_layers=3".to_string())
         ]
     );
+    // The report lists each model once with all its settings.
+    let more: Vec<String> =
+        vec!["bpr:model.lambda=0.1".into(), "lightgcn:model.ui_layers=4".into(), "lightgcn:model.lambda=1e-4".into()];
+    let (_, s3) = crane::compare::split_scoped_sets(&more, &models).unwrap();
+    assert_eq!(
+        crane::compare::scoped_sets_summary(&s3),
+        "bpr: `model.lambda=0.1`; lightgcn: `model.ui_layers=4`, `model.lambda=1e-4`"
+    );
     // A scope naming no compared model would silently do nothing: refused, naming it.
     let e =
         crane::compare::split_scoped_sets(&["freedom:model.lambda=0".to_string()], &models).unwrap_err().to_string();
