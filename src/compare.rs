@@ -373,7 +373,11 @@ pub fn markdown(rows: &[RunRow], models: &[String], header: &[String]) -> String
         s.push_str(&format!("| {model} | {n} |"));
         for (ci, &c) in COLUMNS.iter().enumerate() {
             let v = vals(model, c);
-            let cell = format!("{:.4} ± {:.4}", mean(&v), std_dev(&v));
+            // One seed has no spread to report: "± 0.0000" would claim one.
+            let cell = match v.len() {
+                1 => format!("{:.4} (one seed)", v[0]),
+                _ => format!("{:.4} ± {:.4}", mean(&v), std_dev(&v)),
+            };
             if &best[ci] == model {
                 s.push_str(&format!(" **{cell}** |"));
             } else {

@@ -108,6 +108,12 @@ fn compare_trains_each_model_and_seed_once_and_reports() {
         !md.contains("vs best baseline") && md.contains("No improvement row yet: crane has no finished run"),
         "{md}"
     );
+    // A model with one finished seed shows its value and no spread.
+    let one_lightgcn: Vec<_> =
+        rows.iter().filter(|r| r.model != "lightgcn" || r.seed == rows[0].seed).cloned().collect();
+    let md = markdown(&one_lightgcn, &models, &[]);
+    let line = md.lines().find(|l| l.starts_with("| lightgcn | 1 |")).expect("lightgcn row");
+    assert!(line.contains("(one seed)") && !line.contains('±'), "{line}");
     let csv = crane::compare::csv(&rows);
     assert_eq!(csv.lines().count(), 5);
     assert!(csv.starts_with("model,seed,best_epoch"));
