@@ -12,7 +12,7 @@
 //! output `O_h = P V_h`.
 
 use super::ops::{fast_exp, gemm, mm, mm_tn_tall, Dense};
-use super::simd::dispatch;
+use super::simd::{self, dispatch};
 use rayon::prelude::*;
 
 /// Keys per tile: a `[rows, KEY_TILE]` f32 tile per buffer (128 KB at 128 rows) stays in L2.
@@ -200,7 +200,7 @@ fn row_max(row: &[f32]) -> f32 {
 /// exponentials vectorise cleanly on their own.
 #[inline(always)]
 fn exp_sum(row: &mut [f32], shift: f32) -> f64 {
-    row.iter_mut().for_each(|v| *v = fast_exp(*v - shift));
+    simd::exp_shift(row, shift);
     let mut acc = [0f32; LANES];
     let chunks = row.chunks_exact(LANES);
     let rest: f64 = chunks.remainder().iter().map(|&v| v as f64).sum();
@@ -258,7 +258,7 @@ dispatch! {
             for i in 0..r {
                 let (pr, dr) = (&mut p[i * keys..i * keys + t], &mut ds[i * keys..i * keys + t]);
                 let (l, di) = (lse[i], dd[i]);
-                pr.iter_mut().for_each(|v| *v = fast_exp(*v - l));
+                simd::exp_shift(pr, l);
                 dr.iter_mut().zip(pr.iter()).for_each(|(dv, &pv)| *dv = pv * (*dv - di));
             }
             acc_dots(dq, dh, r, dh, t, ds, keys, &kt[j0..], n);
