@@ -3,7 +3,8 @@
 //! KEY_TILE]` score tile (in L2) and never the released code's N² per head. The forward keeps
 //! a running maximum and sum per row (online softmax) and saves the log-sum-exp; the backward
 //! recomputes each tile's probabilities from it and uses `D_i = Σ_j P_ij dP_ij = dO_i · O_i`,
-//! so it needs no whole row either. Same function as `crane_reference::attention` (tested for
+//! so it needs no whole row either. All six products go through one register-blocked kernel,
+//! [`mac`], with fused multiply-adds in the AVX2 build. Same function as `crane_reference::attention` (tested for
 //! parity on small N with every row block and key tile, and with the whole model in
 //! `tests/parity.rs`).
 //!
@@ -23,10 +24,15 @@ pub const KEY_TILE: usize = 256;
 /// the thread count, and there are `GROUPS · H` of them to share between threads.
 pub const GROUPS: usize = 4;
 
-/// Columns per register block of [`acc_rows`] (four AVX2 vectors).
-const CHUNK: usize = 32;
+/// Register block of [`mac`] for the wide products (`[rows, keys]` score tiles, `[dh, keys]`
+/// key and value gradients): rows × columns.
+const WIDE: (usize, usize) = (2, 32);
 
-/// Lanes of the dot products of [`acc_dots`] (one AVX2 vector).
+/// Register block of [`mac`] for the narrow products (`[rows, dh]` head outputs and query
+/// gradients; crane-code's heads are 16 wide).
+const NARROW: (usize, usize) = (4, 16);
+
+/// Lanes of [`row_max`] and [`exp_sum`] (one AVX2 vector).
 const LANES: usize = 8;
 
 /// `[W_q, W_k, W_v, W_o]` `[d, d]`, biases `[1, d]`, head count.
@@ -58,54 +64,59 @@ fn head(m: &Dense, h: usize, dh: usize, s: f32) -> Vec<f32> {
     m.data.chunks(m.cols).flat_map(|r| r[h * dh..(h + 1) * dh].iter().map(move |v| v * s)).collect()
 }
 
-/// Head `h` of `m` `[N, d]` transposed: `[dh, N]`, so a key tile is contiguous per column.
-fn head_t(m: &Dense, h: usize, dh: usize) -> Vec<f32> {
+/// Head `h` of `m` `[N, d]` transposed, times `s`: `[dh, N]`, so a key tile is contiguous per
+/// column.
+fn head_t(m: &Dense, h: usize, dh: usize, s: f32) -> Vec<f32> {
     let n = m.rows;
     let mut t = vec![0f32; dh * n];
     for (j, r) in m.data.chunks(m.cols).enumerate() {
         for c in 0..dh {
-            t[c * n + j] = r[h * dh + c];
+            t[c * n + j] = r[h * dh + c] * s;
         }
     }
     t
 }
 
-/// `out[x·ldo + j] (+)= Σ_y a[x·sax + y·say] · b[y·ldb + j]` for `x < nx`, `j < t`, `y < ny`:
-/// rows of `b` combined with weights from `a`, two output rows × [`CHUNK`] columns held in
-/// registers while `y` runs. Scores (`Q Kᵀ` with `b = Kᵀ`), `dP = dO Vᵀ`, and the transposed
-/// key and value gradients (`dKᵀ += (Q)ᵀ dS`, `dVᵀ += dOᵀ P`) all have this shape.
+/// `out[x·ldo + j] (+)= Σ_y a[x·lda + y] · b[y·ldb + j]` for `x < nx`, `j < t`, `y < ny`: rows
+/// of `b` combined with weights from rows of `a`, `R` output rows × `C` columns held in
+/// registers while `y` runs (`R · C / 8` AVX2 accumulators). Every product of the attention has
+/// this shape: scores `Q Kᵀ` (`b = Kᵀ`), `dP = dO Vᵀ`, the head output `O += P V`, `dQ += dS K`,
+/// and the transposed key and value gradients `dKᵀ += Qᵀ dS`, `dVᵀ += dOᵀ P`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn acc_rows(
+fn mac<const R: usize, const C: usize, const FMA: bool>(
     out: &mut [f32],
     ldo: usize,
     nx: usize,
     t: usize,
     a: &[f32],
-    sax: usize,
-    say: usize,
+    lda: usize,
     ny: usize,
     b: &[f32],
     ldb: usize,
     add: bool,
 ) {
-    let full = t / CHUNK * CHUNK;
-    for x in (0..nx).step_by(2) {
-        // An odd last row is computed twice into the same place (cheaper than a branch).
-        let x1 = (x + 1).min(nx - 1);
-        for j0 in (0..full).step_by(CHUNK) {
-            let (mut acc0, mut acc1) = ([0f32; CHUNK], [0f32; CHUNK]);
+    let full = t / C * C;
+    for x in (0..nx).step_by(R) {
+        // Short last blocks repeat their last row (cheaper than a branch) and store it once.
+        let live = R.min(nx - x);
+        let ar: [&[f32]; R] = std::array::from_fn(|k| {
+            let r = (x + k).min(nx - 1);
+            &a[r * lda..r * lda + ny]
+        });
+        for j0 in (0..full).step_by(C) {
+            let mut acc = [[0f32; C]; R];
             for y in 0..ny {
-                let (a0, a1) = (a[x * sax + y * say], a[x1 * sax + y * say]);
-                let br: &[f32; CHUNK] = b[y * ldb + j0..y * ldb + j0 + CHUNK].try_into().expect("chunk");
-                for l in 0..CHUNK {
-                    acc0[l] += a0 * br[l];
-                    acc1[l] += a1 * br[l];
+                let br: &[f32; C] = b[y * ldb + j0..y * ldb + j0 + C].try_into().expect("chunk");
+                for k in 0..R {
+                    let w = ar[k][y];
+                    for l in 0..C {
+                        acc[k][l] = simd::madd::<FMA>(w, br[l], acc[k][l]);
+                    }
                 }
             }
-            let acc = [acc0, acc1];
-            for (row, acc) in [x, x1].into_iter().zip(&acc).take(if x1 == x { 1 } else { 2 }) {
-                let o = &mut out[row * ldo + j0..row * ldo + j0 + CHUNK];
+            for (k, acc) in acc.iter().enumerate().take(live) {
+                let o = &mut out[(x + k) * ldo + j0..(x + k) * ldo + j0 + C];
                 if add {
                     o.iter_mut().zip(acc).for_each(|(o, v)| *o += v);
                 } else {
@@ -113,70 +124,14 @@ fn acc_rows(
                 }
             }
         }
-        for row in [x, x1] {
+        for (k, ar) in ar.iter().enumerate().take(live) {
             for j in full..t {
                 let mut s = 0f32;
-                for y in 0..ny {
-                    s += a[row * sax + y * say] * b[y * ldb + j];
+                for (y, &w) in ar.iter().enumerate() {
+                    s = simd::madd::<FMA>(w, b[y * ldb + j], s);
                 }
-                let o = &mut out[row * ldo + j];
+                let o = &mut out[(x + k) * ldo + j];
                 *o = if add { *o + s } else { s };
-            }
-            if x1 == x {
-                break;
-            }
-        }
-    }
-}
-
-/// `out[x·ldo + c] += Σ_j a[x·lda + j] · b[c·ldb + j]` for `x < nx`, `c < nc`, `j < t`: dot
-/// products of rows of `a` with rows of `b` in [`LANES`] lanes, two × four at a time. The head
-/// output (`O += P V` with `b = Vᵀ`) and `dQ += dS K` (with `b = Kᵀ`) have this shape.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn acc_dots(out: &mut [f32], ldo: usize, nx: usize, nc: usize, t: usize, a: &[f32], lda: usize, b: &[f32], ldb: usize) {
-    let full = t / LANES * LANES;
-    for x in (0..nx).step_by(2) {
-        let xs = [x, (x + 1).min(nx - 1)];
-        let ar: [&[f32]; 2] = xs.map(|r| &a[r * lda..r * lda + t]);
-        for c0 in (0..nc).step_by(4) {
-            let cs: [usize; 4] = std::array::from_fn(|k| (c0 + k).min(nc - 1));
-            let br: [&[f32]; 4] = cs.map(|c| &b[c * ldb..c * ldb + t]);
-            let mut acc = [[[0f32; LANES]; 4]; 2];
-            {
-                let [mut s00, mut s01, mut s02, mut s03, mut s10, mut s11, mut s12, mut s13] = [[0f32; LANES]; 8];
-                for j0 in (0..full).step_by(LANES) {
-                    let l8 = |r: &[f32]| -> [f32; LANES] { r[j0..j0 + LANES].try_into().expect("lanes") };
-                    let (a0, a1) = (l8(ar[0]), l8(ar[1]));
-                    let (b0, b1, b2, b3) = (l8(br[0]), l8(br[1]), l8(br[2]), l8(br[3]));
-                    for l in 0..LANES {
-                        s00[l] += a0[l] * b0[l];
-                        s01[l] += a0[l] * b1[l];
-                        s02[l] += a0[l] * b2[l];
-                        s03[l] += a0[l] * b3[l];
-                        s10[l] += a1[l] * b0[l];
-                        s11[l] += a1[l] * b1[l];
-                        s12[l] += a1[l] * b2[l];
-                        s13[l] += a1[l] * b3[l];
-                    }
-                }
-                acc[0] = [s00, s01, s02, s03];
-                acc[1] = [s10, s11, s12, s13];
-            }
-            for (i, &row) in xs.iter().enumerate() {
-                if i == 1 && row == x {
-                    break;
-                }
-                for (k, &c) in cs.iter().enumerate() {
-                    if k > 0 && c == cs[k - 1] {
-                        break;
-                    }
-                    let mut s = acc[i][k].iter().sum::<f32>();
-                    for j in full..t {
-                        s += ar[i][j] * br[k][j];
-                    }
-                    out[row * ldo + c] += s;
-                }
             }
         }
     }
@@ -213,17 +168,17 @@ fn exp_sum(row: &mut [f32], shift: f32) -> f64 {
 }
 
 dispatch! {
-    /// One head's forward for `r` query rows: `qs` `[r, dh]` (scaled by `1/sqrt(dh)`), keys
-    /// and values transposed `kt`, `vt` `[dh, N]`; writes the head output `o` `[r, dh]` and the
-    /// log-sum-exp of each row `lse` `[r]`. `tile` `[r, keys]` is scratch.
-    fn forward_rows(qs: &[f32], kt: &[f32], vt: &[f32], n: usize, dh: usize, keys: usize, o: &mut [f32], lse: &mut [f32], tile: &mut [f32]) {
+    /// One head's forward for `r` query rows: `qs` `[r, dh]` (scaled by `1/sqrt(dh)`), the
+    /// keys transposed `kt` `[dh, N]`, the head's values `v` (row `j` at `j · ldv`); writes the head output `o`
+    /// `[r, dh]` and the log-sum-exp of each row `lse` `[r]`. `tile` `[r, keys]` is scratch.
+    fn forward_rows(qs: &[f32], kt: &[f32], v: &[f32], ldv: usize, n: usize, dh: usize, keys: usize, o: &mut [f32], lse: &mut [f32], tile: &mut [f32]) {
         let r = lse.len();
         let mut mx = vec![f32::NEG_INFINITY; r];
         let mut sum = vec![0f64; r];
         o.fill(0.0);
         for j0 in (0..n).step_by(keys) {
             let t = keys.min(n - j0);
-            acc_rows(tile, keys, r, t, qs, dh, 1, dh, &kt[j0..], n, false);
+            mac::<{ WIDE.0 }, { WIDE.1 }, FMA>(tile, keys, r, t, qs, dh, dh, &kt[j0..], n, false);
             for i in 0..r {
                 let row = &mut tile[i * keys..i * keys + t];
                 let m_new = mx[i].max(row_max(row));
@@ -235,7 +190,7 @@ dispatch! {
                 }
                 mx[i] = m_new;
             }
-            acc_dots(o, dh, r, dh, t, tile, keys, &vt[j0..], n);
+            mac::<{ NARROW.0 }, { NARROW.1 }, FMA>(o, dh, r, dh, tile, keys, t, &v[j0 * ldv..], ldv, true);
         }
         for i in 0..r {
             let inv = (1.0 / sum[i]) as f32;
@@ -246,24 +201,26 @@ dispatch! {
 }
 
 dispatch! {
-    /// One head's backward for `r` query rows: `qs`, `d_o` `[r, dh]`, the rows' log-sum-exp
-    /// `lse` and `D = dO · O` `[r]`; adds `dQ·sqrt(dh)` into `dq` `[r, dh]` and the rows' share
-    /// of `dKᵀ`, `dVᵀ` into `dkt`, `dvt` `[dh, N]`. `p`, `ds` `[r, keys]` are scratch.
-    fn backward_rows(qs: &[f32], d_o: &[f32], lse: &[f32], dd: &[f32], kt: &[f32], vt: &[f32], n: usize, dh: usize, keys: usize, dq: &mut [f32], dkt: &mut [f32], dvt: &mut [f32], p: &mut [f32], ds: &mut [f32]) {
+    /// One head's backward for `r` query rows starting at row `s`: `qs`, `d_o` `[r, dh]`, the
+    /// same transposed `[dh, N]` (`qt`, `dot`, read at columns `s..s + r`), the rows'
+    /// log-sum-exp `lse` and `D = dO · O` `[r]`, keys `kt` `[dh, N]` and `k` (row `j` at `j · ldk`), values
+    /// `vt` `[dh, N]`; adds `dQ·sqrt(dh)` into `dq` `[r, dh]` and the rows' share of `dKᵀ`,
+    /// `dVᵀ` into `dkt`, `dvt` `[dh, N]`. `p`, `ds` `[r, keys]` are scratch.
+    fn backward_rows(qs: &[f32], qt: &[f32], d_o: &[f32], dot: &[f32], s: usize, lse: &[f32], dd: &[f32], kt: &[f32], k: &[f32], ldk: usize, vt: &[f32], n: usize, dh: usize, keys: usize, dq: &mut [f32], dkt: &mut [f32], dvt: &mut [f32], p: &mut [f32], ds: &mut [f32]) {
         let r = lse.len();
         for j0 in (0..n).step_by(keys) {
             let t = keys.min(n - j0);
-            acc_rows(p, keys, r, t, qs, dh, 1, dh, &kt[j0..], n, false);
-            acc_rows(ds, keys, r, t, d_o, dh, 1, dh, &vt[j0..], n, false);
+            mac::<{ WIDE.0 }, { WIDE.1 }, FMA>(p, keys, r, t, qs, dh, dh, &kt[j0..], n, false);
+            mac::<{ WIDE.0 }, { WIDE.1 }, FMA>(ds, keys, r, t, d_o, dh, dh, &vt[j0..], n, false);
             for i in 0..r {
                 let (pr, dr) = (&mut p[i * keys..i * keys + t], &mut ds[i * keys..i * keys + t]);
                 let (l, di) = (lse[i], dd[i]);
                 simd::exp_shift(pr, l);
                 dr.iter_mut().zip(pr.iter()).for_each(|(dv, &pv)| *dv = pv * (*dv - di));
             }
-            acc_dots(dq, dh, r, dh, t, ds, keys, &kt[j0..], n);
-            acc_rows(&mut dkt[j0..], n, dh, t, qs, 1, dh, r, ds, keys, true);
-            acc_rows(&mut dvt[j0..], n, dh, t, d_o, 1, dh, r, p, keys, true);
+            mac::<{ NARROW.0 }, { NARROW.1 }, FMA>(dq, dh, r, dh, ds, keys, t, &k[j0 * ldk..], ldk, true);
+            mac::<{ WIDE.0 }, { WIDE.1 }, FMA>(&mut dkt[j0..], n, dh, t, &qt[s..], n, r, ds, keys, true);
+            mac::<{ WIDE.0 }, { WIDE.1 }, FMA>(&mut dvt[j0..], n, dh, t, &dot[s..], n, r, p, keys, true);
         }
     }
 }
@@ -281,8 +238,7 @@ pub fn forward_tiled(x: &Dense, p: &Mha, block: usize, keys: usize) -> (Dense, M
     let (q, k, v) = (linear(x, p.w[0], p.b[0]), linear(x, p.w[1], p.b[1]), linear(x, p.w[2], p.b[2]));
     let (block, keys) = (block.clamp(1, n.max(1)), keys.clamp(1, n.max(1)));
     let qs: Vec<Vec<f32>> = (0..hn).map(|h| head(&q, h, dh, scale)).collect();
-    let kt: Vec<Vec<f32>> = (0..hn).map(|h| head_t(&k, h, dh)).collect();
-    let vt: Vec<Vec<f32>> = (0..hn).map(|h| head_t(&v, h, dh)).collect();
+    let kt: Vec<Vec<f32>> = (0..hn).map(|h| head_t(&k, h, dh, 1.0)).collect();
     let mut o = Dense::zeros(n, d);
     let mut lse = vec![0f32; n * hn];
     o.data.par_chunks_mut(block * d).zip(lse.par_chunks_mut(block * hn)).enumerate().for_each(|(bi, (ob, lb))| {
@@ -290,7 +246,18 @@ pub fn forward_tiled(x: &Dense, p: &Mha, block: usize, keys: usize) -> (Dense, M
         let mut tile = vec![0f32; r * keys];
         let (mut oh, mut lh) = (vec![0f32; r * dh], vec![0f32; r]);
         for h in 0..hn {
-            forward_rows(&qs[h][s * dh..(s + r) * dh], &kt[h], &vt[h], n, dh, keys, &mut oh, &mut lh, &mut tile);
+            forward_rows(
+                &qs[h][s * dh..(s + r) * dh],
+                &kt[h],
+                &v.data[h * dh..],
+                d,
+                n,
+                dh,
+                keys,
+                &mut oh,
+                &mut lh,
+                &mut tile,
+            );
             for i in 0..r {
                 ob[i * d + h * dh..i * d + (h + 1) * dh].copy_from_slice(&oh[i * dh..(i + 1) * dh]);
                 lb[i * hn + h] = lh[i];
@@ -316,9 +283,11 @@ pub fn backward_tiled(p: &Mha, c: &MhaCache, dy: &Dense, block: usize, keys: usi
     let dbo = dy.col_sums();
     let d_o = mm(dy, false, p.w[3], true);
     let qs: Vec<Vec<f32>> = (0..hn).map(|h| head(&c.q, h, dh, scale)).collect();
-    let kt: Vec<Vec<f32>> = (0..hn).map(|h| head_t(&c.k, h, dh)).collect();
-    let vt: Vec<Vec<f32>> = (0..hn).map(|h| head_t(&c.v, h, dh)).collect();
+    let qt: Vec<Vec<f32>> = (0..hn).map(|h| head_t(&c.q, h, dh, scale)).collect();
+    let kt: Vec<Vec<f32>> = (0..hn).map(|h| head_t(&c.k, h, dh, 1.0)).collect();
+    let vt: Vec<Vec<f32>> = (0..hn).map(|h| head_t(&c.v, h, dh, 1.0)).collect();
     let doh: Vec<Vec<f32>> = (0..hn).map(|h| head(&d_o, h, dh, 1.0)).collect();
+    let dot: Vec<Vec<f32>> = (0..hn).map(|h| head_t(&d_o, h, dh, 1.0)).collect();
     let lse: Vec<Vec<f32>> = (0..hn).map(|h| (0..n).map(|i| c.lse[i * hn + h]).collect()).collect();
     // D_i = Σ_j P_ij dP_ij = dO_i · O_i per head: the softmax backward without a whole row.
     let dd: Vec<Vec<f32>> = (0..hn)
@@ -352,10 +321,15 @@ pub fn backward_tiled(p: &Mha, c: &MhaCache, dy: &Dense, block: usize, keys: usi
                 let rows = s * dh..(s + r) * dh;
                 backward_rows(
                     &qs[h][rows.clone()],
+                    &qt[h],
                     &doh[h][rows],
+                    &dot[h],
+                    s,
                     &lse[h][s..s + r],
                     &dd[h][s..s + r],
                     &kt[h],
+                    &c.k.data[h * dh..],
+                    d,
                     &vt[h],
                     n,
                     dh,

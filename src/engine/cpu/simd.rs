@@ -2,15 +2,20 @@
 //! softmax and its backward), compiled twice: for the baseline x86-64 target (SSE2, 4 lanes)
 //! and for AVX2 + FMA (8 lanes), chosen at run time. faer dispatches its GEMMs this way; these
 //! loops did not, and `perf` had them at 58% of crane-code's attention time, all in 4-lane SSE.
-//! The two builds compute the same f32 operations in the same order per element (Rust never
-//! fuses `a * b + c` into an FMA on its own, and the reductions use explicit lanes), so results
-//! are bit-identical whichever runs (tested).
+//! The two builds of these element-wise kernels compute the same f32 operations in the same
+//! order per element (Rust never fuses `a * b + c` into an FMA on its own, and the reductions
+//! use explicit lanes), so their results are bit-identical whichever runs (tested). The
+//! attention's products (`attention.rs`) are the exception: they ask for fused multiply-adds
+//! in the AVX2 build ([`madd`]), about 15% faster there, so crane-code's numbers differ in
+//! round-off between the two builds (tested against the reference in both).
 
 use super::ops::{fast_exp, fast_tanh};
 
 /// Defines `$vis fn $name(args) -> ret` running `$body` compiled for AVX2 + FMA when the CPU
 /// has them, else for the baseline target. Everything `$body` calls must be `#[inline]` (or
 /// `#[inline(always)]`) to be compiled into the AVX2 build; `attention.rs` uses it too.
+/// `$body` sees a constant `FMA: bool`, true in the AVX2 build, for code that wants fused
+/// multiply-adds there (see [`madd`]); the element-wise kernels of this file do not use it.
 macro_rules! dispatch {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
@@ -18,22 +23,33 @@ macro_rules! dispatch {
         $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
             #[allow(clippy::too_many_arguments)]
-            fn generic($($arg: $ty),*) $(-> $ret)? $body
+            fn generic<const FMA: bool>($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]
                 #[allow(clippy::too_many_arguments)]
                 fn avx2($($arg: $ty),*) $(-> $ret)? {
-                    generic($($arg),*)
+                    generic::<true>($($arg),*)
                 }
                 if $crate::engine::cpu::simd::use_avx2() {
                     // SAFETY: `use_avx2` checked that this CPU has AVX2 and FMA.
                     return unsafe { avx2($($arg),*) };
                 }
             }
-            generic($($arg),*)
+            generic::<false>($($arg),*)
         }
     };
+}
+
+/// `a · b + c`: one fused multiply-add (one rounding) when `FMA` (the AVX2 build, where it is
+/// one instruction), else a multiply and an add (where `mul_add` would be a slow library call).
+#[inline(always)]
+pub fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
 }
 
 pub(super) use dispatch;
