@@ -121,16 +121,39 @@ fn run_sets(spec: &CompareSpec, model: &str, seed: u64) -> Result<Vec<String>> {
     Ok(sets)
 }
 
-/// Trains what is missing and returns every run, in model then seed order.
-pub fn run_all(ds: &Dataset, spec: &CompareSpec, report: &Reporter) -> Result<Vec<RunRow>> {
+/// Each model's resolved config at the first seed, in `--models` order (the seed is the only
+/// difference between a model's runs): what its memory estimate is made from, and resolved
+/// before anything trains so that a bad (scoped) setting is refused now, not hours later when
+/// its model's turn comes.
+pub fn model_configs(spec: &CompareSpec) -> Result<Vec<(String, TrainConfig)>> {
     if spec.models.is_empty() || spec.seeds.is_empty() {
         return Err(CraneError::config("--models/--seeds", "need at least one model and one seed"));
     }
-    // Every run's config is resolved before the first one trains, so a bad (scoped) setting is
-    // refused now, not hours later when its model's turn comes.
-    for model in &spec.models {
-        resolve(spec.base_toml, spec.source, &run_sets(spec, model, spec.seeds[0])?)?;
+    spec.models
+        .iter()
+        .map(|m| Ok((m.clone(), resolve(spec.base_toml, spec.source, &run_sets(spec, m, spec.seeds[0])?)?)))
+        .collect()
+}
+
+/// The peak-memory estimate of each model's runs (`[(model, MB)]`, `--models` order), and an
+/// error naming the first model over `budget_gb` if one is.
+pub fn memory_estimates(ds: &Dataset, spec: &CompareSpec, budget_gb: Option<f64>) -> Result<Vec<(String, f64)>> {
+    let est: Vec<(String, f64)> =
+        model_configs(spec)?.into_iter().map(|(m, cfg)| (m, crate::memory::estimate_peak_mb(ds, &cfg))).collect();
+    if let Some(b) = budget_gb {
+        if let Some((m, mb)) = est.iter().find(|(_, mb)| *mb > b * 1024.0) {
+            return Err(CraneError::config(
+                "--memory-budget",
+                format!("{m}'s runs are estimated to need {:.2} GB, over the budget of {b} GB", mb / 1024.0),
+            ));
+        }
     }
+    Ok(est)
+}
+
+/// Trains what is missing and returns every run, in model then seed order.
+pub fn run_all(ds: &Dataset, spec: &CompareSpec, report: &Reporter) -> Result<Vec<RunRow>> {
+    model_configs(spec)?;
     let total = (spec.models.len() * spec.seeds.len()) as u64;
     let overall = report.bars.then(|| {
         let b = indicatif::ProgressBar::new(total);

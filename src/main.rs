@@ -390,11 +390,10 @@ fn run(cli: Cli) -> Result<()> {
                 models.split(',').map(|m| m.trim().to_string()).filter(|m| !m.is_empty()).collect();
             // `MODEL:key=value` sets belong to one model's runs, not to the shared base config.
             let (global_sets, scoped_sets) = crane::compare::split_scoped_sets(&args.sets, &models)?;
-            let (ds, cfg, name, synthetic, base, source) =
+            let (ds, _, name, synthetic, base, source) =
                 prepare_with_base(&TrainArgs { sets: global_sets, ..args.clone() })?;
             let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("compare-{name}")));
             let seeds: Vec<u64> = crane::compare::DEFAULT_SEEDS.iter().copied().chain(1..).take(seeds).collect();
-            check_memory(&ds, &cfg, args.memory_budget)?;
             let command = std::env::args().collect::<Vec<_>>().join(" ");
             let features = if synthetic {
                 "GENERATED synthetic interactions and features (crane synth --like)".to_string()
@@ -415,6 +414,10 @@ fn run(cli: Cli) -> Result<()> {
                 command: command.clone(),
                 report_only,
             };
+            // Each model's own estimate (crane-code's attention and CRANE's RCA differ widely).
+            let est = crane::compare::memory_estimates(&ds, &spec, args.memory_budget)?;
+            let est: Vec<String> = est.iter().map(|(m, mb)| format!("{m} {mb:.0} MB")).collect();
+            eprintln!("estimated peak memory per run: {}", est.join(", "));
             let report = crane::train::Reporter {
                 bars: !args.no_progress,
                 multi: (!args.no_progress).then(indicatif::MultiProgress::new),

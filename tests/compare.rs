@@ -219,3 +219,39 @@ fn grid_selects_on_validation_and_labels_the_test_selected_point() {
     assert!(crane::compare::parse_grid_axis("model.lambda").is_err());
     let _ = std::fs::remove_dir_all(&base);
 }
+
+#[test]
+fn compare_estimates_memory_per_model_and_names_the_one_over_budget() {
+    let base = std::env::temp_dir().join(format!("crane-compare-memory-{}", std::process::id()));
+    let data = base.join("tiny");
+    synth::write(&data, "tiny", &synth::generate(&synth::preset("tiny").unwrap(), 5)).unwrap();
+    let ds = load_dataset(&data, &LoadOptions::default()).unwrap();
+    let spec = CompareSpec {
+        base_toml: dataset_preset("tiny").unwrap(),
+        source: "tiny",
+        models: vec!["bpr".to_string(), "crane-code".to_string()],
+        seeds: vec![9],
+        sets: vec!["crane-code:model.knn_k=20".into()],
+        out: base.join("cmp"),
+        command: "test".into(),
+        report_only: false,
+    };
+    let est = crane::compare::memory_estimates(&ds, &spec, None).unwrap();
+    assert_eq!(est.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(), ["bpr", "crane-code"]);
+    // Each is the estimate of that model's own resolved config (scoped sets included).
+    for (model, mb) in &est {
+        let mut sets = vec![format!("model_preset={model}"), "seed=9".to_string()];
+        if model == "crane-code" {
+            sets.push("model.knn_k=20".into());
+        }
+        let cfg = crane::config::resolve(spec.base_toml, "tiny", &sets).unwrap();
+        assert_eq!(*mb, crane::memory::estimate_peak_mb(&ds, &cfg), "{model}");
+    }
+    assert!(est[1].1 > est[0].1, "crane-code's attention costs more than BPR-MF: {est:?}");
+    // A budget between the two refuses, naming crane-code.
+    let gb = (est[0].1 + est[1].1) / 2.0 / 1024.0;
+    let e = crane::compare::memory_estimates(&ds, &spec, Some(gb)).unwrap_err().to_string();
+    assert!(e.contains("crane-code") && e.contains("over the budget"), "{e}");
+    assert!(crane::compare::memory_estimates(&ds, &spec, Some(est[1].1 / 1024.0 + 0.01)).is_ok());
+    let _ = std::fs::remove_dir_all(&base);
+}

@@ -1,5 +1,5 @@
 //! The element-wise passes over `[block, N]` buffers (RCA's tanh and 1 − C², the attention's
-//! softmax and its backward), compiled twice: for the baseline x86-64 target (SSE2, 4 lanes)
+//! exponentials), compiled twice: for the baseline x86-64 target (SSE2, 4 lanes)
 //! and for AVX2 + FMA (8 lanes), chosen at run time. faer dispatches its GEMMs this way; these
 //! loops did not, and `perf` had them at 58% of crane-code's attention time, all in 4-lane SSE.
 //! The two builds of these element-wise kernels compute the same f32 operations in the same
@@ -80,37 +80,6 @@ pub fn avx2_in_use() -> bool {
     }
 }
 
-/// Lanes of independent f32 partial sums (vectorisable), added in f64 at the end.
-const LANES: usize = 16;
-
-/// `Σ f(x_i)` over a row in [`LANES`] f32 lanes.
-#[inline(always)]
-fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f64 {
-    let mut acc = [0f32; LANES];
-    let chunks = x.chunks_exact(LANES);
-    let rest: f64 = chunks.remainder().iter().map(|&v| f(v) as f64).sum();
-    for c in chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a += f(v);
-        }
-    }
-    acc.iter().map(|&a| a as f64).sum::<f64>() + rest
-}
-
-/// `Σ a_i b_i` in [`LANES`] f32 lanes.
-#[inline(always)]
-pub fn lane_dot(a: &[f32], b: &[f32]) -> f64 {
-    let mut acc = [0f32; LANES];
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let rest: f64 = ca.remainder().iter().zip(cb.remainder()).map(|(&x, &y)| x as f64 * y as f64).sum();
-    for (x, y) in ca.zip(cb) {
-        for k in 0..LANES {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    acc.iter().map(|&v| v as f64).sum::<f64>() + rest
-}
-
 dispatch! {
     /// `c ← tanh(c)` ([`fast_tanh`]).
     pub fn tanh_in_place(c: &mut [f32]) {
@@ -126,30 +95,8 @@ dispatch! {
 }
 
 dispatch! {
-    /// Softmax of one row in place; returns its log-sum-exp. Separate passes, each
-    /// vectorisable: max, exp, sum, scale.
-    pub fn softmax_row(row: &mut [f32]) -> f32 {
-        let mx = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-        row.iter_mut().for_each(|v| *v = fast_exp(*v - mx));
-        let z = lane_sum(row, |v| v);
-        let inv = (1.0 / z) as f32;
-        row.iter_mut().for_each(|v| *v *= inv);
-        mx + z.ln() as f32
-    }
-}
-
-dispatch! {
     /// `row ← exp(row − l)`: a softmax row recomputed from its log-sum-exp `l`.
     pub fn exp_shift(row: &mut [f32], l: f32) {
         row.iter_mut().for_each(|v| *v = fast_exp(*v - l));
-    }
-}
-
-dispatch! {
-    /// The softmax backward of one row: `ds ← p ⊙ (ds − D)` with `D = Σ_j p_j ds_j` (`ds`
-    /// holds dP on entry).
-    pub fn softmax_backward_row(ds: &mut [f32], p: &[f32]) {
-        let di = lane_dot(ds, p) as f32;
-        ds.iter_mut().zip(p).for_each(|(x, &pv)| *x = pv * (*x - di));
     }
 }
