@@ -14,5 +14,6 @@ fi
 export LD_LIBRARY_PATH="$nvrtc_dir/nvidia/cu13/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 cargo test --workspace "$@"
 # The attention's products use fused multiply-adds in the AVX2 build only, so its two builds
-# differ in round-off: run its parity tests on the baseline (SSE2) build as well.
-CRANE_NO_AVX2=1 cargo test --test parity attention
+# differ in round-off: run its parity tests on the baseline (SSE2) build as well (`--workspace`
+# keeps the first run's feature set, so nothing is rebuilt).
+CRANE_NO_AVX2=1 cargo test --workspace --test parity attention
