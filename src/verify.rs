@@ -131,6 +131,19 @@ pub fn variants() -> Vec<(&'static str, ModelConfig)> {
                 c.attention_heads = 2;
             }),
         ),
+        (
+            // The attention's value and output biases are null directions under BPR alone; the
+            // contrastive terms make their gradients count.
+            "code_attention_with_cl",
+            with(&|c| {
+                freedom(c);
+                c.modality_bpr = 0.0;
+                c.item_graph_input = ItemGraphInput::Attention;
+                c.attention_heads = 2;
+                c.user_semantic = true;
+                c.contrastive = true;
+            }),
+        ),
     ]
 }
 

@@ -361,6 +361,15 @@ test_backends! {
         c.drop_edge = DropEdge::Freedom { keep_ratio: 0.7 };
         c.degree_source = DegreeSource::KeptGraph;
     }), true, gpu;
+    // With the contrastive terms on, the attention's value and output biases reach the loss
+    // (they are null directions under BPR alone), so their gradients are compared in full.
+    parity_code_attention_with_contrastive => with(|c| {
+        c.item_graph_source = ItemGraphSource::RawFeatures { image_weight: 0.1 };
+        c.item_graph_input = ItemGraphInput::Attention;
+        c.attention_heads = 2;
+        c.feature_dim = c.embedding_dim;
+        c.gcn_weights = false;
+    }), false, gpu;
     parity_freedom_baseline => with(|c| {
         c.item_graph_source = ItemGraphSource::RawFeatures { image_weight: 0.1 };
         c.item_graph_input = ItemGraphInput::Embeddings;

@@ -555,15 +555,24 @@ pub(super) fn mha_backward<D: Device>(
     // The key bias's gradient is zero by structure: a shift of every key adds the same
     // q·b_k to a query's scores, which its softmax ignores (Σ_j dS_ij = 0). Summing dK's
     // rows would only return f32 round-off, so it is left exactly zero.
-    let mut db = vec![o.0.zeros(d).map_err(dev_err)?];
-    for g in [&dq, &dv, dy] {
+    // The value bias's gradient is `1ᵀdV = 1ᵀ Pᵀ dO = 1ᵀ dO = db_o W_oᵀ` (softmax rows sum to
+    // 1): computed from `db_o`, as the CPU engine does, it keeps its structural smallness
+    // instead of summing N rows.
+    let col_sums = |g: &Mat<D::Buf<f32>>| -> Result<D::Buf<f32>> {
         let mut b = o.0.zeros(d).map_err(dev_err)?;
         o.add_col_sums(&mut b, g)?;
-        db.push(b);
-    }
-    db.swap(0, 1);
-    let db: [D::Buf<f32>; 4] = db.try_into().map_err(|_| CraneError::Invalid("four biases".into()))?;
-    Ok((dx, dw, db))
+        Ok(b)
+    };
+    let (dbq, dbo) = (col_sums(&dq)?, col_sums(dy)?);
+    let dbv = o.mm(&bias_row(o, &dbo, d)?, false, p.w[3], true, 1.0)?.b;
+    Ok((dx, dw, [dbq, o.0.zeros(d).map_err(dev_err)?, dbv, dbo]))
+}
+
+/// A bias `[d]` as a `[1, d]` matrix.
+fn bias_row<D: Device>(o: &Ops<D>, b: &D::Buf<f32>, d: usize) -> Result<Mat<D::Buf<f32>>> {
+    let mut m = o.zeros(1, d)?;
+    o.0.copy_at(&mut m.b, 0, b, 0, d).map_err(dev_err)?;
+    Ok(m)
 }
 
 /// `1ᵀ dX [1, d_f]`, the column sums of the attention's input gradient, from the bias
@@ -576,12 +585,7 @@ pub(super) fn mha_input_col_sums<D: Device>(
     db: &[D::Buf<f32>; 4],
 ) -> Result<Mat<D::Buf<f32>>> {
     let d = p.w[0].cols;
-    let row = |b: &D::Buf<f32>| -> Result<Mat<D::Buf<f32>>> {
-        let mut m = o.zeros(1, d)?;
-        o.0.copy_at(&mut m.b, 0, b, 0, d).map_err(dev_err)?;
-        Ok(m)
-    };
-    let mut s = o.mm(&row(&db[0])?, false, p.w[0], true, 1.0)?;
-    o.mm_add(&mut s, &row(&db[2])?, false, p.w[2], true, 1.0)?;
+    let mut s = o.mm(&bias_row(o, &db[0], d)?, false, p.w[0], true, 1.0)?;
+    o.mm_add(&mut s, &bias_row(o, &db[2], d)?, false, p.w[2], true, 1.0)?;
     Ok(s)
 }
