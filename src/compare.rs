@@ -140,13 +140,8 @@ pub fn model_configs(spec: &CompareSpec) -> Result<Vec<(String, TrainConfig)>> {
 pub fn memory_estimates(ds: &Dataset, spec: &CompareSpec, budget_gb: Option<f64>) -> Result<Vec<(String, f64)>> {
     let est: Vec<(String, f64)> =
         model_configs(spec)?.into_iter().map(|(m, cfg)| (m, crate::memory::estimate_peak_mb(ds, &cfg))).collect();
-    if let Some(b) = budget_gb {
-        if let Some((m, mb)) = est.iter().find(|(_, mb)| *mb > b * 1024.0) {
-            return Err(CraneError::config(
-                "--memory-budget",
-                format!("{m}'s runs are estimated to need {:.2} GB, over the budget of {b} GB", mb / 1024.0),
-            ));
-        }
+    for (m, mb) in &est {
+        crate::memory::check_budget(*mb, budget_gb, &format!("{m}'s runs are"))?;
     }
     Ok(est)
 }

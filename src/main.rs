@@ -187,14 +187,7 @@ struct TrainArgs {
 fn check_memory(ds: &data::Dataset, cfg: &crane::config::TrainConfig, budget_gb: Option<f64>) -> Result<f64> {
     let est = crane::memory::estimate_peak_mb(ds, cfg);
     eprintln!("estimated peak memory {:.0} MB", est);
-    if let Some(b) = budget_gb {
-        if est > b * 1024.0 {
-            return Err(CraneError::config(
-                "--memory-budget",
-                format!("the run is estimated to need {:.2} GB, over the budget of {b} GB", est / 1024.0),
-            ));
-        }
-    }
+    crane::memory::check_budget(est, budget_gb, "the run is")?;
     Ok(est)
 }
 

@@ -71,3 +71,15 @@ pub fn estimate_peak_mb(ds: &Dataset, cfg: &TrainConfig) -> f64 {
     bytes += e * 120.0;
     BASE_MB + (4.0 * el + bytes) / 1048576.0
 }
+
+/// Refuses an estimate of `est_mb` over `budget_gb` (`--memory-budget`); `what` names it with
+/// its verb ("the run is", "crane-code's runs are").
+pub fn check_budget(est_mb: f64, budget_gb: Option<f64>, what: &str) -> crate::error::Result<()> {
+    match budget_gb {
+        Some(b) if est_mb > b * 1024.0 => Err(crate::error::CraneError::config(
+            "--memory-budget",
+            format!("{what} estimated to need {:.2} GB, over the budget of {b} GB", est_mb / 1024.0),
+        )),
+        _ => Ok(()),
+    }
+}
