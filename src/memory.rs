@@ -50,12 +50,12 @@ pub fn estimate_peak_mb(ds: &Dataset, cfg: &TrainConfig) -> f64 {
     }
     if m.item_graph && m.item_graph_input == ItemGraphInput::Attention {
         // crane-code's attention per modality: the cache (input, Q, K, V, head outputs) and its
-        // gradients; one modality's backward at a time: per-head copies of Q, Qᵀ, Kᵀ, Vᵀ, dO,
-        // dOᵀ, the key and value gradients of each group of row blocks, and two `[rows, tile]`
-        // tiles per thread.
+        // gradients; one modality's backward at a time: per-head copies of Q, Qᵀ, Kᵀ, Vᵀ, dOᵀ
+        // (K and dO are read in place), the key and value gradients of each group of row
+        // blocks, and two `[rows, tile]` tiles per thread.
         use crate::engine::cpu::attention::{GROUPS, KEY_TILE};
         el += 2.0 * 10.0 * items * df;
-        el += 6.0 * items * df + 2.0 * GROUPS as f64 * items * df;
+        el += 5.0 * items * df + 2.0 * GROUPS as f64 * items * df;
         let rows =
             crate::engine::cpu::attention_block_rows(items as usize, cfg.block_mb << 20, cfg.attention_block_rows);
         let tile = KEY_TILE.min(items as usize);

@@ -201,24 +201,24 @@ dispatch! {
 }
 
 dispatch! {
-    /// One head's backward for `r` query rows starting at row `s`: `qs`, `d_o` `[r, dh]`, the
-    /// same transposed `[dh, N]` (`qt`, `dot`, read at columns `s..s + r`), the rows'
-    /// log-sum-exp `lse` and `D = dO · O` `[r]`, keys `kt` `[dh, N]` and `k` (row `j` at `j · ldk`), values
-    /// `vt` `[dh, N]`; adds `dQ·sqrt(dh)` into `dq` `[r, dh]` and the rows' share of `dKᵀ`,
+    /// One head's backward for `r` query rows starting at row `s`: `qs` `[r, dh]`, the head's
+    /// `d_o` (read in place: row `i` at `i · ld`), both transposed `[dh, N]` (`qt`, `dot`, read
+    /// at columns `s..s + r`), the rows' log-sum-exp `lse` and `D = dO · O` `[r]`, keys `kt`
+    /// `[dh, N]` and `k` (in place, row `j` at `j · ld`), values `vt` `[dh, N]`; adds `dQ·sqrt(dh)` into `dq` `[r, dh]` and the rows' share of `dKᵀ`,
     /// `dVᵀ` into `dkt`, `dvt` `[dh, N]`. `p`, `ds` `[r, keys]` are scratch.
-    fn backward_rows(qs: &[f32], qt: &[f32], d_o: &[f32], dot: &[f32], s: usize, lse: &[f32], dd: &[f32], kt: &[f32], k: &[f32], ldk: usize, vt: &[f32], n: usize, dh: usize, keys: usize, dq: &mut [f32], dkt: &mut [f32], dvt: &mut [f32], p: &mut [f32], ds: &mut [f32]) {
+    fn backward_rows(qs: &[f32], qt: &[f32], d_o: &[f32], dot: &[f32], s: usize, lse: &[f32], dd: &[f32], kt: &[f32], k: &[f32], ld: usize, vt: &[f32], n: usize, dh: usize, keys: usize, dq: &mut [f32], dkt: &mut [f32], dvt: &mut [f32], p: &mut [f32], ds: &mut [f32]) {
         let r = lse.len();
         for j0 in (0..n).step_by(keys) {
             let t = keys.min(n - j0);
             mac::<{ WIDE.0 }, { WIDE.1 }, FMA>(p, keys, r, t, qs, dh, dh, &kt[j0..], n, false);
-            mac::<{ WIDE.0 }, { WIDE.1 }, FMA>(ds, keys, r, t, d_o, dh, dh, &vt[j0..], n, false);
+            mac::<{ WIDE.0 }, { WIDE.1 }, FMA>(ds, keys, r, t, d_o, ld, dh, &vt[j0..], n, false);
             for i in 0..r {
                 let (pr, dr) = (&mut p[i * keys..i * keys + t], &mut ds[i * keys..i * keys + t]);
                 let (l, di) = (lse[i], dd[i]);
                 simd::exp_shift(pr, l);
                 dr.iter_mut().zip(pr.iter()).for_each(|(dv, &pv)| *dv = pv * (*dv - di));
             }
-            mac::<{ NARROW.0 }, { NARROW.1 }, FMA>(dq, dh, r, dh, ds, keys, t, &k[j0 * ldk..], ldk, true);
+            mac::<{ NARROW.0 }, { NARROW.1 }, FMA>(dq, dh, r, dh, ds, keys, t, &k[j0 * ld..], ld, true);
             mac::<{ WIDE.0 }, { WIDE.1 }, FMA>(&mut dkt[j0..], n, dh, t, &qt[s..], n, r, ds, keys, true);
             mac::<{ WIDE.0 }, { WIDE.1 }, FMA>(&mut dvt[j0..], n, dh, t, &dot[s..], n, r, p, keys, true);
         }
@@ -286,7 +286,6 @@ pub fn backward_tiled(p: &Mha, c: &MhaCache, dy: &Dense, block: usize, keys: usi
     let qt: Vec<Vec<f32>> = (0..hn).map(|h| head_t(&c.q, h, dh, scale)).collect();
     let kt: Vec<Vec<f32>> = (0..hn).map(|h| head_t(&c.k, h, dh, 1.0)).collect();
     let vt: Vec<Vec<f32>> = (0..hn).map(|h| head_t(&c.v, h, dh, 1.0)).collect();
-    let doh: Vec<Vec<f32>> = (0..hn).map(|h| head(&d_o, h, dh, 1.0)).collect();
     let dot: Vec<Vec<f32>> = (0..hn).map(|h| head_t(&d_o, h, dh, 1.0)).collect();
     let lse: Vec<Vec<f32>> = (0..hn).map(|h| (0..n).map(|i| c.lse[i * hn + h]).collect()).collect();
     // D_i = Σ_j P_ij dP_ij = dO_i · O_i per head: the softmax backward without a whole row.
@@ -318,11 +317,10 @@ pub fn backward_tiled(p: &Mha, c: &MhaCache, dy: &Dense, block: usize, keys: usi
             let (mut pt, mut dst) = (vec![0f32; block * keys], vec![0f32; block * keys]);
             for (bi, dqb) in dq.chunks_mut(block * dh).enumerate() {
                 let (s, r) = (s0 + bi * block, dqb.len() / dh);
-                let rows = s * dh..(s + r) * dh;
                 backward_rows(
-                    &qs[h][rows.clone()],
+                    &qs[h][s * dh..(s + r) * dh],
                     &qt[h],
-                    &doh[h][rows],
+                    &d_o.data[s * d + h * dh..],
                     &dot[h],
                     s,
                     &lse[h][s..s + r],
