@@ -440,6 +440,32 @@ pub fn markdown(rows: &[RunRow], models: &[String], header: &[String]) -> String
                 mean ± sample standard deviation over seeds; bold: best mean per column. The t-test pairs runs \
                 with the same seed.\n",
     );
+    s.push_str(&runs_markdown(rows));
+    s
+}
+
+/// Every run as a row (model, seed, best and last epoch, speed, memory, test Recall/NDCG@20),
+/// so a reader sees the spread behind each mean without opening `compare.csv`. Seconds per
+/// epoch are wall time and include any pause of the run.
+fn runs_markdown(rows: &[RunRow]) -> String {
+    let mut s = String::from(
+        "\n## Runs\n\n| model | seed | best epoch | epochs run | s / epoch | peak MB | Recall@20 | NDCG@20 |\n\
+         |---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        let m = &r.summary;
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {:.1} | {:.0} | {:.4} | {:.4} |\n",
+            r.model,
+            r.seed,
+            m.best_epoch,
+            m.epochs_run,
+            m.seconds_per_epoch,
+            m.peak_memory_mb,
+            value(r, ("recall", 20)),
+            value(r, ("ndcg", 20))
+        ));
+    }
     s
 }
 

@@ -96,6 +96,15 @@ fn compare_trains_each_model_and_seed_once_and_reports() {
     assert!(md.contains("| lightgcn | 2 |") && md.contains("| crane | 2 |"), "{md}");
     assert_eq!(md.matches("**").count(), 8, "one best cell per column:\n{md}");
     assert!(md.contains("crane vs best baseline: improvement") && md.contains("(t = "), "{md}");
+    // Every run has its own row under "## Runs", with its best epoch and test Recall@20.
+    let runs = &md[md.find("## Runs").expect("runs section")..];
+    for r in &rows {
+        let prefix = format!("| {} | {} | {} | {} |", r.model, r.seed, r.summary.best_epoch, r.summary.epochs_run);
+        let line = runs.lines().find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("{prefix}\n{runs}"));
+        let recall = format!("{:.4}", r.summary.test.get("recall", 20).unwrap());
+        assert!(line.contains(&recall), "{line} lacks {recall}");
+    }
+    assert_eq!(runs.lines().filter(|l| l.starts_with("| lightgcn |") || l.starts_with("| crane |")).count(), 4);
     let with_missing = markdown(&rows, &[models.clone(), vec!["freedom".to_string()]].concat(), &[]);
     assert!(
         with_missing.contains("not in the table: freedom") && !with_missing.contains("| freedom |"),
