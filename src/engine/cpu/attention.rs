@@ -204,8 +204,9 @@ dispatch! {
     /// One head's backward for `r` query rows starting at row `s`: `qs` `[r, dh]`, the head's
     /// `d_o` (read in place: row `i` at `i · ld`), both transposed `[dh, N]` (`qt`, `dot`, read
     /// at columns `s..s + r`), the rows' log-sum-exp `lse` and `D = dO · O` `[r]`, keys `kt`
-    /// `[dh, N]` and `k` (in place, row `j` at `j · ld`), values `vt` `[dh, N]`; adds `dQ·sqrt(dh)` into `dq` `[r, dh]` and the rows' share of `dKᵀ`,
-    /// `dVᵀ` into `dkt`, `dvt` `[dh, N]`. `p`, `ds` `[r, keys]` are scratch.
+    /// `[dh, N]` and `k` (in place, row `j` at `j · ld`), values `vt` `[dh, N]`; adds
+    /// `dQ·sqrt(dh)` into `dq` `[r, dh]` and the rows' share of `dKᵀ`, `dVᵀ` into `dkt`, `dvt`
+    /// `[dh, N]`. `p`, `ds` `[r, keys]` are scratch.
     fn backward_rows(qs: &[f32], qt: &[f32], d_o: &[f32], dot: &[f32], s: usize, lse: &[f32], dd: &[f32], kt: &[f32], k: &[f32], ld: usize, vt: &[f32], n: usize, dh: usize, keys: usize, dq: &mut [f32], dkt: &mut [f32], dvt: &mut [f32], p: &mut [f32], ds: &mut [f32]) {
         let r = lse.len();
         for j0 in (0..n).step_by(keys) {
