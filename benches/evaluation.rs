@@ -24,7 +24,7 @@ fn bench(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("baby_shape_full_ranking", |b| {
         b.iter(|| {
-            evaluate(&set, &mask, n, &[5, 10, 20, 50], 1024, |users, out| {
+            evaluate(&set, crane::eval::Mask::train_only(&mask), n, &[5, 10, 20, 50], 1024, |users, out| {
                 let mut zb = Dense::zeros(users.len(), d);
                 for (k, &u) in users.iter().enumerate() {
                     zb.row_mut(k).copy_from_slice(zu.row(u as usize));

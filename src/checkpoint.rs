@@ -1,8 +1,10 @@
 //! Checkpoints: the parameters as f32 safetensors, with the resolved training config, the
-//! epoch and the dataset name in the metadata. Written atomically.
+//! epoch, the dataset name and the data fingerprint ([`crate::fingerprint`]) in the metadata.
+//! Written atomically.
 
 use crate::config::TrainConfig;
 use crate::error::{CraneError, Result};
+use crate::fingerprint::DataFingerprint;
 use crate::io::write_atomic;
 use crane_reference::Params;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -15,6 +17,9 @@ pub struct CheckpointMeta {
     pub config: TrainConfig,
     pub epoch: usize,
     pub dataset: String,
+    /// The data it was trained on; `None` only in checkpoints written before fingerprints
+    /// existed, which nothing accepts.
+    pub data: Option<DataFingerprint>,
 }
 
 /// Writes `params` (as f32) and `meta` to `path`.
@@ -40,6 +45,9 @@ pub fn save(path: &Path, params: &Params, meta: &CheckpointMeta) -> Result<()> {
     info.insert("config".to_string(), serde_json::to_string(&meta.config).expect("config serialises"));
     info.insert("epoch".to_string(), meta.epoch.to_string());
     info.insert("dataset".to_string(), meta.dataset.clone());
+    if let Some(fp) = &meta.data {
+        info.insert("data_fingerprint".to_string(), fp.to_json());
+    }
     info.insert("format".to_string(), "crane-checkpoint-1".to_string());
     let data = safetensors::serialize(views, Some(info))
         .map_err(|e| CraneError::file(path, format!("cannot serialise: {e}")))?;
@@ -61,7 +69,29 @@ fn meta_of(bytes: &[u8], path: &Path) -> Result<CheckpointMeta> {
     let config: TrainConfig = serde_json::from_str(&field("config")?)
         .map_err(|e| CraneError::file(path, format!("metadata `config`: {e}")))?;
     let epoch = field("epoch")?.parse().map_err(|_| CraneError::file(path, "metadata `epoch` is not a number"))?;
-    Ok(CheckpointMeta { config, epoch, dataset: field("dataset")? })
+    Ok(CheckpointMeta { config, epoch, dataset: field("dataset")?, data: fingerprint_of(&info, path)? })
+}
+
+/// The `data_fingerprint` metadata field, when present.
+fn fingerprint_of(info: &HashMap<String, String>, path: &Path) -> Result<Option<DataFingerprint>> {
+    info.get("data_fingerprint")
+        .map(|s| {
+            serde_json::from_str(s).map_err(|e| CraneError::file(path, format!("metadata `data_fingerprint`: {e}")))
+        })
+        .transpose()
+}
+
+/// Refuses an artefact without a fingerprint (written by a crane before fingerprints) or one
+/// made from other data than `now`.
+pub fn check_data(path: &Path, made_from: Option<&DataFingerprint>, now: &DataFingerprint) -> Result<()> {
+    match made_from {
+        Some(fp) => fp.check(path, now),
+        None => Err(CraneError::file(
+            path,
+            "has no data fingerprint (written by an older crane), so nothing can tell which data it belongs to; \
+             retrain it with this version",
+        )),
+    }
 }
 
 /// Reads a checkpoint; `template` gives the expected tensor names and shapes.
@@ -77,11 +107,15 @@ pub fn load(path: &Path, template: &Params) -> Result<(Params, CheckpointMeta)> 
             return Err(CraneError::file(
                 path,
                 format!(
-                    "tensor `{name}` is {:?} {:?}, expected F32 [{}, {}]",
+                    "tensor `{name}` is {:?} {:?}, expected F32 [{}, {}]: the checkpoint belongs to dataset `{}`{}",
                     v.dtype(),
                     v.shape(),
                     dst.nrows(),
-                    dst.ncols()
+                    dst.ncols(),
+                    meta.dataset,
+                    meta.data
+                        .as_ref()
+                        .map_or(String::new(), |d| format!(" ({} users, {} items)", d.n_users, d.n_items))
                 ),
             ));
         }
@@ -104,6 +138,7 @@ pub fn save_state(
     opt: &crate::engine::OptimiserState,
     params: &Params,
     config: &TrainConfig,
+    data: &DataFingerprint,
     epoch: usize,
     loop_state: &str,
 ) -> Result<()> {
@@ -128,6 +163,7 @@ pub fn save_state(
     info.insert("epoch".to_string(), epoch.to_string());
     info.insert("adam_step".to_string(), opt.step.to_string());
     info.insert("loop".to_string(), loop_state.to_string());
+    info.insert("data_fingerprint".to_string(), data.to_json());
     info.insert("format".to_string(), "crane-state-1".to_string());
     let data = safetensors::serialize(views, Some(info))
         .map_err(|e| CraneError::file(path, format!("cannot serialise: {e}")))?;
@@ -139,12 +175,15 @@ pub struct TrainState {
     pub params: Params,
     pub opt: crate::engine::OptimiserState,
     pub config: TrainConfig,
+    /// The data it was trained on (`None`: written before fingerprints).
+    pub data: Option<DataFingerprint>,
     pub epoch: usize,
     pub loop_state: String,
 }
 
-/// Reads what [`save_state`] wrote; `template` gives the tensor names and shapes.
-pub fn load_state(path: &Path, template: &Params) -> Result<TrainState> {
+/// Reads what [`save_state`] wrote; `template` gives the tensor names and shapes. Refuses, before
+/// reading any tensor, a state made from other data than `now` (or with no fingerprint).
+pub fn load_state(path: &Path, template: &Params, now: &DataFingerprint) -> Result<TrainState> {
     let bytes = std::fs::read(path).map_err(|e| CraneError::io(path, "read", e))?;
     let st =
         SafeTensors::deserialize(&bytes).map_err(|e| CraneError::file(path, format!("not a safetensors file: {e}")))?;
@@ -152,6 +191,8 @@ pub fn load_state(path: &Path, template: &Params) -> Result<TrainState> {
     let info = md.metadata().clone().unwrap_or_default();
     let field =
         |k: &str| info.get(k).cloned().ok_or_else(|| CraneError::file(path, format!("metadata field `{k}` missing")));
+    let data = fingerprint_of(&info, path)?;
+    check_data(path, data.as_ref(), now)?;
     let config: TrainConfig = serde_json::from_str(&field("config")?)
         .map_err(|e| CraneError::file(path, format!("metadata `config`: {e}")))?;
     let num = |k: &str| -> Result<u64> {
@@ -179,7 +220,43 @@ pub fn load_state(path: &Path, template: &Params) -> Result<TrainState> {
         params: read("param")?,
         opt: crate::engine::OptimiserState { step: num("adam_step")?, m: read("adam_m")?, v: read("adam_v")? },
         config,
+        data,
         epoch: num("epoch")? as usize,
         loop_state: field("loop")?,
     })
+}
+
+/// A checkpoint opened for scoring, with the data it was trained on.
+pub struct Opened {
+    /// The data, loaded with the checkpoint's own split source and user filter.
+    pub ds: crate::data::Dataset,
+    /// The engine with the checkpoint's parameters, ready to score (`prepare_scoring` done).
+    pub engine: Box<dyn crate::engine::Engine>,
+    pub meta: CheckpointMeta,
+}
+
+/// Opens `path` on the dataset folder `dir` for `crane eval` and `crane recommend`: the data is
+/// loaded with the split seed and user filter the checkpoint was trained with (so its metrics
+/// are training's), refused when its fingerprint differs from the checkpoint's (naming the
+/// difference) or when the checkpoint has none, and checked against the available memory before
+/// the engine is built.
+pub fn open_for_scoring(path: &Path, dir: &Path) -> Result<Opened> {
+    let meta = read_meta(path)?;
+    let Some(made_from) = &meta.data else {
+        return Err(CraneError::file(
+            path,
+            "has no data fingerprint (written by an older crane), so nothing can tell which data or split it \
+             belongs to; retrain it with this version",
+        ));
+    };
+    let ds = crate::data::load_dataset(dir, &made_from.load_options())?;
+    made_from.check(path, &ds.fingerprint)?;
+    let est = crate::memory::estimate_peak_mb(&ds, &meta.config);
+    crate::memory::check_available(est, &ds, "scoring with this checkpoint is")?;
+    let mut engine = crate::train::build_engine(&ds, &meta.config)?;
+    let (params, _) = load(path, &engine.params())?;
+    engine.set_params(&params);
+    engine.rebuild_item_graph()?;
+    engine.prepare_scoring()?;
+    Ok(Opened { ds, engine, meta })
 }

@@ -142,6 +142,7 @@ pub fn memory_estimates(ds: &Dataset, spec: &CompareSpec, budget_gb: Option<f64>
         model_configs(spec)?.into_iter().map(|(m, cfg)| (m, crate::memory::estimate_peak_mb(ds, &cfg))).collect();
     for (m, mb) in &est {
         crate::memory::check_budget(*mb, budget_gb, &format!("{m}'s runs are"))?;
+        crate::memory::check_available(*mb, ds, &format!("{m}'s runs are"))?;
     }
     Ok(est)
 }
@@ -174,7 +175,10 @@ pub fn run_all(ds: &Dataset, spec: &CompareSpec, report: &Reporter) -> Result<Ve
             let r = Reporter { tag: format!("{model} seed {seed}"), ..report.clone() };
             let (summary, trained_now) = if spec.report_only {
                 match read_summary(&dir.join("results.json"))? {
-                    Some(s) if s.config == cfg => (s, false),
+                    Some(s) if s.config == cfg => {
+                        check_same_data(&dir, ds)?;
+                        (s, false)
+                    }
                     _ => {
                         report.line(&format!("{model} seed {seed}: not finished, left out of the report"));
                         if let Some(b) = &overall {
@@ -209,14 +213,19 @@ pub fn run_all(ds: &Dataset, spec: &CompareSpec, report: &Reporter) -> Result<Ve
 pub fn run_one(ds: &Dataset, cfg: &TrainConfig, dir: &Path, report: &Reporter) -> Result<(RunSummary, bool)> {
     let results = dir.join("results.json");
     match read_summary(&results)? {
-        Some(s) if s.config == *cfg => Ok((s, false)),
+        Some(s) if s.config == *cfg => {
+            check_same_data(dir, ds)?;
+            Ok((s, false))
+        }
         Some(_) => Err(CraneError::file(
             &results,
             "was made with a different config than this comparison asks for; move the folder away or use another \
              --out",
         )),
         None => {
-            train_reported(ds, cfg, Some(dir), report, true, None)?;
+            // Resume an interrupted run (its state is checked against this data); a new one starts.
+            let interrupted = dir.join("state.safetensors").exists();
+            train_reported(ds, cfg, Some(dir), report, interrupted, None)?;
             let s = read_summary(&results)?.ok_or_else(|| CraneError::file(&results, "not written"))?;
             Ok((s, true))
         }
@@ -272,9 +281,13 @@ pub fn run_grid(
     Ok(rows)
 }
 
-/// Index of the point with the best validation Recall@20 (the first on ties).
+/// Index of the point with the best value of its validation metric (`valid_metric`, Recall@20
+/// by default; the first on ties).
 pub fn select_on_validation(rows: &[GridRow]) -> usize {
-    let v = |r: &GridRow| r.summary.valid.get("recall", 20).unwrap_or(f64::NEG_INFINITY);
+    let v = |r: &GridRow| {
+        let metric = r.summary.config.valid_metric_parts().ok();
+        metric.and_then(|(m, k)| r.summary.valid.get(m, k)).unwrap_or(f64::NEG_INFINITY)
+    };
     (0..rows.len()).fold(0, |b, k| if v(&rows[k]) > v(&rows[b]) { k } else { b })
 }
 
@@ -301,12 +314,27 @@ pub fn grid_markdown(rows: &[GridRow], header: &[String]) -> String {
     let leak =
         (0..rows.len()).fold(0, |b, k| if t(&rows[k], "recall", 20) > t(&rows[b], "recall", 20) { k } else { b });
     s.push_str(&format!(
-        "\nSelected on validation Recall@20: `{}`. MMRec's search script would pick `{}` (best *test* \
+        "\nSelected on validation {}: `{}`. MMRec's search script would pick `{}` (best *test* \
          Recall@20, which leaks the test set; shown for comparison only).\n",
+        rows[pick].summary.config.valid_metric,
         rows[pick].point.join(" "),
         rows[leak].point.join(" ")
     ));
     s
+}
+
+/// A finished run is kept only for the data it was made from: its `manifest.json` is checked
+/// against `ds`'s fingerprint ([`crate::fingerprint::check_manifest`]).
+fn check_same_data(dir: &Path, ds: &Dataset) -> Result<()> {
+    let manifest = dir.join("manifest.json");
+    if !manifest.is_file() {
+        return Err(CraneError::file(
+            &manifest,
+            "missing beside a finished run's results.json: nothing tells which data it was made from; move the run \
+             folder away to retrain it",
+        ));
+    }
+    crate::fingerprint::check_manifest(&manifest, &ds.fingerprint)
 }
 
 fn read_summary(path: &Path) -> Result<Option<RunSummary>> {

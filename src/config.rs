@@ -31,8 +31,11 @@ pub struct TrainConfig {
     pub lr: f64,
     pub epochs: usize,
     pub batch_size: usize,
-    /// Epochs without improvement of validation Recall@20 before stopping.
+    /// Epochs without improvement of the validation metric before stopping.
     pub patience: usize,
+    /// The validation metric that selects the best epoch and stops early, `name@K` with name
+    /// `recall`, `ndcg`, `precision` or `map` (MMRec's `valid_metric`); K must be in `ks`.
+    pub valid_metric: String,
     pub seed: u64,
     pub refresh: GraphRefresh,
     pub engine: EngineKind,
@@ -68,6 +71,7 @@ impl Default for TrainConfig {
             epochs: 250,
             batch_size: 1024,
             patience: 5,
+            valid_metric: "recall@20".into(),
             seed: 2024,
             refresh: GraphRefresh::EveryEpoch,
             engine: EngineKind::Cpu,
@@ -185,6 +189,7 @@ pub fn resolve(base_toml: &str, source: &str, sets: &[String]) -> Result<TrainCo
             "batch_size, epochs, eval_block, block_mb must be positive and ks non-empty",
         ));
     }
+    cfg.valid_metric_parts()?;
     if !(cfg.lr > 0.0 && cfg.lr.is_finite()) {
         return Err(CraneError::config("lr", format!("must be a positive number, got {}", cfg.lr)));
     }
@@ -193,4 +198,30 @@ pub fn resolve(base_toml: &str, source: &str, sets: &[String]) -> Result<TrainCo
         return Err(CraneError::config("tf32", "applies to engine = \"gpu\" only (cuBLAS on tensor cores)"));
     }
     Ok(cfg)
+}
+
+/// The metric names of [`crate::eval::Metrics`].
+pub const METRIC_NAMES: [&str; 4] = ["recall", "ndcg", "precision", "map"];
+
+impl TrainConfig {
+    /// `valid_metric` as (name, K), refused when malformed or when K is not in `ks` (early
+    /// stopping would otherwise watch a metric that is never computed).
+    pub fn valid_metric_parts(&self) -> Result<(&str, usize)> {
+        let bad = |why: String| CraneError::config("valid_metric", why);
+        let (name, k) = self
+            .valid_metric
+            .split_once('@')
+            .ok_or_else(|| bad(format!("`{}` is not name@K (e.g. recall@20)", self.valid_metric)))?;
+        if !METRIC_NAMES.contains(&name) {
+            return Err(bad(format!("`{name}` is not one of {}", METRIC_NAMES.join(", "))));
+        }
+        let k: usize = k.parse().map_err(|_| bad(format!("`{k}` in `{}` is not a cut-off K", self.valid_metric)))?;
+        if !self.ks.contains(&k) {
+            return Err(bad(format!(
+                "{} needs K = {k} among the cut-offs ks = {:?}; add it to ks or choose another metric",
+                self.valid_metric, self.ks
+            )));
+        }
+        Ok((name, k))
+    }
 }

@@ -56,11 +56,13 @@ impl Metrics {
     }
 
     /// One line: `R@10 0.0512 R@20 0.0803 N@10 ... N@20 ...` for the Ks present.
+    /// Without K = 10 or 20 among the cut-offs, every K is shown.
     pub fn summary(&self) -> String {
         let mut s = Vec::new();
+        let usual = self.ks.iter().any(|&k| k == 10 || k == 20);
         for (name, v) in [("R", &self.recall), ("N", &self.ndcg)] {
             for (k, &kk) in self.ks.iter().enumerate() {
-                if kk == 10 || kk == 20 {
+                if !usual || kk == 10 || kk == 20 {
                     s.push(format!("{name}@{kk} {:.4}", v[k]));
                 }
             }
@@ -87,6 +89,41 @@ impl EvalSet {
     }
 }
 
+/// What ranking skips: each user's training items (`train[u]`, sorted) and the ids that are no
+/// item (`absent`, sorted: [`crate::data::Dataset::absent_items`]), which no user is ever offered.
+#[derive(Clone, Copy, Debug)]
+pub struct Mask<'a> {
+    pub train: &'a [Vec<u32>],
+    pub absent: &'a [u32],
+}
+
+impl<'a> Mask<'a> {
+    pub fn new(train: &'a [Vec<u32>], absent: &'a [u32]) -> Self {
+        Self { train, absent }
+    }
+
+    /// Training items only (every id is an item).
+    pub fn train_only(train: &'a [Vec<u32>]) -> Self {
+        Self { train, absent: &[] }
+    }
+
+    /// User `u`'s two sorted skip lists.
+    pub fn user(&self, u: u32) -> (&'a [u32], &'a [u32]) {
+        (&self.train[u as usize], self.absent)
+    }
+
+    /// User `u`'s skip lists merged into one sorted list.
+    pub fn merged(&self, u: u32) -> Vec<u32> {
+        let (a, b) = self.user(u);
+        let mut m = Vec::with_capacity(a.len() + b.len());
+        m.extend_from_slice(a);
+        m.extend_from_slice(b);
+        m.sort_unstable();
+        m.dedup();
+        m
+    }
+}
+
 /// Score key: higher is better, NaN lowest.
 #[inline]
 fn key(s: f32) -> f32 {
@@ -106,16 +143,25 @@ fn before(a: (f32, u32), b: (f32, u32)) -> bool {
 /// The top `k` items of one user's `scores` `[N]`, best first, skipping the sorted `masked`
 /// items. Fewer than k if fewer items are left.
 pub fn top_k(scores: &[f32], masked: &[u32], k: usize) -> Vec<u32> {
+    top_k_outside(scores, masked, &[], k)
+}
+
+/// [`top_k`] skipping the items of two sorted lists (a user's training items and the absent
+/// ids of [`Mask`]).
+pub fn top_k_outside(scores: &[f32], masked: &[u32], absent: &[u32], k: usize) -> Vec<u32> {
     // A sorted buffer of the best k so far; an insertion sort is fast for k ≤ 50 because most
     // items fail the comparison with the current k-th.
     let mut best: Vec<(f32, u32)> = Vec::with_capacity(k + 1);
-    let mut mi = 0;
+    let (mut mi, mut ai) = (0, 0);
     for (i, &s) in scores.iter().enumerate() {
         let i = i as u32;
         while mi < masked.len() && masked[mi] < i {
             mi += 1;
         }
-        if mi < masked.len() && masked[mi] == i {
+        while ai < absent.len() && absent[ai] < i {
+            ai += 1;
+        }
+        if (mi < masked.len() && masked[mi] == i) || (ai < absent.len() && absent[ai] == i) {
             continue;
         }
         let c = (key(s), i);
@@ -189,11 +235,11 @@ pub fn metrics_from_rankings(rankings: &[Vec<u32>], set: &EvalSet, ks: &[usize])
 }
 
 /// Ranks every user of `set`: `score_block(users, out)` fills `out` `[users.len(), n_items]`
-/// (row-major) with scores; training items (`mask[u]`, sorted) are excluded; returns the top
-/// `k` of each user. Memory: one `[block, n_items]` buffer.
+/// (row-major) with scores; training items and absent ids (`mask`) are excluded; returns the
+/// top `k` of each user. Memory: one `[block, n_items]` buffer.
 pub fn rank_users(
     set: &EvalSet,
-    mask: &[Vec<u32>],
+    mask: Mask<'_>,
     n_items: usize,
     k: usize,
     block: usize,
@@ -205,18 +251,24 @@ pub fn rank_users(
     for users in set.users.chunks(block) {
         let scores = &mut buf[..users.len() * n_items];
         score_block(users, scores);
-        let ranked: Vec<Vec<u32>> =
-            users.par_iter().zip(scores.par_chunks(n_items)).map(|(&u, s)| top_k(s, &mask[u as usize], k)).collect();
+        let ranked: Vec<Vec<u32>> = users
+            .par_iter()
+            .zip(scores.par_chunks(n_items))
+            .map(|(&u, s)| {
+                let (t, a) = mask.user(u);
+                top_k_outside(s, t, a, k)
+            })
+            .collect();
         out.extend(ranked);
     }
     out
 }
 
 /// [`rank_users`] with an engine's own ranking ([`crate::engine::Engine::rank_block`]): the
-/// users of `set` in blocks of `block`, the top `k` of each outside `mask[u]`.
+/// users of `set` in blocks of `block`, the top `k` of each outside `mask`.
 pub fn rank_users_with(
     set: &EvalSet,
-    mask: &[Vec<u32>],
+    mask: Mask<'_>,
     n_items: usize,
     k: usize,
     block: usize,
@@ -232,7 +284,7 @@ pub fn rank_users_with(
 /// [`rank_users_with`] then [`metrics_from_rankings`]: how training and `crane eval` evaluate.
 pub fn evaluate_engine(
     set: &EvalSet,
-    mask: &[Vec<u32>],
+    mask: Mask<'_>,
     n_items: usize,
     ks: &[usize],
     block: usize,
@@ -244,7 +296,8 @@ pub fn evaluate_engine(
 
 /// MMRec's `save_recommended_topk` layout: a header `id top_1 ... top_K`, then one line per
 /// user with the original user id and the top-K item ids, tab-separated. `user` and `item`
-/// give the original ids (reviewer ids and ASINs when the dataset has mapping files).
+/// give the original ids (reviewer ids and ASINs when the dataset has mapping files). A user
+/// with fewer than K candidates left gets empty trailing fields (see [`short_rankings`]).
 pub fn topk_tsv(
     users: &[u32],
     rankings: &[Vec<u32>],
@@ -263,15 +316,24 @@ pub fn topk_tsv(
             s.push('\t');
             s.push_str(&item(i));
         }
+        // Fewer than k candidates left: empty fields keep every row as wide as the header.
+        for _ in r.len().min(k)..k {
+            s.push('\t');
+        }
         s.push('\n');
     }
     s
 }
 
+/// How many of `rankings` are shorter than `k` (users with fewer than k candidates left).
+pub fn short_rankings(rankings: &[Vec<u32>], k: usize) -> usize {
+    rankings.iter().filter(|r| r.len() < k).count()
+}
+
 /// [`rank_users`] then [`metrics_from_rankings`].
 pub fn evaluate(
     set: &EvalSet,
-    mask: &[Vec<u32>],
+    mask: Mask<'_>,
     n_items: usize,
     ks: &[usize],
     block: usize,

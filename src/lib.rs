@@ -15,6 +15,7 @@ pub mod data;
 pub mod engine;
 pub mod error;
 pub mod eval;
+pub mod fingerprint;
 pub mod fuzzing;
 pub mod io;
 pub mod manifest;

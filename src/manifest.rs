@@ -2,10 +2,8 @@
 
 use crate::config::TrainConfig;
 use crate::data::{DataStats, Dataset, Layout};
-use crate::error::{CraneError, Result};
+use crate::error::Result;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
-use std::io::Read;
 use std::path::Path;
 
 #[derive(Clone, Debug, Serialize)]
@@ -32,13 +30,26 @@ pub struct Manifest {
     /// What `features.json` says when the features were generated (null for real features).
     pub generated_features: Option<String>,
     pub inputs: Vec<InputFile>,
+    /// The data fingerprint ([`crate::fingerprint`]): `compare` and `grid` keep a finished run
+    /// only for the same data.
+    pub data_fingerprint: crate::fingerprint::DataFingerprint,
     /// Estimated peak memory (MB) printed before training.
     pub estimated_peak_mb: f64,
 }
 
 impl Manifest {
     pub fn new(ds: &Dataset, cfg: &TrainConfig) -> Result<Self> {
-        let inputs = ds.files.iter().map(|p| hash_file(p)).collect::<Result<Vec<_>>>()?;
+        // The digests taken at load: the files are not read twice.
+        let inputs = ds
+            .fingerprint
+            .files
+            .iter()
+            .map(|f| InputFile {
+                path: ds.dir.join(&f.name).display().to_string(),
+                bytes: f.bytes,
+                sha256: f.sha256.clone(),
+            })
+            .collect();
         Ok(Self {
             crane_version: env!("CARGO_PKG_VERSION"),
             commit: option_env!("CRANE_GIT_COMMIT").unwrap_or("unknown"),
@@ -51,6 +62,7 @@ impl Manifest {
             data: ds.stats(),
             generated_features: ds.generated_features.clone(),
             inputs,
+            data_fingerprint: ds.fingerprint.clone(),
             estimated_peak_mb: crate::memory::estimate_peak_mb(ds, cfg),
         })
     }
@@ -92,18 +104,6 @@ fn vector_units() -> String {
 
 /// Size and sha256 of a file, streamed.
 pub fn hash_file(path: &Path) -> Result<InputFile> {
-    let mut f = std::fs::File::open(path).map_err(|e| CraneError::io(path, "open", e))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut bytes = 0u64;
-    loop {
-        let n = f.read(&mut buf).map_err(|e| CraneError::io(path, "read", e))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        bytes += n as u64;
-    }
-    let sha256 = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let (bytes, sha256) = crate::fingerprint::digest_file(path)?;
     Ok(InputFile { path: path.display().to_string(), bytes, sha256 })
 }

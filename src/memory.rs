@@ -83,3 +83,40 @@ pub fn check_budget(est_mb: f64, budget_gb: Option<f64>, what: &str) -> crate::e
         _ => Ok(()),
     }
 }
+
+/// The memory the kernel says is available for a new process (`MemAvailable` of
+/// `/proc/meminfo`, MB), or `None` where it cannot be read. `CRANE_MEMORY_AVAILABLE_MB`
+/// overrides it, so that tests can exercise the refusal on any machine.
+pub fn available_mb() -> Option<f64> {
+    if let Some(v) = std::env::var("CRANE_MEMORY_AVAILABLE_MB").ok().and_then(|v| v.parse().ok()) {
+        return Some(v);
+    }
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    line.split_whitespace().nth(1)?.parse::<f64>().ok().map(|kb| kb / 1024.0)
+}
+
+/// Refuses an estimate of `est_mb` over the machine's available memory, before anything is
+/// allocated (an allocation failure would abort the process without a message). When the item
+/// id space is much larger than the number of items, says so: a mistyped id is the usual cause.
+pub fn check_available(est_mb: f64, ds: &Dataset, what: &str) -> crate::error::Result<()> {
+    let Some(avail) = available_mb() else { return Ok(()) };
+    if est_mb <= avail {
+        return Ok(());
+    }
+    let items = ds.n_items - ds.absent_items.len();
+    let hint = if ds.n_items > 4 * items.max(1) {
+        format!(
+            "; the item ids run to {} for {items} items (ids are row indices: max id + 1): is an id mistyped, or \
+             should the ids be re-indexed densely?",
+            ds.n_items - 1
+        )
+    } else {
+        String::new()
+    };
+    Err(crate::error::CraneError::Invalid(format!(
+        "{what} estimated to need {:.2} GB, more than the {:.2} GB of memory available{hint}",
+        est_mb / 1024.0,
+        avail / 1024.0
+    )))
+}

@@ -1,6 +1,9 @@
 //! The training loop: Adam over shuffled BPR batches, a DropEdge sample per epoch, the item
 //! graph refreshed per the configured mode, full-ranking validation after every epoch, early
-//! stopping on validation Recall@20 with the test metrics of the best validation epoch.
+//! stopping on the validation metric (`valid_metric`, Recall@20 by default) with the test
+//! metrics of the best validation epoch. A loss that grows by orders of magnitude is warned
+//! about and, past [`EXPLODED`] times its starting value, stops the run with a diagnosis, as a
+//! non-finite one does.
 
 use crate::config::{EngineKind, TrainConfig};
 use crate::data::Dataset;
@@ -9,7 +12,7 @@ use crate::engine::gpu::GpuEngine;
 use crate::engine::reference::ReferenceEngine;
 use crate::engine::{Engine, GraphRefresh, ModelInputs, StageTimes};
 use crate::error::{CraneError, Result};
-use crate::eval::{evaluate, evaluate_engine, EvalSet, Metrics};
+use crate::eval::{evaluate, evaluate_engine, EvalSet, Mask, Metrics};
 use crate::io::write_string_atomic;
 use crate::sampling::{mix_seed, Sampler};
 use crane_reference::init::Dims;
@@ -73,9 +76,9 @@ pub fn popularity_metrics(ds: &Dataset, ks: &[usize]) -> Metrics {
     for &(_, i) in &ds.train {
         pop[i as usize] += 1.0;
     }
-    let mask = ds.train_by_user();
+    let train = ds.train_by_user();
     let set = EvalSet::from_pairs(ds.n_users, &ds.test);
-    evaluate(&set, &mask, ds.n_items, ks, 1024, |users, out| {
+    evaluate(&set, Mask::new(&train, &ds.absent_items), ds.n_items, ks, 1024, |users, out| {
         for k in 0..users.len() {
             out[k * ds.n_items..(k + 1) * ds.n_items].copy_from_slice(&pop);
         }
@@ -110,6 +113,13 @@ pub fn build_engine(ds: &Dataset, cfg: &TrainConfig) -> Result<Box<dyn Engine>> 
     })
 }
 
+/// A batch loss this many times the run's starting loss stops training: it has diverged even if
+/// it is still finite (a loss of 1e37 would otherwise run to the last epoch).
+pub const EXPLODED: f64 = 1e4;
+
+/// An epoch's mean loss this many times the starting loss is warned about.
+pub const GROWING: f64 = 100.0;
+
 /// The loop's state saved with each epoch, for `--resume`.
 #[derive(Serialize, serde::Deserialize)]
 struct LoopState {
@@ -120,6 +130,9 @@ struct LoopState {
     best_test: Option<Metrics>,
     history: Vec<EpochLog>,
     train_seconds: f64,
+    /// The run's first batch loss (the scale of [`EXPLODED`]); absent in older states.
+    #[serde(default)]
+    loss_scale: Option<f64>,
 }
 
 /// Trains on `ds`; writes `history.jsonl`, `history.csv`, `state.safetensors`,
@@ -190,6 +203,23 @@ pub fn train_reported(
     resume: bool,
     stop_after: Option<usize>,
 ) -> Result<RunResult> {
+    let (metric, metric_k) = cfg.valid_metric_parts()?;
+    let mut engine = build_engine(ds, cfg)?;
+    let state_path = out.map(|d| d.join("state.safetensors"));
+    // Read (and checked against this data) before anything in the folder is rewritten.
+    let resumed = match (resume, &state_path) {
+        (true, Some(path)) if path.exists() => {
+            Some(crate::checkpoint::load_state(path, &engine.params(), &ds.fingerprint)?)
+        }
+        (true, Some(path)) => {
+            report.line(&format!(
+                "no resumable state in {}: training from epoch 0",
+                path.parent().map_or(String::new(), |p| p.display().to_string())
+            ));
+            None
+        }
+        _ => None,
+    };
     if let Some(dir) = out {
         std::fs::create_dir_all(dir).map_err(|e| CraneError::io(dir, "create directory", e))?;
         let manifest = crate::manifest::Manifest::new(ds, cfg)?;
@@ -198,8 +228,8 @@ pub fn train_reported(
             &serde_json::to_string_pretty(&manifest).expect("manifest serialises"),
         )?;
     }
-    let mut engine = build_engine(ds, cfg)?;
     let user_train = ds.train_by_user();
+    let rank_mask = Mask::new(&user_train, &ds.absent_items);
     let sampler = Sampler::new(&ds.train, &user_train)?;
     let valid_set = EvalSet::from_pairs(ds.n_users, &ds.valid);
     let test_set = EvalSet::from_pairs(ds.n_users, &ds.test);
@@ -214,10 +244,9 @@ pub fn train_reported(
     let mut stopped_early = false;
     let mut train_time = Duration::ZERO;
     let mut start = 0;
-    let state_path = out.map(|d| d.join("state.safetensors"));
-    if let (true, Some(path)) = (resume, &state_path) {
-        if path.exists() {
-            let st = crate::checkpoint::load_state(path, &engine.params())?;
+    let mut resumed_scale = None;
+    if let (Some(st), Some(path)) = (resumed, &state_path) {
+        {
             if st.config != *cfg {
                 return Err(CraneError::file(
                     path,
@@ -230,6 +259,7 @@ pub fn train_reported(
                 serde_json::from_str(&st.loop_state).map_err(|e| CraneError::file(path, format!("loop state: {e}")))?;
             (best, best_epoch, since, best_valid, best_test, history) =
                 (ls.best, ls.best_epoch, ls.since, ls.best_valid, ls.best_test, ls.history);
+            resumed_scale = ls.loss_scale;
             train_time = Duration::from_secs_f64(ls.train_seconds);
             start = st.epoch + 1;
             if since > cfg.patience {
@@ -237,8 +267,20 @@ pub fn train_reported(
                 start = cfg.epochs;
             }
             report.line(&format!("resuming after epoch {} from {}", st.epoch, path.display()));
+            let ckpt = path.with_file_name("checkpoint.safetensors");
+            if !ckpt.exists() {
+                report.line(&format!(
+                    "warning: {} is missing: the best epoch's parameters are lost, so `crane eval`/`recommend` \
+                     will have nothing to load unless a later epoch improves; train again without --resume to \
+                     recreate it",
+                    ckpt.display()
+                ));
+            }
         }
     }
+    // The scale against which a diverging loss is judged: the run's first batch loss (saved in
+    // the state; an older state gives its first epoch's mean).
+    let mut loss_scale = resumed_scale.or(history.first().map(|h| h.loss.abs()));
     let mut jsonl: String = history.iter().map(|h| serde_json::to_string(h).expect("log serialises") + "\n").collect();
     let end = stop_after.map_or(cfg.epochs, |n| (start + n).min(cfg.epochs));
     for epoch in start..end {
@@ -271,6 +313,20 @@ pub fn train_reported(
                 }
                 other => other,
             })?;
+            let scale = *loss_scale.get_or_insert(t.total().abs());
+            if t.total().abs() > EXPLODED * scale.max(1e-3) {
+                return Err(CraneError::Invalid(format!(
+                    "epoch {epoch}, batch {b}: the loss diverged: {:.3e} (bpr {:.3e}, cl {:.3e}, reg {:.3e}, mod {:.3e}) \
+                     is over {EXPLODED:.0e} times its starting value {scale:.3e}; lower lr (now {}) or raise the \
+                     regularisation",
+                    t.total(),
+                    t.bpr,
+                    t.cl_user + t.cl_item,
+                    t.reg,
+                    t.modality,
+                    cfg.lr
+                )));
+            }
             engine.adam_step(cfg.lr);
             for (s, v) in sums.iter_mut().zip([t.total(), t.bpr, t.cl_user, t.cl_item, t.reg, t.modality]) {
                 *s += v;
@@ -288,7 +344,7 @@ pub fn train_reported(
         let t1 = Instant::now();
         engine.prepare_scoring()?;
         let eng: &dyn Engine = engine.as_ref();
-        let valid = evaluate_engine(&valid_set, &user_train, ds.n_items, &cfg.ks, cfg.eval_block, eng);
+        let valid = evaluate_engine(&valid_set, rank_mask, ds.n_items, &cfg.ks, cfg.eval_block, eng);
         let t_eval = t1.elapsed();
         let nb = batches.len() as f64;
         let log = EpochLog {
@@ -317,20 +373,32 @@ pub fn train_reported(
             log.seconds_train,
             log.seconds_eval
         ));
+        if let Some(scale) = loss_scale.filter(|s| log.loss.abs() > GROWING * s.max(1e-3)) {
+            report.line(&format!(
+                "warning: the mean loss {:.3e} is {:.0} times the starting {scale:.3e}: training is diverging (lower lr)",
+                log.loss,
+                log.loss.abs() / scale.max(1e-3)
+            ));
+        }
         jsonl.push_str(&serde_json::to_string(&log).expect("log serialises"));
         jsonl.push('\n');
         history.push(log);
-        let r20 = valid.get("recall", 20).unwrap_or(valid.recall[valid.recall.len() - 1]);
-        let score = if cfg.round_metric { (r20 * 1e4).round() / 1e4 } else { r20 };
+        let watched = valid.get(metric, metric_k).expect("valid_metric's K is among ks (checked by resolve)");
+        let score = if cfg.round_metric { (watched * 1e4).round() / 1e4 } else { watched };
         if score > best {
             best = score;
             best_epoch = epoch;
             since = 0;
-            let test = evaluate_engine(&test_set, &user_train, ds.n_items, &cfg.ks, cfg.eval_block, eng);
+            let test = evaluate_engine(&test_set, rank_mask, ds.n_items, &cfg.ks, cfg.eval_block, eng);
             best_valid = Some(valid);
             best_test = Some(test);
             if let Some(dir) = out {
-                let meta = crate::checkpoint::CheckpointMeta { config: cfg.clone(), epoch, dataset: ds.name.clone() };
+                let meta = crate::checkpoint::CheckpointMeta {
+                    config: cfg.clone(),
+                    epoch,
+                    dataset: ds.name.clone(),
+                    data: Some(ds.fingerprint.clone()),
+                };
                 crate::checkpoint::save(&dir.join("checkpoint.safetensors"), &engine.params(), &meta)?;
             }
         } else {
@@ -347,6 +415,7 @@ pub fn train_reported(
                 best_test: best_test.clone(),
                 history: history.clone(),
                 train_seconds: train_time.as_secs_f64(),
+                loss_scale,
             };
             let ls = serde_json::to_string(&ls).expect("loop state serialises");
             crate::checkpoint::save_state(
@@ -354,13 +423,14 @@ pub fn train_reported(
                 &engine.optimiser_state(),
                 &engine.params(),
                 cfg,
+                &ds.fingerprint,
                 epoch,
                 &ls,
             )?;
         }
         if since > cfg.patience {
             stopped_early = true;
-            report.line(&format!("early stop: no validation Recall@20 improvement for {since} epochs"));
+            report.line(&format!("early stop: no validation {} improvement for {since} epochs", cfg.valid_metric));
             break;
         }
     }

@@ -332,8 +332,24 @@ pub fn run_with(make: MakeEngine, seeds: &[u64], t: Tolerances) -> Result<Vec<Ro
             let mask_items = crate::data::group(c.m, &c.train);
             let ks = [5, 10];
             // Each engine ranks its own way (the GPU engine on the device, with the mask).
-            let mw = crate::eval::evaluate_engine(&set, &mask_items, c.n, &ks, 8, want.as_ref()).to_map();
-            let mg = crate::eval::evaluate_engine(&set, &mask_items, c.n, &ks, 8, got.as_ref()).to_map();
+            let mw = crate::eval::evaluate_engine(
+                &set,
+                crate::eval::Mask::train_only(&mask_items),
+                c.n,
+                &ks,
+                8,
+                want.as_ref(),
+            )
+            .to_map();
+            let mg = crate::eval::evaluate_engine(
+                &set,
+                crate::eval::Mask::train_only(&mask_items),
+                c.n,
+                &ks,
+                8,
+                got.as_ref(),
+            )
+            .to_map();
             let (vw, vg): (Vec<f64>, Vec<f64>) = mw.values().copied().zip(mg.values().copied()).unzip();
             rows.push(compare(&label, "metrics R/N/P/MAP@5,10", &vg, &vw, t.tol, 1e-3));
         }

@@ -1,6 +1,6 @@
 //! The evaluator: hand-computed metrics, masking, invariances, blocking.
 
-use crane::eval::{evaluate, metrics_from_rankings, rank_users, top_k, EvalSet};
+use crane::eval::{evaluate, metrics_from_rankings, rank_users, top_k, EvalSet, Mask};
 
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-12
@@ -99,11 +99,11 @@ fn metrics_are_invariant_to_increasing_transforms_and_blocking() {
     };
     let mask: Vec<Vec<u32>> = (0..37).map(|u| vec![(u * 3 + 1) % 120]).collect();
     let ks = [5, 10, 20, 50];
-    let base = evaluate(&set, &mask, n, &ks, 1000, fill(|s| s));
-    let warped = evaluate(&set, &mask, n, &ks, 7, fill(|s| (3.0 * s).exp() + 2.0));
+    let base = evaluate(&set, Mask::train_only(&mask), n, &ks, 1000, fill(|s| s));
+    let warped = evaluate(&set, Mask::train_only(&mask), n, &ks, 7, fill(|s| (3.0 * s).exp() + 2.0));
     assert_eq!(base, warped);
     assert!(base.recall[3] > 0.0);
-    let r1 = rank_users(&set, &mask, n, 20, 1, fill(|s| s));
-    let r2 = rank_users(&set, &mask, n, 20, 64, fill(|s| s));
+    let r1 = rank_users(&set, Mask::train_only(&mask), n, 20, 1, fill(|s| s));
+    let r2 = rank_users(&set, Mask::train_only(&mask), n, 20, 64, fill(|s| s));
     assert_eq!(r1, r2);
 }

@@ -158,9 +158,20 @@ fn assert_params_close(what: &str, got: &Params, want: &Params, skip: &[&str], n
 
 /// Loss, gradients, item graph and three Adam steps against the reference, for each graph mode.
 fn check_parity(b: Backend, cfg: &ModelConfig, big: bool) {
+    check_parity_with_zero_rows(b, cfg, big, &[], false)
+}
+
+/// [`check_parity`] with the feature rows `(modality, item)` set to zero. With `isolated`, the
+/// reference's first item graph must have an empty row for each such item and name it in no
+/// other row (the zero-row path of Eq. 14 did run).
+fn check_parity_with_zero_rows(b: Backend, cfg: &ModelConfig, big: bool, zero_rows: &[(usize, usize)], isolated: bool) {
     let mut seed = 40;
     let case = loop {
-        let c = make_case(seed, cfg, big);
+        let mut c = make_case(seed, cfg, big);
+        for &(m, i) in zero_rows {
+            let w = c.feats[m].cols;
+            c.feats[m].data[i * w..(i + 1) * w].fill(0.0);
+        }
         if kink_margin(&c, cfg) > 1e-3 {
             break c;
         }
@@ -200,7 +211,15 @@ fn check_parity(b: Backend, cfg: &ModelConfig, big: bool) {
                 }
                 match (got.item_graph(), want.item_graph()) {
                     (Some(g), Some(w)) => {
+                        assert_eq!(g.row_offsets(), w.row_offsets(), "{what}: kNN row lengths differ");
                         assert_eq!(g.col_indices(), w.col_indices(), "{what}: kNN index sets differ");
+                        if isolated && step == 0 {
+                            for &(_, i) in zero_rows {
+                                let o = w.row_offsets();
+                                assert_eq!(o[i], o[i + 1], "{what}: zero item {i} has neighbours");
+                                assert!(!w.col_indices().contains(&i), "{what}: zero item {i} is a neighbour");
+                            }
+                        }
                         let err = g.values().iter().zip(w.values()).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
                         assert!(err <= TOL, "{what}: item graph values differ by {err}");
                     }
@@ -245,8 +264,8 @@ fn check_parity(b: Backend, cfg: &ModelConfig, big: bool) {
 }
 
 /// The engine's own ranking (`rank_block`: on the device for the GPU engine, with the training
-/// mask there) equals the evaluator's top-k of the same engine's scores, tie order included;
-/// user 0 has all but two items masked, so its list is shorter than k.
+/// mask and the absent ids there) equals the evaluator's top-k of the same engine's scores, tie
+/// order included; user 0 has all but two items masked, so its list is shorter than k.
 fn check_ranking(b: Backend, eng: &dyn Engine, c: &Case) {
     let mut mask = vec![Vec::new(); c.m];
     for &(u, i) in &c.train {
@@ -259,10 +278,16 @@ fn check_ranking(b: Backend, eng: &dyn Engine, c: &Case) {
     }
     let users: Vec<u32> = (0..c.m as u32).rev().collect();
     let k = 5.min(c.n);
-    let got = eng.rank_block(&users, &mask, c.n, k);
-    let want = crane::engine::rank_on_host(eng, &users, &mask, c.n, k);
+    // The last id is absent (in no split): no user may be offered it.
+    let absent = [c.n as u32 - 1];
+    let both = crane::eval::Mask::new(&mask, &absent);
+    let got = eng.rank_block(&users, both, c.n, k);
+    let want = crane::engine::rank_on_host(eng, &users, both, c.n, k);
     assert_eq!(got, want, "{b:?}: rank_block differs from the host top-k of the same scores");
+    assert!(got.iter().all(|r| !r.contains(&absent[0])), "{b:?}: an absent id was ranked");
     assert_eq!(got.last().map(Vec::len), Some(2), "{b:?}: user 0 has two unmasked items");
+    let train_only = eng.rank_block(&users, crane::eval::Mask::train_only(&mask), c.n, k);
+    assert_eq!(train_only, crane::engine::rank_on_host(eng, &users, crane::eval::Mask::train_only(&mask), c.n, k));
 }
 
 /// One module per switch, one test per backend. Entries marked `gpu` also run on the GPU
@@ -398,6 +423,63 @@ test_backends! {
         c.feature_dim = c.embedding_dim;
         c.modality_bpr = 0.5;
     }), false, gpu;
+}
+
+/// FREEDOM's preset on the tiny graph (as `parity_freedom_baseline`).
+fn freedom() -> ModelConfig {
+    with(|c| {
+        c.item_graph_source = ItemGraphSource::RawFeatures { image_weight: 0.1 };
+        c.item_graph_input = ItemGraphInput::Embeddings;
+        c.user_semantic = false;
+        c.contrastive = false;
+        c.feature_dim = c.embedding_dim;
+        c.modality_bpr = 0.3;
+        c.gcn_weights = false;
+        c.regularisation = Regularisation::BatchNorms;
+        c.drop_edge = DropEdge::Freedom { keep_ratio: 0.7 };
+        c.degree_source = DegreeSource::KeptGraph;
+    })
+}
+
+/// Zero feature rows (SPEC.md, Eq. 14: cosine 0 with every item, nobody's neighbour, an empty
+/// kNN row), one module per case and one test per backend: `(modality, item)` rows set to 0,
+/// and whether the item must be isolated in the first item graph.
+macro_rules! test_backends_zero_rows {
+    ($($name:ident => $cfg:expr, $zero:expr, $isolated:expr;)*) => {
+        $(
+            mod $name {
+                use super::*;
+                #[test]
+                fn reference() { check_parity_with_zero_rows(Backend::Reference, &$cfg, false, &$zero, $isolated) }
+                #[test]
+                fn cpu() { check_parity_with_zero_rows(Backend::Cpu, &$cfg, false, &$zero, $isolated) }
+                #[test]
+                fn gpu_host() { check_parity_with_zero_rows(Backend::GpuHost, &$cfg, false, &$zero, $isolated) }
+                #[test]
+                #[cfg_attr(
+                    not(cuda_driver_present),
+                    ignore = "no CUDA driver (libcuda.so) found at build time: needs a GPU"
+                )]
+                fn gpu_cuda() { check_parity_with_zero_rows(Backend::GpuCuda, &$cfg, false, &$zero, $isolated) }
+            }
+        )*
+    };
+}
+
+test_backends_zero_rows! {
+    // FREEDOM's frozen raw-feature graph: item 3 keeps only its text neighbours; zero in both
+    // modalities, it is isolated (h_3 = 0).
+    parity_zero_row_freedom => freedom(), [(0, 3)], false;
+    parity_zero_row_freedom_both_modalities => freedom(), [(0, 3), (1, 3)], true;
+    // CRANE (the paper's learned graph): X_att's row of item 3 stays non-zero through the text
+    // features and RCA; zero in both modalities, its X̂ rows are the projection biases, 0 at
+    // init, and so is its row of X_att at the first step (RCA maps a zero row to a zero row).
+    parity_zero_row_crane => tiny_config(), [(0, 3)], false;
+    parity_zero_row_crane_both_modalities => tiny_config(), [(0, 3), (1, 3)], true;
+    // CRANE-V: X̂^v's row of item 3 is its projection bias, 0 at init: a zero row of the learned
+    // graph's input at the first step (the engines' masked top-k and zero-row backward run).
+    parity_zero_row_fusion_visual => with(|c| c.fusion = Fusion::Visual), [(0, 3)], true;
+    parity_zero_row_fusion_average_graphs => with(|c| c.fusion = Fusion::AverageGraphs), [(0, 3), (1, 3)], true;
 }
 
 #[test]

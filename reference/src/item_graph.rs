@@ -11,36 +11,50 @@ use crate::RefError;
 use faer::Mat;
 use nalgebra_sparse::CsrMatrix;
 
-/// Rows scaled to unit length below this norm are refused: cosine is undefined at 0.
+/// A row whose norm is at most this is a **zero row** (in practice: all zeros, e.g. an item
+/// without a picture). Its cosine with every item, itself included, is defined as 0: its unit
+/// row is 0, it is nobody's kNN neighbour and its own kNN row is empty (see [`knn_graph`]).
 pub const MIN_ROW_NORM: f64 = 1e-12;
+
+/// Whether a row of this norm is a zero row ([`MIN_ROW_NORM`]).
+pub fn is_zero_row(norm: f64) -> bool {
+    norm <= MIN_ROW_NORM
+}
 
 /// Saved values of [`cosine_similarity`].
 #[derive(Clone, Debug)]
 pub struct CosineCache {
     /// `‖x_i‖` `[N]`.
     pub norms: Vec<f64>,
-    /// Unit rows `y_i = x_i / ‖x_i‖` `[N, c]`.
+    /// Unit rows `y_i = x_i / ‖x_i‖` `[N, c]`; `y_i = 0` for a zero row.
     pub unit: Mat<f64>,
 }
 
-/// Eq. (14): `S_ij = x_iᵀ x_j / (‖x_i‖ ‖x_j‖)`, `[N, c] -> [N, N]`.
+/// Eq. (14): `S_ij = x_iᵀ x_j / (‖x_i‖ ‖x_j‖)`, `[N, c] -> [N, N]`. A zero row
+/// ([`MIN_ROW_NORM`]) has unit row 0, so its row and column of S are 0 (`S_ii = 0` too, which
+/// is how [`knn_graph`] recognises it). A NaN row is an error.
 pub fn cosine_similarity(x: &Mat<f64>) -> Result<(Mat<f64>, CosineCache), RefError> {
     let n = x.nrows();
     let norms: Vec<f64> = (0..n).map(|i| row_dot(x, i, x, i).sqrt()).collect();
-    if let Some(i) = norms.iter().position(|&v| v.is_nan() || v <= MIN_ROW_NORM) {
-        return Err(RefError::Numeric(format!("Eq. (14): row {i} of X_att has norm {} (cosine undefined)", norms[i])));
+    if let Some(i) = norms.iter().position(|v| !v.is_finite()) {
+        return Err(RefError::Numeric(format!("Eq. (14): row {i} of X_att has norm {} (not finite)", norms[i])));
     }
-    let unit = Mat::from_fn(n, x.ncols(), |i, j| x[(i, j)] / norms[i]);
+    let unit = Mat::from_fn(n, x.ncols(), |i, j| if is_zero_row(norms[i]) { 0.0 } else { x[(i, j)] / norms[i] });
     let s = &unit * unit.transpose();
     Ok((s, CosineCache { norms, unit }))
 }
 
-/// Backward of [`cosine_similarity`]: `dX` `[N, c]` from `dS` `[N, N]`.
+/// Backward of [`cosine_similarity`]: `dX` `[N, c]` from `dS` `[N, N]`. A zero row gets no
+/// gradient (its similarities are the constant 0), and sends none to the other rows (its unit
+/// row is 0).
 pub fn cosine_similarity_backward(cache: &CosineCache, d_s: &Mat<f64>) -> Mat<f64> {
     let sym = Mat::from_fn(d_s.nrows(), d_s.ncols(), |i, j| d_s[(i, j)] + d_s[(j, i)]);
     let d_unit = mm(&sym, &cache.unit);
     let y = &cache.unit;
     Mat::from_fn(y.nrows(), y.ncols(), |i, j| {
+        if is_zero_row(cache.norms[i]) {
+            return 0.0;
+        }
         let radial = row_dot(&d_unit, i, y, i);
         (d_unit[(i, j)] - radial * y[(i, j)]) / cache.norms[i]
     })
@@ -49,7 +63,10 @@ pub fn cosine_similarity_backward(cache: &CosineCache, d_s: &Mat<f64>) -> Mat<f6
 /// FREEDOM's frozen item graph (not a paper equation; the `freedom` baseline):
 /// `S = w·B_v/k + (1−w)·B_t/k` with `B_m` the binary top-k cosine graph of the raw features
 /// `[N, d_m]` (the item itself included, ties to the smaller id). A modality with no columns
-/// is absent and gives its weight to the other. Returns `[N, N]` in CSR, columns ascending.
+/// is absent and gives its weight to the other. A zero row of a modality (an item without a
+/// picture) is a neighbour of no item in that modality and has no neighbours there: the item
+/// keeps only the other modality's, so its row sums to that modality's weight (0 when it is
+/// zero in both). Returns `[N, N]` in CSR, columns ascending.
 pub fn raw_feature_graph(features: &[Mat<f64>; 2], k: usize, image_weight: f64) -> Result<CsrMatrix<f64>, RefError> {
     let n = features[0].nrows();
     if k == 0 || k > n {
@@ -69,10 +86,11 @@ pub fn raw_feature_graph(features: &[Mat<f64>; 2], k: usize, image_weight: f64) 
     };
     let mut dense = Mat::<f64>::zeros(n, n);
     for &m in &present {
-        let (s, _) = cosine_similarity(&features[m])?;
-        for i in 0..n {
+        let (s, cache) = cosine_similarity(&features[m])?;
+        let eligible: Vec<bool> = cache.norms.iter().map(|&v| !is_zero_row(v)).collect();
+        for i in (0..n).filter(|&i| eligible[i]) {
             let row: Vec<f64> = (0..n).map(|j| s[(i, j)]).collect();
-            for j in top_k(&row, k) {
+            for j in top_k(&row, k, &eligible) {
                 dense[(i, j)] += weight(m) / k as f64;
             }
         }
@@ -99,27 +117,44 @@ pub struct KnnCache {
     pub row_sums: Vec<f64>,
 }
 
-/// Top-k indices of one row, largest first, ties broken by the smaller index.
-fn top_k(row: &[f64], k: usize) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..row.len()).collect();
+/// Top-k indices of one row among the `eligible` columns (fewer when fewer are eligible),
+/// largest first, ties broken by the smaller index.
+fn top_k(row: &[f64], k: usize, eligible: &[bool]) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..row.len()).filter(|&j| eligible[j]).collect();
     idx.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
     idx.truncate(k);
     idx
 }
 
+/// The items that take part in the kNN graph of S: `S_jj > 0`. `S_jj` is 1 for a non-zero row
+/// of the cosine input (½ or 1 for CRANE-A's average of two) and 0 for a zero row
+/// ([`MIN_ROW_NORM`]), which is in no other item's kNN row and has an empty row of its own.
+pub fn knn_eligible(s: &Mat<f64>) -> Vec<bool> {
+    (0..s.nrows()).map(|j| s[(j, j)] > 0.0).collect()
+}
+
 /// Eq. (14), sparsification: keep the k largest entries of each row of S (the item itself
 /// included, since `S_ii = 1`), clamp them at 0, divide by their row sum. Returns S̃ `[N, N]`
-/// in CSR with exactly k stored entries per row; the index set is treated as constant.
+/// in CSR with k stored entries per row; the index set is treated as constant. Zero rows
+/// ([`knn_eligible`]): an item with `S_jj = 0` is no candidate of any row and its own row is
+/// empty (its h of Eq. 15 is 0), so a row keeps k entries only while k items are eligible
+/// (fewer otherwise). An eligible row's sum is at least `S_ii > 0`: never a division by 0.
 pub fn knn_graph(s: &Mat<f64>, k: usize) -> Result<(CsrMatrix<f64>, KnnCache), RefError> {
     let n = s.nrows();
     if k == 0 || k > n {
         return Err(RefError::Config { field: "knn_k".into(), why: format!("must be in 1..={n}, got {k}") });
     }
+    let eligible = knn_eligible(s);
     let (mut offsets, mut cols, mut vals) = (vec![0], Vec::with_capacity(n * k), Vec::with_capacity(n * k));
     let (mut retained, mut row_sums) = (Vec::with_capacity(n * k), Vec::with_capacity(n));
     for i in 0..n {
+        if !eligible[i] {
+            row_sums.push(0.0);
+            offsets.push(cols.len());
+            continue;
+        }
         let row: Vec<f64> = (0..n).map(|j| s[(i, j)]).collect();
-        let mut keep = top_k(&row, k);
+        let mut keep = top_k(&row, k, &eligible);
         keep.sort_unstable();
         let sum: f64 = keep.iter().map(|&j| row[j].max(0.0)).sum();
         if sum.is_nan() || sum <= 0.0 {
@@ -160,17 +195,19 @@ pub fn knn_graph_backward(adj: &CsrMatrix<f64>, cache: &KnnCache, d_vals: &[f64]
 
 /// Distance of S to the kinks of [`knn_graph`]: the smallest gap between the k-th and
 /// (k+1)-th value of a row (a tie changes the index set) and the smallest |s_ij| among the
-/// retained entries (the clamp at 0).
+/// retained entries (the clamp at 0), over the eligible items only ([`knn_eligible`]: a zero
+/// row's constant zeros are no kink).
 pub fn knn_margin(s: &Mat<f64>, k: usize) -> f64 {
     let n = s.nrows();
+    let eligible = knn_eligible(s);
     let mut margin = f64::INFINITY;
-    for i in 0..n {
-        let mut row: Vec<f64> = (0..n).map(|j| s[(i, j)]).collect();
+    for i in (0..n).filter(|&i| eligible[i]) {
+        let mut row: Vec<f64> = (0..n).filter(|&j| eligible[j]).map(|j| s[(i, j)]).collect();
         row.sort_by(|a, b| b.total_cmp(a));
-        if k < n {
+        if k < row.len() {
             margin = margin.min(row[k - 1] - row[k]);
         }
-        for v in &row[..k] {
+        for v in &row[..k.min(row.len())] {
             margin = margin.min(v.abs());
         }
     }

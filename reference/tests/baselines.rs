@@ -195,3 +195,49 @@ proptest! {
         }
     }
 }
+
+/// FREEDOM's frozen graph on case 08's features (`../shared/cases/integrity/08-zero-feature-row`):
+/// item 3 has an all-zero image row. Worked by hand with k = 2, w = 0.1 (entries 0.05 per image
+/// edge, 0.45 per text edge). Image kNN (cosines in brackets): 0 → {0, 1 (0.996)}, 1 → {0, 1},
+/// 2 → {2, 4 (0.996)}, 4 → {2, 4}, 5 → {4 (0.577), 5}; item 3 has no image row and is in none.
+/// Text kNN: 0 → {0, 1 (0.981)}, 1 → {0, 1}, 2 → {2, 3 (0.995)}, 3 → {2, 3}, 4 → {3 (0.0995), 4},
+/// 5 → {1 (0.832), 5}. So item 3 keeps only its text neighbours (row sum 0.9) and is in rows
+/// 2, 3 and 4 through text alone.
+#[test]
+fn freedom_raw_graph_zero_image_row_keeps_only_its_text_neighbours() {
+    let image: [[f64; 4]; 6] = [
+        [1.0, 0.0, 0.0, 1.0],
+        [0.9, 0.1, 0.0, 1.0],
+        [0.0, 1.0, 1.0, 0.0],
+        [0.0, 0.0, 0.0, 0.0],
+        [0.1, 1.0, 0.9, 0.0],
+        [1.0, 1.0, 0.0, 0.0],
+    ];
+    let text: [[f64; 3]; 6] =
+        [[1.0, 0.0, 0.0], [1.0, 0.2, 0.0], [0.0, 1.0, 0.0], [0.0, 1.0, 0.1], [0.0, 0.0, 1.0], [0.5, 0.5, 0.0]];
+    let feats = [Mat::from_fn(6, 4, |i, j| image[i][j]), Mat::from_fn(6, 3, |i, j| text[i][j])];
+    let g = raw_feature_graph(&feats, 2, 0.1).unwrap();
+    let want: [&[(usize, f64)]; 6] = [
+        &[(0, 0.5), (1, 0.5)],
+        &[(0, 0.5), (1, 0.5)],
+        &[(2, 0.5), (3, 0.45), (4, 0.05)],
+        &[(2, 0.45), (3, 0.45)],
+        &[(2, 0.05), (3, 0.45), (4, 0.5)],
+        &[(1, 0.45), (4, 0.05), (5, 0.5)],
+    ];
+    for (i, row) in want.iter().enumerate() {
+        assert_eq!(row_cols(&g, i), row.iter().map(|e| e.0).collect::<Vec<_>>(), "row {i}");
+        let (lo, hi) = (g.row_offsets()[i], g.row_offsets()[i + 1]);
+        for (v, (_, w)) in g.values()[lo..hi].iter().zip(row.iter()) {
+            assert!((v - w).abs() < 1e-12, "row {i}: {v} vs {w}");
+        }
+    }
+    // Zero in both modalities: an empty row, in no other row.
+    let mut both = feats.clone();
+    for j in 0..3 {
+        both[1][(3, j)] = 0.0;
+    }
+    let g = raw_feature_graph(&both, 2, 0.1).unwrap();
+    assert!(row_cols(&g, 3).is_empty());
+    assert!(g.col_indices().iter().all(|&j| j != 3));
+}

@@ -272,3 +272,112 @@ proptest! {
         prop_assert!(t.cl_user >= 0.0 && t.cl_item >= 0.0 && t.reg > 0.0);
     }
 }
+
+/// Eq. (14) with a zero row, on a hand-computed example (3-4-5 triangles, so every cosine is
+/// exact): x0 = (1, 0), x1 = (3, 4), x2 = 0 (an item without features), x3 = (0, 1),
+/// x4 = (−1, 0). Cosines: S01 = 0.6, S13 = 0.8, S04 = −1, S14 = −0.6, S03 = S34 = 0, and row
+/// and column 2 are 0 (S22 included). With k = 2: row 0 keeps {0: 1/1.6, 1: 0.6/1.6}, row 1
+/// {1: 1/1.8, 3: 0.8/1.8}, row 3 {1: 0.8/1.8, 3: 1/1.8}, row 4 {3: 0, 4: 1} (item 3's 0 wins
+/// over −0.6 and −1; item 2's 0 would have won the tie by its smaller id, were it a
+/// candidate), and row 2 is empty. With k = 3, row 0's third entry is item 3 (value 0), not 2.
+#[test]
+fn eq14_zero_row_has_similarity_zero_is_nobodys_neighbour_and_gives_finite_output() {
+    let x = Mat::from_fn(5, 2, |i, j| [[1.0, 0.0], [3.0, 4.0], [0.0, 0.0], [0.0, 1.0], [-1.0, 0.0]][i][j]);
+    let (s, cache) = cosine_similarity(&x).unwrap();
+    for j in 0..5 {
+        assert_eq!(s[(2, j)], 0.0, "S_2{j}");
+        assert_eq!(s[(j, 2)], 0.0, "S_{j}2");
+    }
+    assert!((s[(0, 1)] - 0.6).abs() < 1e-15 && (s[(1, 3)] - 0.8).abs() < 1e-15 && (s[(0, 4)] + 1.0).abs() < 1e-15);
+    assert_eq!(knn_eligible(&s), vec![true, true, false, true, true]);
+
+    let (adj, kc) = knn_graph(&s, 2).unwrap();
+    let want: [&[(usize, f64)]; 5] = [
+        &[(0, 1.0 / 1.6), (1, 0.6 / 1.6)],
+        &[(1, 1.0 / 1.8), (3, 0.8 / 1.8)],
+        &[],
+        &[(1, 0.8 / 1.8), (3, 1.0 / 1.8)],
+        &[(3, 0.0), (4, 1.0)],
+    ];
+    let o = adj.row_offsets();
+    for (i, row) in want.iter().enumerate() {
+        assert_eq!(row_cols(&adj, i), row.iter().map(|e| e.0).collect::<Vec<_>>(), "row {i}");
+        for (v, (_, w)) in adj.values()[o[i]..o[i + 1]].iter().zip(row.iter()) {
+            assert!((v - w).abs() < 1e-15, "row {i}: {v} vs {w}");
+        }
+    }
+    assert!(adj.col_indices().iter().all(|&j| j != 2), "item 2 is somebody's neighbour");
+    let (adj3, _) = knn_graph(&s, 3).unwrap();
+    assert_eq!(row_cols(&adj3, 0), &[0, 1, 3]);
+    assert!(row_cols(&adj3, 2).is_empty());
+
+    // Propagation: the zero item's h is 0 (an empty row), everything finite. One layer by
+    // hand: h_0 = 0.625 h0_0 + 0.375 h0_1, h_4 = h0_4 (its other entry has value 0).
+    let h0 = Mat::from_fn(5, 3, |i, j| 1.0 + i as f64 - 0.5 * j as f64);
+    let h1 = propagate(&adj, &h0, 1).pop().unwrap();
+    for j in 0..3 {
+        assert!((h1[(0, j)] - (0.625 * h0[(0, j)] + 0.375 * h0[(1, j)])).abs() < 1e-14);
+        assert_eq!(h1[(2, j)], 0.0);
+        assert!((h1[(4, j)] - h0[(4, j)]).abs() < 1e-14);
+    }
+    let hs = propagate(&adj, &h0, 2);
+    let h = hs.last().unwrap();
+    assert!((0..5).all(|i| (0..3).all(|j| h[(i, j)].is_finite())));
+    assert!((0..3).all(|j| h[(2, j)] == 0.0));
+
+    // Backward: finite, and no gradient reaches the zero row.
+    let g = Mat::from_fn(5, 3, |i, j| 0.3 * i as f64 - 0.2 * j as f64 + 0.1);
+    let (dh0, dvals) = propagate_backward(&adj, &hs, &g);
+    assert!(dvals.iter().all(|v| v.is_finite()) && (0..5).all(|i| (0..3).all(|j| dh0[(i, j)].is_finite())));
+    let dx = cosine_similarity_backward(&cache, &knn_graph_backward(&adj, &kc, &dvals));
+    assert!((0..2).all(|j| dx[(2, j)] == 0.0), "the zero row got a gradient");
+    assert!((0..5).all(|i| (0..2).all(|j| dx[(i, j)].is_finite())));
+}
+
+/// Every row but `zero` of `x` as one matrix, and back: finite differences perturb only the
+/// non-zero rows (a perturbed zero row would stop being one: S is discontinuous there).
+fn without_row(x: &Mat<f64>, zero: usize) -> Mat<f64> {
+    Mat::from_fn(x.nrows() - 1, x.ncols(), |i, j| x[(i + (i >= zero) as usize, j)])
+}
+
+fn with_zero_row(v: &Mat<f64>, zero: usize) -> Mat<f64> {
+    Mat::from_fn(v.nrows() + 1, v.ncols(), |i, j| match i.cmp(&zero) {
+        std::cmp::Ordering::Less => v[(i, j)],
+        std::cmp::Ordering::Equal => 0.0,
+        std::cmp::Ordering::Greater => v[(i - 1, j)],
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// The backward with a zero row: the other rows' gradients match central differences, the
+    /// zero row's is exactly 0.
+    #[test]
+    fn eq14_zero_row_knn_graph_grad_matches_fd(seed in any::<u64>(), k in 1usize..6, zero in 0usize..7) {
+        let mut r = rng(seed);
+        let x = with_zero_row(&without_row(&rand_mat(7, 4, 1.0, &mut r), zero), zero);
+        let (s, cache) = cosine_similarity(&x).unwrap();
+        prop_assume!(knn_margin(&s, k) > KINK_MARGIN);
+        let (adj, kc) = knn_graph(&s, k).unwrap();
+        prop_assert!(row_cols(&adj, zero).is_empty());
+        prop_assert!(adj.col_indices().iter().all(|&j| j != zero));
+        let gm = rand_mat(adj.nnz(), 1, 1.0, &mut r);
+        let g: Vec<f64> = (0..adj.nnz()).map(|e| gm[(e, 0)]).collect();
+        let dx = cosine_similarity_backward(&cache, &knn_graph_backward(&adj, &kc, &g));
+        prop_assert!((0..4).all(|j| dx[(zero, j)] == 0.0));
+        let (xs, dxs) = (without_row(&x, zero), without_row(&dx, zero));
+        assert_grad("Eq. (14) S̃ values wrt the non-zero rows of X_att", &xs, &dxs, |v| {
+            let (s2, _) = cosine_similarity(&with_zero_row(v, zero)).unwrap();
+            let (a2, _) = knn_graph(&s2, k).unwrap();
+            a2.values().iter().zip(&g).map(|(a, b)| a * b).sum()
+        });
+        // The plain cosine's backward under a dense probe, too.
+        let gs = rand_mat(7, 7, 1.0, &mut r);
+        let dxc = cosine_similarity_backward(&cache, &gs);
+        prop_assert!((0..4).all(|j| dxc[(zero, j)] == 0.0));
+        assert_grad("Eq. (14) cosine wrt the non-zero rows", &xs, &without_row(&dxc, zero), |v| {
+            probe(&gs, &cosine_similarity(&with_zero_row(v, zero)).unwrap().0)
+        });
+    }
+}

@@ -14,11 +14,33 @@ use crane_reference::RefError;
 const GRAPH_SEEDS: [u64; 3] = [11, 2024, 777_777];
 
 fn check_model_grads(cfg: &ModelConfig, fixed_graph: bool) {
+    check_model_grads_with_zero_rows(cfg, fixed_graph, &[]);
+}
+
+/// [`check_model_grads`] with the feature rows `(modality, item)` set to zero (an item without
+/// a picture): features are inputs, so every parameter's gradient stays checkable.
+fn check_model_grads_with_zero_rows(cfg: &ModelConfig, fixed_graph: bool, zero_rows: &[(usize, usize)]) {
     let mut checked = 0;
     for &base in &GRAPH_SEEDS {
         let mut seed = base;
         let (p, batch, mut g) = loop {
-            let (p, batch, mut g) = tiny_case(seed, cfg);
+            let (mut p, batch, mut g) = tiny_case(seed, cfg);
+            for &(m, i) in zero_rows {
+                for c in 0..g.features[m].ncols() {
+                    g.features[m][(i, c)] = 0.0;
+                }
+            }
+            if !zero_rows.is_empty() && cfg.item_graph_source == ItemGraphSource::Learned {
+                // Init's zero projection bias would make the item's X̂^m row exactly 0, where
+                // RCA's ReLU sits on its kink for every perturbation of that bias (pre = C X W_a
+                // with C = tanh(0) = 0): a kink of Eq. (11), not of Eq. (14). Training moves the
+                // bias off 0 at its first step; so do we. (FREEDOM has no RCA, and its bias
+                // gradient is 0 by structure: a non-zero bias would only add round-off to it.)
+                for m in 0..2 {
+                    let b = &mut p.proj_bias[m];
+                    *b = faer::Mat::from_fn(b.nrows(), b.ncols(), |i, j| 0.1 + 0.05 * ((i + 3 * j + m) % 5) as f64);
+                }
+            }
             if fixed_graph {
                 let fw = forward(&p, &g, cfg).unwrap();
                 g.fixed_item_graph = fw.item_graph;
@@ -110,6 +132,52 @@ model_variant!(model_grad_matches_fd_freedom_baseline, false,
     item_graph_input: ItemGraphInput::Embeddings, user_semantic: false, contrastive: false,
     feature_dim: 4, modality_bpr: 0.3, gcn_weights: false, regularisation: Regularisation::BatchNorms,
     drop_edge: DropEdge::Freedom { keep_ratio: 0.7 }, degree_source: DegreeSource::KeptGraph);
+
+/// Zero feature rows (SPEC.md, Eq. 14): the learned graph of the paper (X_att's row of the item
+/// stays non-zero through the other modality and the user side), and FREEDOM's frozen graph
+/// with the item zero in one modality (it keeps the other's neighbours) and in both (an empty
+/// row: its h is 0).
+#[test]
+fn model_grad_matches_fd_default_with_a_zero_image_row() {
+    check_model_grads_with_zero_rows(&tiny_config(), false, &[(0, 3)]);
+}
+
+fn freedom_config() -> ModelConfig {
+    ModelConfig {
+        item_graph_source: ItemGraphSource::RawFeatures { image_weight: 0.1 },
+        item_graph_input: ItemGraphInput::Embeddings,
+        user_semantic: false,
+        contrastive: false,
+        feature_dim: 4,
+        modality_bpr: 0.3,
+        gcn_weights: false,
+        regularisation: Regularisation::BatchNorms,
+        drop_edge: DropEdge::Freedom { keep_ratio: 0.7 },
+        degree_source: DegreeSource::KeptGraph,
+        ..tiny_config()
+    }
+}
+
+#[test]
+fn model_grad_matches_fd_freedom_baseline_with_a_zero_image_row() {
+    check_model_grads_with_zero_rows(&freedom_config(), false, &[(0, 3)]);
+}
+
+#[test]
+fn model_grad_matches_fd_freedom_baseline_with_an_item_zero_in_both_modalities() {
+    let cfg = freedom_config();
+    check_model_grads_with_zero_rows(&cfg, false, &[(0, 3), (1, 3)]);
+    let (p, _, mut g) = tiny_case(GRAPH_SEEDS[0], &cfg);
+    for m in 0..2 {
+        for c in 0..g.features[m].ncols() {
+            g.features[m][(3, c)] = 0.0;
+        }
+    }
+    let fw = forward(&p, &g, &cfg).unwrap();
+    let s = fw.item_graph.unwrap();
+    assert!(crane_reference::dense::row_cols(&s, 3).is_empty());
+    assert!(s.col_indices().iter().all(|&j| j != 3));
+}
 
 #[test]
 fn model_fixed_item_graph_sends_no_gradient_to_the_feature_branch() {

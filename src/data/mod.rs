@@ -9,6 +9,7 @@
 //! - Duplicate (user, item) rows: a warning, the first row is kept.
 //! - Users absent from the training split are dropped from validation and test.
 
+pub mod feature_check;
 pub mod inter;
 pub mod lattice;
 pub mod npy;
@@ -41,7 +42,7 @@ impl Default for LoadOptions {
 }
 
 /// The folder layout a dataset was read from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Layout {
     /// `<name>.inter` (+ features): MMRec.
@@ -75,10 +76,22 @@ pub fn detect_layout(dir: &Path) -> Result<Layout> {
 }
 
 /// Where the split came from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SplitSource {
+    /// The file's `x_label` column, or the JSON layout's three files.
     XLabel,
+    /// A per-user split drawn with this seed (`--split-seed`).
     Seeded(u64),
+}
+
+impl std::fmt::Display for SplitSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SplitSource::XLabel => f.write_str("from the files (x_label)"),
+            SplitSource::Seeded(s) => write!(f, "seeded {s} (--split-seed)"),
+        }
+    }
 }
 
 /// A loaded dataset: dense ids, three splits, optional features.
@@ -109,6 +122,19 @@ pub struct Dataset {
     /// How the feature files were generated, when `features.json` (written by `crane synth`)
     /// says they were: every report made with them must say so.
     pub generated_features: Option<String>,
+    /// Ids in `0..n_items` that occur in no split (gaps in the file's ids, or items named only
+    /// by `item2id.json`), sorted. They keep their rows (features are positional) but are no
+    /// items: never ranked, recommended or exported.
+    pub absent_items: Vec<u32>,
+    /// Users with validation or test interactions but none in training: they keep a dense id
+    /// (their embedding is never trained) and are not evaluated.
+    pub users_without_training: Vec<u32>,
+    /// Zero and exactly duplicated rows of each feature file (`[visual, textual]`), counted at
+    /// load (`data::feature_check`).
+    pub feature_defects: [Option<feature_check::FeatureDefectCounts>; 2],
+    /// What this data is (files' sha256, layout, split, filter, counts): written into every
+    /// artefact made from it and checked by every consumer of one.
+    pub fingerprint: crate::fingerprint::DataFingerprint,
 }
 
 /// The marker `crane synth` writes beside generated feature files.
@@ -209,6 +235,7 @@ pub fn load_dataset(dir: &Path, opts: &LoadOptions) -> Result<Dataset> {
             n_items = names.len();
         }
     }
+    check_id_space(n_items, &rows, layout, &inter_path)?;
 
     // Optional filter of light users.
     let mut per_user: BTreeMap<u64, usize> = BTreeMap::new();
@@ -260,6 +287,15 @@ pub fn load_dataset(dir: &Path, opts: &LoadOptions) -> Result<Dataset> {
     for &(u, _) in &train {
         in_train[u as usize] = true;
     }
+    let users_without_training: Vec<u32> = (0..n_users as u32).filter(|&u| !in_train[u as usize]).collect();
+    if let Some(&u) = users_without_training.first() {
+        warnings.push(format!(
+            "{} user(s) have no training interaction (e.g. user {}): not evaluated; `crane recommend` gives them \
+             the popularity ranking",
+            users_without_training.len(),
+            user_ids[u as usize]
+        ));
+    }
     let (v0, t0) = (valid.len(), test.len());
     valid.retain(|&(u, _)| in_train[u as usize]);
     test.retain(|&(u, _)| in_train[u as usize]);
@@ -289,6 +325,18 @@ pub fn load_dataset(dir: &Path, opts: &LoadOptions) -> Result<Dataset> {
             outside.iter().next().unwrap()
         ));
     }
+    let mut occurs = vec![false; n_items];
+    for &(_, i) in train.iter().chain(&valid).chain(&test) {
+        occurs[i as usize] = true;
+    }
+    let absent_items: Vec<u32> = (0..n_items as u32).filter(|&i| !occurs[i as usize]).collect();
+    if let Some(&i) = absent_items.first() {
+        warnings.push(format!(
+            "{} of the {n_items} item ids (0..max id) occur in no split (e.g. id {i}): they are no items and are \
+             never ranked, recommended or exported",
+            absent_items.len()
+        ));
+    }
     let name_of = |map: &Option<Vec<Option<String>>>, id: u64| {
         map.as_ref().and_then(|m| m.get(id as usize).cloned().flatten()).unwrap_or_else(|| id.to_string())
     };
@@ -309,6 +357,7 @@ pub fn load_dataset(dir: &Path, opts: &LoadOptions) -> Result<Dataset> {
         None
     };
     let mut features = [None, None];
+    let mut feature_defects = [None, None];
     if opts.load_features {
         for (m, (_, file)) in MODALITIES.iter().enumerate() {
             let path = dir.join(file);
@@ -324,11 +373,24 @@ pub fn load_dataset(dir: &Path, opts: &LoadOptions) -> Result<Dataset> {
                         ),
                     ));
                 }
+                // Zero rows and exact duplicates load fine but shape every item graph: say so.
+                let defects = feature_check::find_defects(&f);
+                warnings.extend(defects.warnings(file));
+                feature_defects[m] = Some(defects.counts());
                 features[m] = Some(f);
                 files.push(path);
             }
         }
     }
+    let fingerprint = crate::fingerprint::DataFingerprint {
+        dataset: name.clone(),
+        layout,
+        files: crate::fingerprint::digest_files(dir, &files)?,
+        split: split_src.clone(),
+        min_user_interactions: opts.min_user_interactions,
+        n_users,
+        n_items,
+    };
     Ok(Dataset {
         name,
         dir: dir.to_path_buf(),
@@ -346,6 +408,43 @@ pub fn load_dataset(dir: &Path, opts: &LoadOptions) -> Result<Dataset> {
         item_names,
         files,
         generated_features,
+        absent_items,
+        users_without_training,
+        feature_defects,
+        fingerprint,
+    })
+}
+
+/// Bytes per item id of the smallest model (an f32 `[N, 64]` embedding with its gradient and
+/// Adam's two moments, and the two f64 copies of the parameters): what one id costs however few
+/// items exist.
+const BYTES_PER_ID: f64 = 64.0 * (4.0 * 4.0 + 2.0 * 8.0);
+
+/// Refuses, before anything of size `n_items` is allocated, an id space that the smallest model
+/// could not fit in the machine's available memory, naming the largest id and where it is (one
+/// mistyped id makes `n_items = max id + 1` huge, since ids are row indices).
+fn check_id_space(n_items: usize, rows: &[inter::InterRow], layout: Layout, inter_path: &Path) -> Result<()> {
+    let need_mb = n_items as f64 * BYTES_PER_ID / 1048576.0;
+    let Some(avail_mb) = crate::memory::available_mb() else { return Ok(()) };
+    if need_mb <= avail_mb {
+        return Ok(());
+    }
+    let distinct = rows.iter().map(|r| r.item).collect::<std::collections::HashSet<_>>().len();
+    let top = rows.iter().max_by_key(|r| r.item).expect("rows are not empty");
+    let msg = format!(
+        "itemID {} makes {n_items} item ids (ids are row indices: max id + 1) for {distinct} distinct items; \
+             even the smallest model needs {:.1} GB for them, over the {:.1} GB of memory available. Is the id \
+             mistyped? Otherwise re-index the items densely (keeping the feature rows in step).",
+        top.item,
+        need_mb / 1024.0,
+        avail_mb / 1024.0
+    );
+    Err(match layout {
+        Layout::Mmrec => CraneError::line(inter_path, top.line, msg),
+        Layout::LatticeJson => {
+            let file = inter_path.with_file_name(lattice::SPLIT_FILES[top.label.unwrap_or(0) as usize]);
+            CraneError::file(&file, format!("user `{}`: {msg}", top.user))
+        }
     })
 }
 
@@ -368,9 +467,18 @@ pub struct DataStats {
     pub train: usize,
     pub valid: usize,
     pub test: usize,
+    /// Users without a training interaction (counted in `users`, never evaluated).
+    pub users_without_training: usize,
+    /// Ids in `0..items` that occur in no split (counted in `items`: the model's id space; never
+    /// ranked). Sparsity is over the other ids.
+    pub absent_item_ids: usize,
     /// `[rows, cols]` of the visual and textual features, when present.
     pub visual: Option<[usize; 2]>,
     pub textual: Option<[usize; 2]>,
+    /// All-zero and exactly duplicated rows of the visual and textual features, when present
+    /// (`data::feature_check`).
+    pub visual_defects: Option<feature_check::FeatureDefectCounts>,
+    pub textual_defects: Option<feature_check::FeatureDefectCounts>,
 }
 
 impl Dataset {
@@ -382,13 +490,17 @@ impl Dataset {
             users: self.n_users,
             items: self.n_items,
             interactions: inter,
-            sparsity: 1.0 - inter as f64 / (self.n_users as f64 * self.n_items as f64),
+            sparsity: 1.0 - inter as f64 / (self.n_users as f64 * (self.n_items - self.absent_items.len()) as f64),
             mean_interactions_per_user: inter as f64 / self.n_users as f64,
             train: self.train.len(),
             valid: self.valid.len(),
             test: self.test.len(),
+            users_without_training: self.users_without_training.len(),
+            absent_item_ids: self.absent_items.len(),
             visual: shape(0),
             textual: shape(1),
+            visual_defects: self.feature_defects[0],
+            textual_defects: self.feature_defects[1],
         }
     }
 
@@ -446,13 +558,36 @@ impl std::fmt::Display for DataStats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let shape = |s: &Option<[usize; 2]>| s.map_or("absent".to_string(), |[r, c]| format!("{r} x {c}"));
         writeln!(f, "dataset        {}", self.name)?;
-        writeln!(f, "users          {}", self.users)?;
-        writeln!(f, "items          {}", self.items)?;
+        match self.users_without_training {
+            0 => writeln!(f, "users          {}", self.users)?,
+            n => writeln!(f, "users          {} ({n} without training interactions: not evaluated)", self.users)?,
+        }
+        match self.absent_item_ids {
+            0 => writeln!(f, "items          {}", self.items)?,
+            n => writeln!(
+                f,
+                "items          {} ids, {} items ({n} ids occur in no split: never ranked)",
+                self.items,
+                self.items - n
+            )?,
+        }
         writeln!(f, "interactions   {}", self.interactions)?;
         writeln!(f, "sparsity       {:.2}%", 100.0 * self.sparsity)?;
         writeln!(f, "mean per user  {:.2}", self.mean_interactions_per_user)?;
         writeln!(f, "train / valid / test   {} / {} / {}", self.train, self.valid, self.test)?;
-        writeln!(f, "image features {}", shape(&self.visual))?;
-        write!(f, "text features  {}", shape(&self.textual))
+        let defects = |d: &Option<feature_check::FeatureDefectCounts>| {
+            d.map_or(String::new(), |d| {
+                let plural = |n: usize| if n == 1 { "" } else { "s" };
+                format!(
+                    " ({} zero row{}, {} duplicate row{})",
+                    d.zero_rows,
+                    plural(d.zero_rows),
+                    d.duplicate_rows,
+                    plural(d.duplicate_rows)
+                )
+            })
+        };
+        writeln!(f, "image features {}{}", shape(&self.visual), defects(&self.visual_defects))?;
+        write!(f, "text features  {}{}", shape(&self.textual), defects(&self.textual_defects))
     }
 }

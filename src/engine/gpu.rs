@@ -1136,18 +1136,22 @@ impl<D: Device + 'static> Engine for GpuEngine<D> {
         out[..s.len()].copy_from_slice(&s);
     }
 
-    fn rank_block(&self, users: &[u32], mask: &[Vec<u32>], n_items: usize, k: usize) -> Vec<Vec<u32>> {
+    fn rank_block(&self, users: &[u32], mask: crate::eval::Mask<'_>, n_items: usize, k: usize) -> Vec<Vec<u32>> {
         if k > MAX_DEVICE_TOPK || n_items != self.n {
             return super::rank_on_host(self, users, mask, n_items, k);
         }
         let run = || -> crane_gpu::device::R<Vec<u32>> {
             let s = self.device_scores(users)?;
-            // The users' training items as a CSR over the block's rows.
+            // The users' training items and the absent ids as a CSR over the block's rows.
             let mut offsets = Vec::with_capacity(users.len() + 1);
             offsets.push(0i64);
             let mut idx = Vec::new();
             for &u in users {
-                idx.extend_from_slice(&mask[u as usize]);
+                if mask.absent.is_empty() {
+                    idx.extend_from_slice(&mask.train[u as usize]);
+                } else {
+                    idx.extend(mask.merged(u));
+                }
                 offsets.push(idx.len() as i64);
             }
             let m = crane_gpu::device::upload_csr(&self.dev, &offsets, &idx, &[])?;

@@ -9,7 +9,7 @@
 // "complex" to clippy; naming each tuple would not make the code clearer.
 #![allow(clippy::type_complexity)]
 
-use super::cpu::item_graph::{from_topk, knn_ds, KnnGraph};
+use super::cpu::item_graph::{from_topk, knn_ds, KnnGraph, MIN_ROW_NORM};
 use crate::error::{CraneError, Result};
 use crane_gpu::device::{upload_csr, DevCsr, Device};
 
@@ -127,8 +127,9 @@ impl<D: Device> Ops<'_, D> {
 }
 
 /// Unit rows of row-aligned parts that share one norm (the columns of one matrix split in
-/// pieces, e.g. `X_att = [X^v, X^t]`): `(parts / ‖row‖, 1 / ‖row‖)`. A zero row is refused as
-/// in the CPU engine (the cosine of Eq. 14 is undefined).
+/// pieces, e.g. `X_att = [X^v, X^t]`): `(parts / ‖row‖, 1 / ‖row‖)`. A zero row (norm ≤
+/// `MIN_ROW_NORM`, as in the CPU engine and the reference) gets `1/‖row‖ = 0`: its unit row is
+/// 0, and so is its gradient in [`Ops::unit_backward`]; [`knn`] reads it from there.
 pub(super) fn unit_parts<D: Device>(
     o: &Ops<D>,
     parts: &[Mat<D::Buf<f32>>],
@@ -141,10 +142,10 @@ pub(super) fn unit_parts<D: Device>(
     let mut inv = Vec::with_capacity(rows);
     for (i, v) in sq.iter().enumerate() {
         let norm = v.sqrt() as f32;
-        if norm.is_nan() || norm <= 1e-12 {
-            return Err(CraneError::Invalid(format!("Eq. (14): item {i} has a zero feature row (cosine undefined)")));
+        if !norm.is_finite() {
+            return Err(CraneError::Invalid(format!("Eq. (14): item {i} has a non-finite row (norm {norm})")));
         }
-        inv.push(1.0 / norm);
+        inv.push(if norm <= MIN_ROW_NORM { 0.0 } else { 1.0 / norm });
     }
     let inv = o.upload(&inv)?;
     let mut ys = Vec::new();
@@ -164,12 +165,25 @@ pub(super) struct DUnit<B> {
 }
 
 /// Eq. (14) forward: `S = Σ_t w_t Y_t Y_tᵀ` in row blocks of `block` rows, top-k per row on the
-/// device, clamp and row normalisation on the host. Never `[N, N]`.
+/// device, clamp and row normalisation on the host. Never `[N, N]`. Zero rows (`1/‖row‖ = 0`
+/// in every unit, as the CPU engine's `eligible`) are nobody's neighbour: their columns get
+/// −∞ before the top-k (one row-bias add per block), and `from_topk` drops them and their rows.
 pub(super) fn knn<D: Device>(o: &Ops<D>, units: &[DUnit<D::Buf<f32>>], k: usize, block: usize) -> Result<KnnGraph> {
     let n = units[0].ys[0].rows;
     if k == 0 || k > n {
         return Err(CraneError::config("knn_k", format!("must be in 1..={n}, got {k}")));
     }
+    let mut eligible = vec![false; n];
+    for u in units {
+        let inv = o.0.download(&u.inv).map_err(dev_err)?;
+        eligible.iter_mut().zip(inv).for_each(|(e, v)| *e |= v != 0.0);
+    }
+    let mask = if eligible.iter().all(|&e| e) {
+        None
+    } else {
+        let bias: Vec<f32> = eligible.iter().map(|&e| if e { 0.0 } else { f32::NEG_INFINITY }).collect();
+        Some(o.upload(&bias)?)
+    };
     let block = block.clamp(1, n);
     let (mut idx, mut raw) = (Vec::with_capacity(n * k), Vec::with_capacity(n * k));
     for s in (0..n).step_by(block) {
@@ -182,6 +196,9 @@ pub(super) fn knn<D: Device>(o: &Ops<D>, units: &[DUnit<D::Buf<f32>>], k: usize,
                 o.mm_add(&mut sim, &yr, false, y, true, u.w)?;
             }
         }
+        if let Some(m) = &mask {
+            o.0.add_row_bias(&mut sim.b, m, n).map_err(dev_err)?;
+        }
         let mut ti = o.0.zeros::<u32>(b * k).map_err(dev_err)?;
         let mut tv = o.0.zeros::<f32>(b * k).map_err(dev_err)?;
         o.0.row_topk(&mut ti, &mut tv, &sim.b, b, n, k, None).map_err(dev_err)?;
@@ -193,7 +210,7 @@ pub(super) fn knn<D: Device>(o: &Ops<D>, units: &[DUnit<D::Buf<f32>>], k: usize,
             raw.extend(row.iter().map(|e| e.1));
         }
     }
-    from_topk(n, k, idx, raw)
+    from_topk(n, k, idx, raw, &eligible)
 }
 
 /// The pattern of the CPU engine's `Csr` `c` on the device, with `vals` (default: its own).

@@ -124,11 +124,17 @@ pub trait Engine {
     fn prepare_scoring(&mut self) -> Result<()>;
     /// `out[k, i] = z_u · z_i` for `users[k]`, `[users.len(), N]`.
     fn score_block(&self, users: &[u32], out: &mut [f32]);
-    /// The `k` best items of each of `users` outside its sorted `mask[u]` (the training items),
-    /// best first, ties to the smaller id: the order of [`crate::eval::top_k`]. The default
-    /// scores on the host; an engine whose scores live elsewhere ranks them there and returns
-    /// only the lists (the GPU engine: `[users, k]` instead of `[users, N]` downloaded).
-    fn rank_block(&self, users: &[u32], mask: &[Vec<u32>], n_items: usize, k: usize) -> Vec<Vec<u32>> {
+    /// The items' scoring table z_i after [`Engine::prepare_scoring`], as (columns, row-major
+    /// `[N, columns]` values), for inspection (`crane plot embeddings`); `None` where the engine
+    /// does not keep it on the host.
+    fn item_table(&self) -> Option<(usize, Vec<f32>)> {
+        None
+    }
+    /// The `k` best items of each of `users` outside `mask` (its training items and the absent
+    /// ids), best first, ties to the smaller id: the order of [`crate::eval::top_k`]. The
+    /// default scores on the host; an engine whose scores live elsewhere ranks them there and
+    /// returns only the lists (the GPU engine: `[users, k]` instead of `[users, N]` downloaded).
+    fn rank_block(&self, users: &[u32], mask: crate::eval::Mask<'_>, n_items: usize, k: usize) -> Vec<Vec<u32>> {
         rank_on_host(self, users, mask, n_items, k)
     }
     fn times(&self) -> &StageTimes;
@@ -139,7 +145,7 @@ pub trait Engine {
 pub fn rank_on_host<E: Engine + ?Sized>(
     engine: &E,
     users: &[u32],
-    mask: &[Vec<u32>],
+    mask: crate::eval::Mask<'_>,
     n_items: usize,
     k: usize,
 ) -> Vec<Vec<u32>> {
@@ -149,6 +155,9 @@ pub fn rank_on_host<E: Engine + ?Sized>(
     users
         .par_iter()
         .zip(scores.par_chunks(n_items.max(1)))
-        .map(|(&u, s)| crate::eval::top_k(s, &mask[u as usize], k))
+        .map(|(&u, s)| {
+            let (t, a) = mask.user(u);
+            crate::eval::top_k_outside(s, t, a, k)
+        })
         .collect()
 }

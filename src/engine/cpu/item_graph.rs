@@ -7,23 +7,48 @@ use faer::mat::{MatMut, MatRef};
 use faer::{Accum, Par};
 use rayon::prelude::*;
 
-/// Unit rows and norms of `x` `[N, c]`.
+/// A row whose norm is at most this is a zero row (`crane_reference::item_graph::MIN_ROW_NORM`):
+/// cosine 0 with every item, nobody's kNN neighbour, an empty kNN row of its own.
+pub const MIN_ROW_NORM: f32 = 1e-12;
+
+/// Unit rows and norms of `x` `[N, c]`; a zero row's unit row is 0.
 pub struct Unit {
     pub y: Dense,
     pub norms: Vec<f32>,
 }
 
+impl Unit {
+    /// Whether row `i` is a zero row ([`MIN_ROW_NORM`]).
+    pub fn is_zero(&self, i: usize) -> bool {
+        self.norms[i] <= MIN_ROW_NORM
+    }
+}
+
 pub fn unit_rows(x: &Dense) -> Result<Unit> {
     let norms: Vec<f32> = (0..x.rows).map(|i| dot(x.row(i), x.row(i)).sqrt()).collect();
-    if let Some(i) = norms.iter().position(|&v| v.is_nan() || v <= 1e-12) {
-        return Err(CraneError::Invalid(format!("Eq. (14): item {i} has a zero feature row (cosine undefined)")));
+    if let Some(i) = norms.iter().position(|v| !v.is_finite()) {
+        return Err(CraneError::Invalid(format!("Eq. (14): item {i} has a non-finite row (norm {})", norms[i])));
     }
     let mut y = x.clone();
-    y.data.par_chunks_mut(x.cols).zip(&norms).for_each(|(r, &n)| r.iter_mut().for_each(|v| *v /= n));
+    y.data.par_chunks_mut(x.cols.max(1)).zip(&norms).for_each(|(r, &n)| {
+        if n <= MIN_ROW_NORM {
+            r.fill(0.0);
+        } else {
+            r.iter_mut().for_each(|v| *v /= n);
+        }
+    });
     Ok(Unit { y, norms })
 }
 
-/// The kNN graph S̃ `[N, N]` (k entries per row, columns ascending) and what its backward needs.
+/// The items that take part in the kNN graph: those with a non-zero row in at least one of
+/// `units` (for CRANE-A's two, `S_jj = ½‖y_v‖² + ½‖y_t‖² > 0`, as the reference's rule).
+pub fn eligible(units: &[&Unit]) -> Vec<bool> {
+    let n = units[0].norms.len();
+    (0..n).map(|j| units.iter().any(|u| !u.is_zero(j))).collect()
+}
+
+/// The kNN graph S̃ `[N, N]` (k entries per row, columns ascending; an ineligible item's row is
+/// empty and fewer than k eligible items leave fewer entries) and what its backward needs.
 #[derive(Clone, Debug)]
 pub struct KnnGraph {
     pub s: Csr,
@@ -36,14 +61,17 @@ pub struct KnnGraph {
 }
 
 /// Eq. (14): `S = Σ_t w_t Y_t Y_tᵀ` (one term: cosine; two terms with w = ½: CRANE-A), top-k
-/// per row (ties to the smaller index, as the reference), clamp at 0, row-normalise.
+/// per row (ties to the smaller index, as the reference), clamp at 0, row-normalise. Zero rows
+/// ([`eligible`]) are masked out of every row's top-k and get an empty row.
 pub fn knn(units: &[(&Unit, f32)], k: usize, block: usize) -> Result<KnnGraph> {
     let n = units[0].0.y.rows;
     if k == 0 || k > n {
         return Err(CraneError::config("knn_k", format!("must be in 1..={n}, got {k}")));
     }
+    let ok = eligible(&units.iter().map(|u| u.0).collect::<Vec<_>>());
+    let masked: Vec<u32> = (0..n as u32).filter(|&j| !ok[j as usize]).collect();
     let block = block.clamp(1, n);
-    let mut idx = vec![0u32; n * k];
+    let mut idx = vec![u32::MAX; n * k];
     let mut raw = vec![0f32; n * k];
     let mut buf = vec![0f32; block * n];
     for s in (0..n).step_by(block) {
@@ -60,7 +88,7 @@ pub fn knn(units: &[(&Unit, f32)], k: usize, block: usize) -> Result<KnnGraph> {
             .zip(raw[s * k..e * k].par_chunks_mut(k))
             .zip(buf[..b * n].par_chunks(n))
             .for_each(|((ix, rv), row)| {
-                let mut top = crate::eval::top_k(row, &[], k);
+                let mut top = crate::eval::top_k(row, &masked, k);
                 top.sort_unstable();
                 for (q, &j) in top.iter().enumerate() {
                     ix[q] = j;
@@ -68,29 +96,43 @@ pub fn knn(units: &[(&Unit, f32)], k: usize, block: usize) -> Result<KnnGraph> {
                 }
             });
     }
-    from_topk(n, k, idx, raw)
+    from_topk(n, k, idx, raw, &ok)
 }
 
-/// The clamp and row normalisation of Eq. (14) on each row's k retained similarities `raw`
-/// (columns `idx`, ascending within each row), shared by the CPU and GPU engines.
-pub fn from_topk(n: usize, k: usize, idx: Vec<u32>, raw: Vec<f32>) -> Result<KnnGraph> {
-    let mut vals = vec![0f32; n * k];
+/// The clamp and row normalisation of Eq. (14) on each row's k top similarities `raw`
+/// (columns `idx`, ascending within each row), shared by the CPU and GPU engines. Entries
+/// whose column is not `eligible` (or `u32::MAX`: a row with fewer candidates than k) are
+/// dropped, and an ineligible item's row is empty. An eligible row's largest value is at least
+/// its own item's similarity, 1 (½ for CRANE-A), so its sum is positive: no division by 0.
+pub fn from_topk(n: usize, k: usize, idx: Vec<u32>, raw: Vec<f32>, eligible: &[bool]) -> Result<KnnGraph> {
+    let (mut offsets, mut cols, mut kept) =
+        (Vec::with_capacity(n + 1), Vec::with_capacity(n * k), Vec::with_capacity(n * k));
+    let mut vals = Vec::with_capacity(n * k);
     let mut row_sums = vec![0f32; n];
+    offsets.push(0);
     for i in 0..n {
-        let sum: f32 = raw[i * k..(i + 1) * k].iter().map(|v| v.max(0.0)).sum();
-        if sum.is_nan() || sum <= 0.0 {
-            return Err(CraneError::Invalid(format!(
-                "Eq. (14): item {i} has no positive similarity among its top {k}"
-            )));
+        if eligible[i] {
+            let start = cols.len();
+            for q in i * k..(i + 1) * k {
+                if eligible.get(idx[q] as usize).copied().unwrap_or(false) {
+                    cols.push(idx[q]);
+                    kept.push(raw[q]);
+                }
+            }
+            let sum: f32 = kept[start..].iter().map(|v| v.max(0.0)).sum();
+            if sum.is_nan() || sum <= 0.0 {
+                return Err(CraneError::Invalid(format!(
+                    "Eq. (14): item {i} has no positive similarity among its top {k}"
+                )));
+            }
+            row_sums[i] = sum;
+            vals.extend(kept[start..].iter().map(|v| v.max(0.0) / sum));
         }
-        row_sums[i] = sum;
-        for q in 0..k {
-            vals[i * k + q] = raw[i * k + q].max(0.0) / sum;
-        }
+        offsets.push(cols.len());
     }
-    let s = Csr { rows: n, cols: n, offsets: (0..=n).map(|i| i * k).collect(), idx, vals };
+    let s = Csr { rows: n, cols: n, offsets, idx: cols, vals };
     let (s_t, perm) = s.transpose_with_perm();
-    Ok(KnnGraph { s, s_t, perm, retained: raw, row_sums })
+    Ok(KnnGraph { s, s_t, perm, retained: kept, row_sums })
 }
 
 /// FREEDOM's frozen graph from the raw features `[N, d_m]` (see
@@ -161,8 +203,12 @@ pub fn knn_backward(g: &KnnGraph, units: &[(&Unit, f32)], d_vals: &[f32]) -> Vec
                     out.iter_mut().zip(u.y.row(j)).for_each(|(o, y)| *o += w * ds_t[e] * y);
                 }
             });
-            // Through the normalisation y = x/‖x‖ (norms > 1e-12, checked by unit_rows).
+            // Through the normalisation y = x/‖x‖. A zero row is in no entry of S̃ or S̃ᵀ, so
+            // its dy is 0; it gets no gradient (its similarities are the constant 0).
             super::ops::unit_rows_backward(&u.y, &u.norms, &mut dy);
+            for i in (0..n).filter(|&i| u.is_zero(i)) {
+                dy.data[i * c..(i + 1) * c].fill(0.0);
+            }
             dy
         })
         .collect()
@@ -171,17 +217,14 @@ pub fn knn_backward(g: &KnnGraph, units: &[(&Unit, f32)], d_vals: &[f32]) -> Vec
 /// The backward of Eq. (14)'s clamp and row normalisation: the gradient of the raw retained
 /// similarities from `dS̃` values, in S̃'s entry order and in S̃ᵀ's.
 pub fn knn_ds(g: &KnnGraph, d_vals: &[f32]) -> (Vec<f32>, Vec<f32>) {
-    let n = g.s.rows;
-    let k = g.s.nnz().checked_div(n).unwrap_or(0);
-    let mut ds = vec![0f32; n * k];
-    ds.par_chunks_mut(k.max(1)).enumerate().for_each(|(i, out)| {
-        let r = i * k..(i + 1) * k;
-        let mean: f32 = g.s.vals[r.clone()].iter().zip(&d_vals[r.clone()]).map(|(a, b)| a * b).sum();
-        for q in 0..k {
-            let e = i * k + q;
-            out[q] = if g.retained[e] > 0.0 { (d_vals[e] - mean) / g.row_sums[i] } else { 0.0 };
-        }
-    });
+    let ds: Vec<f32> = (0..g.s.rows)
+        .into_par_iter()
+        .flat_map_iter(|i| {
+            let r = g.s.offsets[i]..g.s.offsets[i + 1];
+            let mean: f32 = g.s.vals[r.clone()].iter().zip(&d_vals[r.clone()]).map(|(a, b)| a * b).sum();
+            r.map(move |e| if g.retained[e] > 0.0 { (d_vals[e] - mean) / g.row_sums[i] } else { 0.0 })
+        })
+        .collect();
     let ds_t: Vec<f32> = g.perm.iter().map(|&e| ds[e]).collect();
     (ds, ds_t)
 }

@@ -746,6 +746,10 @@ impl Engine for CpuEngine {
         Ok(())
     }
 
+    fn item_table(&self) -> Option<(usize, Vec<f32>)> {
+        self.z.as_ref().map(|(_, zi)| (zi.cols, zi.data.clone()))
+    }
+
     fn score_block(&self, users: &[u32], out: &mut [f32]) {
         let (zu, zi) = self.z.as_ref().expect("prepare_scoring before score_block");
         let zb = gather(zu, users);

@@ -1,0 +1,63 @@
+//! `crane grid`: every point of a hyper-parameter grid, selected on validation.
+
+use super::{check_memory, prepare, TrainArgs};
+use crane::error::{CraneError, Result};
+use std::path::PathBuf;
+
+/// Train every point of a hyper-parameter grid (one seed) and select on the validation metric
+/// (`valid_metric`, Recall@20 by default); writes grid.md and grid.csv. Finished points are kept
+/// (only for the same data).
+#[derive(clap::Args)]
+pub struct GridArgs {
+    #[command(flatten)]
+    pub train: TrainArgs,
+    /// An axis `key=v1,v2,...` (repeatable), e.g. --grid model.lambda=1e-2,1e-3.
+    #[arg(long = "grid", value_name = "KEY=V1,V2")]
+    pub axes: Vec<String>,
+}
+
+pub fn run(a: GridArgs) -> Result<()> {
+    let GridArgs { train: args, axes } = a;
+    let p = prepare(&args)?;
+    let (ds, cfg, name) = (&p.ds, &p.cfg, &p.name);
+    let axes = axes.iter().map(|a| crane::compare::parse_grid_axis(a)).collect::<Result<Vec<_>>>()?;
+    if axes.is_empty() {
+        return Err(CraneError::config("--grid", "give at least one axis key=v1,v2,..."));
+    }
+    let out =
+        args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("grid-{name}-{}", cfg.model_preset)));
+    check_memory(ds, cfg, args.memory_budget)?;
+    let report = crane::train::Reporter::new(!args.no_progress);
+    let rows = crane::compare::run_grid(ds, &p.base, &p.source, &args.sets, &axes, &out, &report)?;
+    let header = vec![
+        format!("# Grid for {} on {} ({})", cfg.model_preset, ds.name, ds.layout),
+        String::new(),
+        format!(
+            "- data: `{}`{}",
+            ds.dir.display(),
+            ds.generated_features.as_ref().map_or(String::new(), |_| "; GENERATED features".into())
+        ),
+        format!("- seed {}; command: `{}`", cfg.seed, std::env::args().collect::<Vec<_>>().join(" ")),
+    ];
+    let md = crane::compare::grid_markdown(&rows, &header);
+    crane::io::write_string_atomic(&out.join("grid.md"), &md)?;
+    let mut csv =
+        String::from("point,valid_recall@20,test_recall@10,test_recall@20,test_ndcg@10,test_ndcg@20,best_epoch\n");
+    for r in &rows {
+        let t = |m: &str, k| r.summary.test.get(m, k).unwrap_or(f64::NAN);
+        csv.push_str(&format!(
+            "\"{}\",{:.6},{:.6},{:.6},{:.6},{:.6},{}\n",
+            r.point.join(" "),
+            r.summary.valid.get("recall", 20).unwrap_or(f64::NAN),
+            t("recall", 10),
+            t("recall", 20),
+            t("ndcg", 10),
+            t("ndcg", 20),
+            r.summary.best_epoch
+        ));
+    }
+    crane::io::write_string_atomic(&out.join("grid.csv"), &csv)?;
+    println!("{md}");
+    // The figure of the grid (a failure is a warning: the grid itself is done).
+    Ok(())
+}

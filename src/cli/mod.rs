@@ -1,0 +1,143 @@
+//! The subcommands of the `crane` binary, one module each (`crane train` is `train.rs`, ...),
+//! each owning its arguments and its one `run` function; what several share is here.
+
+pub mod bench;
+pub mod compare;
+pub mod data;
+pub mod eval;
+pub mod grid;
+pub mod recommend;
+pub mod synth;
+pub mod train;
+pub mod verify;
+
+use crane::config::TrainConfig;
+use crane::data::{synth as gen, Dataset, LoadOptions};
+use crane::error::{CraneError, Result};
+use std::path::PathBuf;
+
+/// The options of every command that trains (`train`, `bench`, `compare`, `grid`).
+#[derive(clap::Args, Clone)]
+pub struct TrainArgs {
+    /// Dataset folder in the MMRec layout.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Generate (once) and use a synthetic dataset of this shape: tiny, baby, sports, clothing,
+    /// electronics. Results on it use generated features.
+    #[arg(long)]
+    pub like: Option<String>,
+    /// Scale of the synthetic dataset.
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+    /// Preset name (Table 3): baby, sports, clothing, electronics, tiny. Default: the name of
+    /// --like or of the data folder.
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// A TOML config instead of the dataset preset.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Override any config value, e.g. --set model.knn_k=10 --set model_preset=lightgcn.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Output folder for results.json, history.jsonl, history.csv. Default: runs/<dataset>.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Split seed when the file has no x_label: a number or paper1..paper5.
+    #[arg(long, default_value = "paper1")]
+    pub split_seed: String,
+    /// Drop users with fewer interactions (the paper's preprocessing uses 4).
+    #[arg(long, default_value_t = 0)]
+    pub min_user_interactions: usize,
+    /// Hide the per-epoch progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Continue the run saved in the output folder (state.safetensors) to the same result. The
+    /// state must have been made from the same data.
+    #[arg(long)]
+    pub resume: bool,
+    /// Refuse to start when the estimated peak memory exceeds this many GB (a run over the
+    /// machine's available memory is always refused).
+    #[arg(long)]
+    pub memory_budget: Option<f64>,
+}
+
+/// What [`prepare`] resolves: the data, the config, the preset's name, whether the data is
+/// synthetic, and the base TOML with its source (for `compare` and `grid`).
+pub struct Prepared {
+    pub ds: Dataset,
+    pub cfg: TrainConfig,
+    pub name: String,
+    pub synthetic: bool,
+    pub base: String,
+    pub source: String,
+}
+
+/// Prints the memory estimate and refuses a run over the budget or the available memory.
+pub fn check_memory(ds: &Dataset, cfg: &TrainConfig, budget_gb: Option<f64>) -> Result<f64> {
+    let est = crane::memory::estimate_peak_mb(ds, cfg);
+    eprintln!("estimated peak memory {:.0} MB", est);
+    crane::memory::check_budget(est, budget_gb, "the run is")?;
+    crane::memory::check_available(est, ds, "the run is")?;
+    Ok(est)
+}
+
+/// `--split-seed`'s value.
+pub fn split_seed(s: &str) -> Result<u64> {
+    crane::data::split::parse_split_seed(s)
+        .ok_or_else(|| CraneError::config("--split-seed", format!("`{s}` is neither a number nor paper1..paper5")))
+}
+
+/// Prints a dataset's warnings.
+pub fn print_warnings(ds: &Dataset) {
+    for w in &ds.warnings {
+        eprintln!("warning: {w}");
+    }
+}
+
+/// Resolves the data folder (generating synthetic data for --like) and the config.
+pub fn prepare(args: &TrainArgs) -> Result<Prepared> {
+    // The config is resolved (and refused) before any synthetic data is generated, so a
+    // refused `--set` leaves nothing behind.
+    let (dir, generate) = match (&args.data_dir, &args.like) {
+        (Some(d), None) => (d.clone(), None),
+        (None, Some(like)) => {
+            let p = gen::preset(like)?.scaled(args.scale)?;
+            let dir = PathBuf::from("runs/data").join(if args.scale == 1.0 {
+                like.clone()
+            } else {
+                format!("{like}-x{}", args.scale)
+            });
+            let missing = !dir.join(format!("{}.inter", p.name)).exists();
+            (dir, missing.then_some(p))
+        }
+        (Some(_), Some(_)) => return Err(CraneError::config("--data-dir/--like", "give one of them, not both")),
+        (None, None) => {
+            return Err(CraneError::config("--data-dir/--like", "give a dataset folder or a synthetic shape"))
+        }
+    };
+    let name = match (&args.dataset, &args.like) {
+        (Some(n), _) => n.clone(),
+        (None, Some(l)) => l.clone(),
+        (None, None) => dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
+    };
+    let (base, source) = match &args.config {
+        Some(path) => {
+            (std::fs::read_to_string(path).map_err(|e| CraneError::io(path, "read", e))?, path.display().to_string())
+        }
+        None => (crane::config::dataset_preset(&name)?.to_string(), format!("preset {name}")),
+    };
+    let cfg = crane::config::resolve(&base, &source, &args.sets)?;
+    let synthetic = args.like.is_some();
+    if let Some(p) = generate {
+        eprintln!("generating synthetic `{}` data ({} users, {} items) in {}", p.name, p.users, p.items, dir.display());
+        gen::write(&dir, p.name, &gen::generate(&p, 2024))?;
+    }
+    let opts = LoadOptions {
+        split_seed: split_seed(&args.split_seed)?,
+        min_user_interactions: args.min_user_interactions,
+        load_features: true,
+    };
+    let ds = crane::data::load_dataset(&dir, &opts)?;
+    print_warnings(&ds);
+    Ok(Prepared { ds, cfg, name, synthetic, base, source })
+}

@@ -1,0 +1,39 @@
+//! `crane train`: train a model and report validation and test metrics.
+
+use super::{check_memory, prepare, TrainArgs};
+use crane::error::Result;
+use std::path::PathBuf;
+
+pub fn run(args: TrainArgs) -> Result<()> {
+    let p = prepare(&args)?;
+    let (ds, cfg) = (&p.ds, &p.cfg);
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&p.name));
+    let st = ds.stats();
+    let modalities = ds.present_modalities();
+    eprintln!(
+        "{} ({}): {} users, {} items, {} train interactions; features: {}{}",
+        ds.name,
+        ds.layout,
+        st.users,
+        st.items - st.absent_item_ids,
+        st.train,
+        if modalities.is_empty() { "none".to_string() } else { modalities.join(", ") },
+        if p.synthetic {
+            " (GENERATED synthetic data and features)".to_string()
+        } else {
+            ds.generated_features.as_ref().map_or(String::new(), |_| " (GENERATED features)".to_string())
+        }
+    );
+    eprintln!("model {} on the {:?} engine, {} threads", cfg.model_preset, cfg.engine, rayon::current_num_threads());
+    check_memory(ds, cfg, args.memory_budget)?;
+    let r = crane::train::train_with(ds, cfg, Some(&out), !args.no_progress, args.resume, None)?;
+    println!(
+        "best epoch {} of {} ({:.2}s per epoch, peak memory {:.0} MB; selected on validation {})",
+        r.best_epoch, r.epochs_run, r.seconds_per_epoch, r.peak_memory_mb, cfg.valid_metric
+    );
+    println!("valid      {}", r.valid.summary());
+    println!("test       {}", r.test.summary());
+    println!("popularity {}  (test, for reference)", r.popularity_test.summary());
+    println!("results in {}", out.join("results.json").display());
+    Ok(())
+}
