@@ -255,7 +255,7 @@ pub fn open_for_scoring(path: &Path, dir: &Path) -> Result<Opened> {
     crate::memory::check_available(est, &ds, "scoring with this checkpoint is")?;
     let mut engine = crate::train::build_engine(&ds, &meta.config)?;
     let (params, _) = load(path, &engine.params())?;
-    engine.set_params(&params);
+    engine.set_params(&params)?;
     engine.rebuild_item_graph()?;
     engine.prepare_scoring()?;
     Ok(Opened { ds, engine, meta })

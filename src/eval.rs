@@ -265,7 +265,8 @@ pub fn rank_users(
 }
 
 /// [`rank_users`] with an engine's own ranking ([`crate::engine::Engine::rank_block`]): the
-/// users of `set` in blocks of `block`, the top `k` of each outside `mask`.
+/// users of `set` in blocks of `block`, the top `k` of each outside `mask`; the engine's
+/// error (a failed device op) if any.
 pub fn rank_users_with(
     set: &EvalSet,
     mask: Mask<'_>,
@@ -273,12 +274,12 @@ pub fn rank_users_with(
     k: usize,
     block: usize,
     engine: &dyn crate::engine::Engine,
-) -> Vec<Vec<u32>> {
+) -> crate::error::Result<Vec<Vec<u32>>> {
     let mut out = Vec::with_capacity(set.users.len());
     for users in set.users.chunks(block.max(1)) {
-        out.extend(engine.rank_block(users, mask, n_items, k));
+        out.extend(engine.rank_block(users, mask, n_items, k)?);
     }
-    out
+    Ok(out)
 }
 
 /// [`rank_users_with`] then [`metrics_from_rankings`]: how training and `crane eval` evaluate.
@@ -289,9 +290,9 @@ pub fn evaluate_engine(
     ks: &[usize],
     block: usize,
     engine: &dyn crate::engine::Engine,
-) -> Metrics {
+) -> crate::error::Result<Metrics> {
     let kmax = *ks.iter().max().unwrap_or(&20);
-    metrics_from_rankings(&rank_users_with(set, mask, n_items, kmax, block, engine), set, ks)
+    Ok(metrics_from_rankings(&rank_users_with(set, mask, n_items, kmax, block, engine)?, set, ks))
 }
 
 /// MMRec's `save_recommended_topk` layout: a header `id top_1 ... top_K`, then one line per

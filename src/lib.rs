@@ -20,6 +20,7 @@ pub mod fuzzing;
 pub mod io;
 pub mod manifest;
 pub mod memory;
+pub mod plot;
 pub mod sampling;
 pub mod stats;
 pub mod train;

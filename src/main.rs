@@ -47,6 +47,12 @@ enum Command {
         #[command(subcommand)]
         command: cli::data::DataCommand,
     },
+    /// Figures (PNG and SVG, written next to the data): learning curves, a comparison's bars,
+    /// a grid's sweeps, scaling, and a checkpoint's item embeddings.
+    Plot {
+        #[command(subcommand)]
+        command: cli::plot::PlotCommand,
+    },
 }
 
 fn run(cli: Cli) -> crane::Result<()> {
@@ -61,6 +67,7 @@ fn run(cli: Cli) -> crane::Result<()> {
         Command::Grid(a) => cli::grid::run(a),
         Command::Verify(a) => cli::verify::run(a),
         Command::Data { command } => cli::data::run(command),
+        Command::Plot { command } => cli::plot::run(command),
     }
 }
 

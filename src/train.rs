@@ -253,8 +253,8 @@ pub fn train_reported(
                     "was written with a different config; resume with the same --config/--set values",
                 ));
             }
-            engine.set_params(&st.params);
-            engine.set_optimiser_state(&st.opt);
+            engine.set_params(&st.params)?;
+            engine.set_optimiser_state(&st.opt)?;
             let ls: LoopState =
                 serde_json::from_str(&st.loop_state).map_err(|e| CraneError::file(path, format!("loop state: {e}")))?;
             (best, best_epoch, since, best_valid, best_test, history) =
@@ -327,7 +327,7 @@ pub fn train_reported(
                     cfg.lr
                 )));
             }
-            engine.adam_step(cfg.lr);
+            engine.adam_step(cfg.lr)?;
             for (s, v) in sums.iter_mut().zip([t.total(), t.bpr, t.cl_user, t.cl_item, t.reg, t.modality]) {
                 *s += v;
             }
@@ -344,7 +344,7 @@ pub fn train_reported(
         let t1 = Instant::now();
         engine.prepare_scoring()?;
         let eng: &dyn Engine = engine.as_ref();
-        let valid = evaluate_engine(&valid_set, rank_mask, ds.n_items, &cfg.ks, cfg.eval_block, eng);
+        let valid = evaluate_engine(&valid_set, rank_mask, ds.n_items, &cfg.ks, cfg.eval_block, eng)?;
         let t_eval = t1.elapsed();
         let nb = batches.len() as f64;
         let log = EpochLog {
@@ -389,7 +389,7 @@ pub fn train_reported(
             best = score;
             best_epoch = epoch;
             since = 0;
-            let test = evaluate_engine(&test_set, rank_mask, ds.n_items, &cfg.ks, cfg.eval_block, eng);
+            let test = evaluate_engine(&test_set, rank_mask, ds.n_items, &cfg.ks, cfg.eval_block, eng)?;
             best_valid = Some(valid);
             best_test = Some(test);
             if let Some(dir) = out {

@@ -190,7 +190,7 @@ fn check_parity_with_zero_rows(b: Backend, cfg: &ModelConfig, big: bool, zero_ro
             for (step, batch) in case.batches.iter().enumerate() {
                 let learn = learn_every_step || step == 0;
                 if synced {
-                    got.set_params(&want.params());
+                    got.set_params(&want.params()).unwrap();
                 }
                 let lw = want.loss_and_grads(batch, learn).unwrap();
                 let lg = got.loss_and_grads(batch, learn).unwrap();
@@ -226,8 +226,8 @@ fn check_parity_with_zero_rows(b: Backend, cfg: &ModelConfig, big: bool, zero_ro
                     (None, None) => {}
                     _ => panic!("{what}: one engine has an item graph, the other not"),
                 }
-                want.adam_step(1e-3);
-                got.adam_step(1e-3);
+                want.adam_step(1e-3).unwrap();
+                got.adam_step(1e-3).unwrap();
             }
             if !synced {
                 assert_params_close(
@@ -244,8 +244,8 @@ fn check_parity_with_zero_rows(b: Backend, cfg: &ModelConfig, big: bool, zero_ro
             let users: Vec<u32> = (0..case.m as u32).collect();
             let mut sw = vec![0f32; case.m * case.n];
             let mut sg = vec![0f32; case.m * case.n];
-            want.score_block(&users, &mut sw);
-            got.score_block(&users, &mut sg);
+            want.score_block(&users, &mut sw).unwrap();
+            got.score_block(&users, &mut sg).unwrap();
             // Per user, scores are compared up to a constant: rankings, BPR and every metric
             // ignore it, and in `crane-code` a shift shared by all items gets no gradient, so
             // Adam moves it by round-off-driven steps that differ between f32 and f64.
@@ -281,13 +281,14 @@ fn check_ranking(b: Backend, eng: &dyn Engine, c: &Case) {
     // The last id is absent (in no split): no user may be offered it.
     let absent = [c.n as u32 - 1];
     let both = crane::eval::Mask::new(&mask, &absent);
-    let got = eng.rank_block(&users, both, c.n, k);
-    let want = crane::engine::rank_on_host(eng, &users, both, c.n, k);
+    let got = eng.rank_block(&users, both, c.n, k).unwrap();
+    let want = crane::engine::rank_on_host(eng, &users, both, c.n, k).unwrap();
     assert_eq!(got, want, "{b:?}: rank_block differs from the host top-k of the same scores");
     assert!(got.iter().all(|r| !r.contains(&absent[0])), "{b:?}: an absent id was ranked");
     assert_eq!(got.last().map(Vec::len), Some(2), "{b:?}: user 0 has two unmasked items");
-    let train_only = eng.rank_block(&users, crane::eval::Mask::train_only(&mask), c.n, k);
-    assert_eq!(train_only, crane::engine::rank_on_host(eng, &users, crane::eval::Mask::train_only(&mask), c.n, k));
+    let train_only = eng.rank_block(&users, crane::eval::Mask::train_only(&mask), c.n, k).unwrap();
+    let host = crane::engine::rank_on_host(eng, &users, crane::eval::Mask::train_only(&mask), c.n, k).unwrap();
+    assert_eq!(train_only, host);
 }
 
 /// One module per switch, one test per backend. Entries marked `gpu` also run on the GPU

@@ -6,7 +6,7 @@
 //! is the check to run first on a machine with one.
 
 use crate::device::{DevCsr, DevSegments, Device, Elem, R};
-use crate::{compile_all, probe_device, GpuError};
+use crate::{probe_device, GpuError};
 use cudarc::cublas::{sys::cublasOperation_t, CudaBlas, Gemm, GemmConfig};
 use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
 use std::collections::HashMap;
@@ -30,6 +30,7 @@ pub struct CudaDevice {
 
 struct Inner {
     name: String,
+    ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
     blas: CudaBlas,
     funcs: HashMap<String, CudaFunction>,
@@ -68,7 +69,14 @@ impl CudaDevice {
     /// rounded to 10-bit mantissas, f32 accumulation; the kernels are unaffected).
     pub fn with_tf32(tf32: bool) -> R<Self> {
         let info = probe_device()?;
+        // cudarc panics inside `CudaBlas::new` without the library: probe it like the driver.
+        crate::cublas_available()?;
         let ctx = CudaContext::new(0).map_err(drv)?;
+        keep_pool_memory(&ctx)?;
+        // One stream: the per-slice events that order uses across streams are never needed, and
+        // recording them cost every allocation (about 100 per batch) an event.
+        // SAFETY: every buffer of this device is used on its one stream only.
+        unsafe { ctx.disable_event_tracking() };
         let stream = ctx.default_stream();
         let blas = CudaBlas::new(stream.clone()).map_err(|e| GpuError::Driver(format!("cuBLAS: {e}")))?;
         if tf32 {
@@ -80,14 +88,27 @@ impl CudaDevice {
             }
         }
         let mut funcs = HashMap::new();
-        for (file, ptx) in compile_all()? {
-            let src = crate::KERNELS.iter().find(|k| k.0 == file).map(|k| k.1).unwrap_or_default();
-            let module = ctx.load_module(ptx).map_err(drv)?;
+        for (file, ptx) in crate::compiled_kernels()? {
+            let src = crate::KERNELS.iter().find(|k| k.0 == *file).map(|k| k.1).unwrap_or_default();
+            let module = ctx.load_module(ptx.clone()).map_err(drv)?;
             for name in crate::kernel_names(src) {
                 funcs.insert(name.to_string(), module.load_function(name).map_err(drv)?);
             }
         }
-        Ok(Self { inner: Arc::new(Inner { name: info.name, stream, blas, funcs }) })
+        Ok(Self { inner: Arc::new(Inner { name: info.name, ctx, stream, blas, funcs }) })
+    }
+
+    /// Device memory: the stream pool's high-water mark of memory in use (bytes; the peak a run
+    /// needed) and the device's used and total memory now (`cuMemGetInfo`, every process).
+    pub fn memory(&self) -> R<DeviceMemory> {
+        use cudarc::driver::sys::CUmemPool_attribute as A;
+        let ctx = &self.inner.ctx;
+        let (free, total) = ctx.mem_get_info().map_err(drv)?;
+        let mut peak: u64 = 0;
+        if ctx.has_async_alloc() {
+            pool_u64(ctx, A::CU_MEMPOOL_ATTR_USED_MEM_HIGH, &mut peak, false)?;
+        }
+        Ok(DeviceMemory { pool_peak_bytes: peak, used_bytes: (total - free) as u64, total_bytes: total as u64 })
     }
 
     fn stream(&self) -> &Arc<CudaStream> {
@@ -96,6 +117,40 @@ impl CudaDevice {
 
     fn f(&self, name: &str) -> R<&CudaFunction> {
         self.inner.funcs.get(name).ok_or_else(|| GpuError::Driver(format!("kernel {name} is not loaded")))
+    }
+}
+
+/// Device memory figures of [`CudaDevice::memory`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceMemory {
+    pub pool_peak_bytes: u64,
+    pub used_bytes: u64,
+    pub total_bytes: u64,
+}
+
+/// Sets the device's stream-ordered memory pool to keep freed memory: by default (release
+/// threshold 0) it hands freed memory back to the driver at every synchronisation, so each
+/// batch's ~100 buffers were real driver allocations again. With the threshold at its maximum
+/// the pool is a caching allocator: a batch's buffers reuse the previous batch's memory.
+fn keep_pool_memory(ctx: &Arc<CudaContext>) -> R<()> {
+    use cudarc::driver::sys::CUmemPool_attribute as A;
+    if !ctx.has_async_alloc() {
+        return Ok(());
+    }
+    let mut keep = u64::MAX;
+    pool_u64(ctx, A::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, &mut keep, true)
+}
+
+/// Reads (`write` false) or writes a u64 attribute of the device's current memory pool (the
+/// release threshold and the used-memory counters are all u64).
+fn pool_u64(ctx: &CudaContext, attr: cudarc::driver::sys::CUmemPool_attribute, value: &mut u64, write: bool) -> R<()> {
+    use cudarc::driver::result::{device, mem_pool};
+    let ptr = value as *mut u64 as *mut std::ffi::c_void;
+    // SAFETY: the device is this context's, and every attribute passed here is a u64 one.
+    unsafe {
+        let pool = device::get_mem_pool(ctx.cu_device()).map_err(drv)?;
+        if write { mem_pool::set_attribute(pool, attr, ptr) } else { mem_pool::get_attribute(pool, attr, ptr) }
+            .map_err(drv)
     }
 }
 

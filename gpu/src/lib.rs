@@ -37,6 +37,8 @@ pub enum GpuError {
     NoDevice(String),
     #[error("NVRTC is not available: {0}")]
     NoNvrtc(String),
+    #[error("cuBLAS is not available: {0}")]
+    NoCublas(String),
     #[error("kernel {file} does not compile:\n{log}")]
     Compile { file: String, log: String },
     #[error("{0}")]
@@ -53,18 +55,41 @@ pub fn kernel_names(src: &str) -> Vec<&str> {
 }
 
 /// What was found on this machine.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeviceInfo {
     pub count: usize,
     pub name: String,
 }
 
+thread_local! {
+    /// Set while this thread runs a [`guarded`] probe: its expected panics print nothing.
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Installs, once per process, a panic hook that is silent on a thread inside [`guarded`] and
+/// otherwise defers to the hook it replaced. Swapping the process-wide hook around each probe
+/// (as before) let one thread of a parallel test harness restore another's silent hook, after
+/// which later failures printed nothing.
+fn install_quiet_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(|q| q.get()) {
+                previous(info)
+            }
+        }));
+    });
+}
+
 /// Runs `f`, turning a panic (cudarc's reaction to a missing library) into an error message.
-fn guarded<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> Result<T, String> {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
+/// Only this thread is quietened, and only while `f` runs: a panic elsewhere still reaches the
+/// hook that was installed before the first call.
+pub fn guarded<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> Result<T, String> {
+    install_quiet_hook();
+    let was = QUIET.with(|q| q.replace(true));
     let r = std::panic::catch_unwind(f);
-    std::panic::set_hook(hook);
+    QUIET.with(|q| q.set(was));
     r.map_err(|e| {
         e.downcast_ref::<String>()
             .cloned()
@@ -73,8 +98,34 @@ fn guarded<T>(f: impl FnOnce() -> T + std::panic::UnwindSafe) -> Result<T, Strin
     })
 }
 
-/// Finds a CUDA driver and at least one device, without panicking when there is none.
+/// Where to look for the CUDA libraries, for error messages.
+pub const LIBRARY_HINT: &str = "put the folder holding it on LD_LIBRARY_PATH: the CUDA toolkit's \
+    (/usr/local/cuda/lib64, /usr/local/cuda/targets/x86_64-linux/lib), the driver's (/usr/local/nvidia/lib64), \
+    or a Python environment's site-packages/nvidia/<library>/lib (cu13/lib for CUDA 13 wheels)";
+
+/// Finds a CUDA driver and at least one device, without panicking when there is none. Probed
+/// once per process; later calls return the first answer.
 pub fn probe_device() -> Result<DeviceInfo, GpuError> {
+    static PROBE: std::sync::OnceLock<Result<DeviceInfo, String>> = std::sync::OnceLock::new();
+    PROBE
+        .get_or_init(|| probe_device_now().map_err(|e| e.to_string()))
+        .clone()
+        .map_err(|msg| GpuError::NoDevice(msg.strip_prefix("no CUDA device found: ").unwrap_or(&msg).to_string()))
+}
+
+/// Whether cuBLAS can be loaded: cudarc panics inside `CudaBlas::new` when it cannot.
+pub fn cublas_available() -> Result<(), GpuError> {
+    // SAFETY: only tries to dlopen the cuBLAS library by its candidate names.
+    match guarded(|| unsafe { cudarc::cublas::sys::is_culib_present() }) {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            Err(GpuError::NoCublas(format!("libcublas.so.13 (or libcublas.so) could not be loaded; {LIBRARY_HINT}")))
+        }
+        Err(p) => Err(GpuError::NoCublas(format!("loading libcublas panicked: {p}; {LIBRARY_HINT}"))),
+    }
+}
+
+fn probe_device_now() -> Result<DeviceInfo, GpuError> {
     // SAFETY: only tries to dlopen the driver library by its candidate names.
     let present = guarded(|| unsafe { cudarc::driver::sys::is_culib_present() }).unwrap_or(false);
     if !present {
@@ -98,11 +149,10 @@ pub fn nvrtc_available() -> Result<(), GpuError> {
     // SAFETY: only tries to dlopen the NVRTC library by its candidate names.
     match guarded(|| unsafe { cudarc::nvrtc::sys::is_culib_present() }) {
         Ok(true) => Ok(()),
-        Ok(false) => Err(GpuError::NoNvrtc(
-            "libnvrtc.so could not be loaded (pip install 'nvidia-cuda-nvrtc==13.0.*' and add its lib folder to \
-             LD_LIBRARY_PATH)"
-                .into(),
-        )),
+        Ok(false) => Err(GpuError::NoNvrtc(format!(
+            "libnvrtc.so could not be loaded (it comes with the CUDA toolkit, or pip install \
+             'nvidia-cuda-nvrtc==13.0.*'); {LIBRARY_HINT}"
+        ))),
         Err(p) => Err(GpuError::NoNvrtc(p)),
     }
 }
@@ -122,4 +172,14 @@ pub fn compile(file: &str, src: &str) -> Result<Ptx, GpuError> {
 /// Compiles every kernel: `(file, PTX)` pairs.
 pub fn compile_all() -> Result<Vec<(&'static str, Ptx)>, GpuError> {
     KERNELS.iter().map(|(f, s)| compile(f, s).map(|p| (*f, p))).collect()
+}
+
+/// [`compile_all`], once per process: every later device (a TF32 one beside an FP32 one, the
+/// variants of `crane verify`) loads the same PTX instead of compiling again.
+pub fn compiled_kernels() -> Result<&'static [(&'static str, Ptx)], GpuError> {
+    static PTX: std::sync::OnceLock<Result<Vec<(&'static str, Ptx)>, String>> = std::sync::OnceLock::new();
+    match PTX.get_or_init(|| compile_all().map_err(|e| e.to_string())) {
+        Ok(v) => Ok(v),
+        Err(msg) => Err(GpuError::NoNvrtc(format!("kernel compilation failed earlier in this process: {msg}"))),
+    }
 }

@@ -44,3 +44,28 @@ fn no_device_is_an_error_not_a_panic() {
         }
     }
 }
+
+#[test]
+#[cfg_attr(not(nvrtc_present), ignore = "libnvrtc.so not found on LD_LIBRARY_PATH at build time (see .ci/run)")]
+fn kernels_are_compiled_once_per_process() {
+    let a = crane_gpu::compiled_kernels().unwrap_or_else(|e| panic!("{e}"));
+    let b = crane_gpu::compiled_kernels().unwrap_or_else(|e| panic!("{e}"));
+    assert!(std::ptr::eq(a, b), "the second device loads the first compilation's PTX");
+    assert_eq!(a.len(), crane_gpu::KERNELS.len());
+}
+
+/// cuBLAS is probed like the driver: where it is absent the error names the library and where
+/// to put it, instead of cudarc's panic inside `CudaBlas::new`.
+#[test]
+fn a_missing_cublas_is_an_error_naming_the_library() {
+    match crane_gpu::cublas_available() {
+        Ok(()) => eprintln!("cuBLAS loads here"),
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(msg.contains("libcublas") && msg.contains("LD_LIBRARY_PATH"), "{msg}");
+        }
+    }
+    // The device probe answers the same twice (probed once per process).
+    let first = crane_gpu::probe_device().map_err(|e| e.to_string());
+    assert_eq!(first, crane_gpu::probe_device().map_err(|e| e.to_string()));
+}

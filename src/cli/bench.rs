@@ -52,6 +52,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
     println!("  optimiser             {:.2} s", h.stages.optimiser.as_secs_f64());
     println!("evaluation (validation) {:.2} s (of which z: {:.2} s)", h.seconds_eval, h.stages.scoring.as_secs_f64());
     println!("peak memory             {:.0} MB (estimated {est:.0} MB)", r.peak_memory_mb);
+    if cfg.engine == crane::config::EngineKind::Gpu {
+        // The CPU GEMM benchmark below says nothing about a GPU run (and takes minutes at
+        // Electronics): the device's memory is what this run adds.
+        device_memory();
+        return Ok(());
+    }
     let (gf_rca, gf_plain) = {
         let n = ds.n_users + ds.n_items;
         let rows = crane::engine::cpu::rca_block_rows(n, cfg.block_mb << 20, cfg.min_block_rows);
@@ -114,4 +120,18 @@ pub fn run_attention(a: BenchAttentionArgs) -> Result<()> {
         dx.data.iter().map(|v| *v as f64).sum::<f64>()
     );
     Ok(())
+}
+
+/// Prints the device's memory after a GPU run: the stream pool's high-water mark (what the run
+/// needed at most) and the device's used and total memory (`cuMemGetInfo`).
+fn device_memory() {
+    match crane_gpu::cuda::CudaDevice::new().and_then(|d| d.memory()) {
+        Ok(m) => println!(
+            "peak device memory      {:.0} MB (pool high-water mark; device now {:.0} of {:.0} MB used)",
+            m.pool_peak_bytes as f64 / 1048576.0,
+            m.used_bytes as f64 / 1048576.0,
+            m.total_bytes as f64 / 1048576.0
+        ),
+        Err(e) => println!("peak device memory      unavailable: {e}"),
+    }
 }

@@ -104,5 +104,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
     println!("{}", crane::compare::markdown(&rows, &models, &header));
     println!("written: {} and {}", out.join("compare.md").display(), out.join("compare.csv").display());
     // The figures of the report (a failure is a warning: the comparison itself is done).
+    super::plot::after_run("the comparison", || crane::plot::compare::plot(&out, None));
+    super::plot::after_run("the learning curves", || crane::plot::curves::plot(std::slice::from_ref(&out), None));
     Ok(())
 }

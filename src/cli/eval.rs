@@ -36,7 +36,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
     let kmax = *ks.iter().max().expect("ks is not empty");
     for (name, pairs) in [("valid", &ds.valid), ("test", &ds.test)] {
         let set = EvalSet::from_pairs(ds.n_users, pairs);
-        let rankings = crane::eval::rank_users_with(&set, mask, ds.n_items, kmax, cfg.eval_block, o.engine.as_ref());
+        let rankings = crane::eval::rank_users_with(&set, mask, ds.n_items, kmax, cfg.eval_block, o.engine.as_ref())?;
         let m = crane::eval::metrics_from_rankings(&rankings, &set, &ks);
         println!("{name:<6} {}", m.summary());
         println!("{}", serde_json::to_string(&m.to_map()).expect("metrics serialise"));

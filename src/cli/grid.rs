@@ -59,5 +59,6 @@ pub fn run(a: GridArgs) -> Result<()> {
     crane::io::write_string_atomic(&out.join("grid.csv"), &csv)?;
     println!("{md}");
     // The figure of the grid (a failure is a warning: the grid itself is done).
+    super::plot::after_run("the grid", || crane::plot::grid::plot(&out, None));
     Ok(())
 }

@@ -6,6 +6,7 @@ pub mod compare;
 pub mod data;
 pub mod eval;
 pub mod grid;
+pub mod plot;
 pub mod recommend;
 pub mod synth;
 pub mod train;
@@ -127,6 +128,10 @@ pub fn prepare(args: &TrainArgs) -> Result<Prepared> {
         None => (crane::config::dataset_preset(&name)?.to_string(), format!("preset {name}")),
     };
     let cfg = crane::config::resolve(&base, &source, &args.sets)?;
+    if cfg.engine == crane::config::EngineKind::Gpu {
+        // Before any data is generated or read: without a device this is the whole answer.
+        crane_gpu::probe_device().map_err(|e| CraneError::Invalid(e.to_string()))?;
+    }
     let synthetic = args.like.is_some();
     if let Some(p) = generate {
         eprintln!("generating synthetic `{}` data ({} users, {} items) in {}", p.name, p.users, p.items, dir.display());

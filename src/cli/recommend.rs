@@ -47,7 +47,7 @@ pub fn run(a: RecommendArgs) -> Result<()> {
         return Ok(());
     }
     let mut scores = vec![0f32; ds.n_items];
-    o.engine.score_block(&[u], &mut scores);
+    o.engine.score_block(&[u], &mut scores)?;
     let top = crane::eval::top_k_outside(&scores, &train[u as usize], &ds.absent_items, a.k);
     for (rank, &i) in top.iter().enumerate() {
         println!("{}\t{}\t{:.4}", rank + 1, ds.item_label(i), scores[i as usize]);

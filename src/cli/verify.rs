@@ -36,18 +36,30 @@ pub fn run(a: VerifyArgs) -> Result<()> {
         return Err(CraneError::config("verify", "--tf32 applies to --gpu only (cuBLAS on tensor cores)"));
     }
     let seeds: Vec<u64> = (1..=graphs.max(1)).collect();
+    // Each row is printed as it is computed, so a run cut short (a hang, a killed process on a
+    // lent device) keeps every row it got to.
+    let mut header_done = false;
+    let mut print_row = |r: &crane::verify::Row| {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        if !header_done {
+            let _ = out.write_all(crane::verify::header().as_bytes());
+            header_done = true;
+        }
+        let _ = out.write_all(crane::verify::row_line(r).as_bytes());
+        let _ = out.flush();
+    };
     let rows = if gpu {
-        crane::verify::gpu(&seeds, tf32)?
+        crane::verify::gpu(&seeds, tf32, &mut print_row)?
     } else if gpu_host {
-        crane::verify::gpu_host(&seeds)?
+        crane::verify::gpu_host(&seeds, &mut print_row)
     } else {
         let make = |i: &crane::engine::ModelInputs, c: &crane_reference::ModelConfig, p: &crane_reference::Params| {
             Ok(Box::new(crane::engine::cpu::CpuEngine::new(i, c, p)?.with_block_bytes(4 * 16 * 40))
                 as Box<dyn crane::engine::Engine>)
         };
-        crane::verify::run(&make, &seeds)?
+        crane::verify::run(&make, &seeds, &mut print_row)
     };
-    print!("{}", crane::verify::table(&rows));
     let failed = rows.iter().filter(|r| !r.pass()).count();
     println!("{} comparisons, {} failed", rows.len(), failed);
     if failed > 0 {

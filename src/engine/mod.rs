@@ -5,7 +5,6 @@
 
 pub mod cpu;
 pub mod gpu;
-mod gpu_graph;
 pub mod reference;
 
 use crate::data::npy::FeatureMatrix;
@@ -108,22 +107,24 @@ pub trait Engine {
     fn loss_and_grads(&mut self, batch: &[Triplet], learn_graph: bool) -> Result<LossTerms>;
     /// Rebuilds the held S̃ from the current parameters, without gradient.
     fn rebuild_item_graph(&mut self) -> Result<()>;
-    /// One Adam step with the kept gradient.
-    fn adam_step(&mut self, lr: f64);
+    /// One Adam step with the kept gradient. Errs where the device does (GPU engine).
+    fn adam_step(&mut self, lr: f64) -> Result<()>;
     /// Adam's state: steps taken and the two moment estimates (zeros before the first step).
+    /// Panics where a device download fails (GPU engine), as [`Engine::params`] does.
     fn optimiser_state(&self) -> OptimiserState;
-    fn set_optimiser_state(&mut self, s: &OptimiserState);
-    /// Parameters and gradients in the reference's layout (f64).
+    fn set_optimiser_state(&mut self, s: &OptimiserState) -> Result<()>;
+    /// Parameters and gradients in the reference's layout (f64). Panic where a device download
+    /// fails (GPU engine): they are read in many places, a device error there is fatal anyway.
     fn params(&self) -> Params;
     fn grads(&self) -> Params;
     /// Overwrites the parameters (resets nothing else).
-    fn set_params(&mut self, p: &Params);
+    fn set_params(&mut self, p: &Params) -> Result<()>;
     /// The held S̃, if any.
     fn item_graph(&self) -> Option<CsrMatrix<f64>>;
     /// Computes z on the full graph (no DropEdge) with the held S̃, for scoring.
     fn prepare_scoring(&mut self) -> Result<()>;
     /// `out[k, i] = z_u · z_i` for `users[k]`, `[users.len(), N]`.
-    fn score_block(&self, users: &[u32], out: &mut [f32]);
+    fn score_block(&self, users: &[u32], out: &mut [f32]) -> Result<()>;
     /// The items' scoring table z_i after [`Engine::prepare_scoring`], as (columns, row-major
     /// `[N, columns]` values), for inspection (`crane plot embeddings`); `None` where the engine
     /// does not keep it on the host.
@@ -134,7 +135,13 @@ pub trait Engine {
     /// ids), best first, ties to the smaller id: the order of [`crate::eval::top_k`]. The
     /// default scores on the host; an engine whose scores live elsewhere ranks them there and
     /// returns only the lists (the GPU engine: `[users, k]` instead of `[users, N]` downloaded).
-    fn rank_block(&self, users: &[u32], mask: crate::eval::Mask<'_>, n_items: usize, k: usize) -> Vec<Vec<u32>> {
+    fn rank_block(
+        &self,
+        users: &[u32],
+        mask: crate::eval::Mask<'_>,
+        n_items: usize,
+        k: usize,
+    ) -> Result<Vec<Vec<u32>>> {
         rank_on_host(self, users, mask, n_items, k)
     }
     fn times(&self) -> &StageTimes;
@@ -148,16 +155,16 @@ pub fn rank_on_host<E: Engine + ?Sized>(
     mask: crate::eval::Mask<'_>,
     n_items: usize,
     k: usize,
-) -> Vec<Vec<u32>> {
+) -> Result<Vec<Vec<u32>>> {
     use rayon::prelude::*;
     let mut scores = vec![0.0f32; users.len() * n_items];
-    engine.score_block(users, &mut scores);
-    users
+    engine.score_block(users, &mut scores)?;
+    Ok(users
         .par_iter()
         .zip(scores.par_chunks(n_items.max(1)))
         .map(|(&u, s)| {
             let (t, a) = mask.user(u);
             crate::eval::top_k_outside(s, t, a, k)
         })
-        .collect()
+        .collect())
 }

@@ -78,10 +78,11 @@ impl Engine for ReferenceEngine {
         Ok(())
     }
 
-    fn adam_step(&mut self, lr: f64) {
+    fn adam_step(&mut self, lr: f64) -> Result<()> {
         let adam = self.adam.get_or_insert_with(|| Adam::new(&self.params, lr));
         adam.lr = lr;
         adam.step(&mut self.params, &self.grads);
+        Ok(())
     }
 
     fn optimiser_state(&self) -> OptimiserState {
@@ -91,12 +92,13 @@ impl Engine for ReferenceEngine {
         }
     }
 
-    fn set_optimiser_state(&mut self, s: &OptimiserState) {
+    fn set_optimiser_state(&mut self, s: &OptimiserState) -> Result<()> {
         let mut a = Adam::new(&self.params, 0.0);
         a.t = s.step;
         a.m = s.m.clone();
         a.v = s.v.clone();
         self.adam = Some(a);
+        Ok(())
     }
 
     fn params(&self) -> Params {
@@ -107,8 +109,9 @@ impl Engine for ReferenceEngine {
         self.grads.clone()
     }
 
-    fn set_params(&mut self, p: &Params) {
+    fn set_params(&mut self, p: &Params) -> Result<()> {
         self.params = p.clone();
+        Ok(())
     }
 
     fn item_graph(&self) -> Option<CsrMatrix<f64>> {
@@ -127,7 +130,7 @@ impl Engine for ReferenceEngine {
         Ok(())
     }
 
-    fn score_block(&self, users: &[u32], out: &mut [f32]) {
+    fn score_block(&self, users: &[u32], out: &mut [f32]) -> Result<()> {
         let (zu, zi) = self.z.as_ref().expect("prepare_scoring before score_block");
         let n = zi.nrows();
         for (k, &u) in users.iter().enumerate() {
@@ -135,6 +138,7 @@ impl Engine for ReferenceEngine {
                 out[k * n + i] = crane_reference::dense::row_dot(zu, u as usize, zi, i) as f32;
             }
         }
+        Ok(())
     }
 
     fn times(&self) -> &StageTimes {

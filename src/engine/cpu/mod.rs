@@ -677,7 +677,7 @@ impl Engine for CpuEngine {
         Ok(())
     }
 
-    fn adam_step(&mut self, lr: f64) {
+    fn adam_step(&mut self, lr: f64) -> Result<()> {
         let t = Instant::now();
         self.step += 1;
         let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f32);
@@ -702,6 +702,7 @@ impl Engine for CpuEngine {
                 });
         }
         self.times.optimiser += t.elapsed();
+        Ok(())
     }
 
     fn params(&self) -> Params {
@@ -712,18 +713,20 @@ impl Engine for CpuEngine {
         OptimiserState { step: self.step, m: self.export(&self.m1), v: self.export(&self.m2) }
     }
 
-    fn set_optimiser_state(&mut self, s: &OptimiserState) {
+    fn set_optimiser_state(&mut self, s: &OptimiserState) -> Result<()> {
         self.step = s.step;
         self.m1 = s.m.tensors().into_iter().map(|(_, t)| Dense::from_mat(t)).collect();
         self.m2 = s.v.tensors().into_iter().map(|(_, t)| Dense::from_mat(t)).collect();
+        Ok(())
     }
 
     fn grads(&self) -> Params {
         self.export(&self.g)
     }
 
-    fn set_params(&mut self, p: &Params) {
+    fn set_params(&mut self, p: &Params) -> Result<()> {
         self.p = p.tensors().into_iter().map(|(_, t)| Dense::from_mat(t)).collect();
+        Ok(())
     }
 
     fn item_graph(&self) -> Option<CsrMatrix<f64>> {
@@ -750,7 +753,7 @@ impl Engine for CpuEngine {
         self.z.as_ref().map(|(_, zi)| (zi.cols, zi.data.clone()))
     }
 
-    fn score_block(&self, users: &[u32], out: &mut [f32]) {
+    fn score_block(&self, users: &[u32], out: &mut [f32]) -> Result<()> {
         let (zu, zi) = self.z.as_ref().expect("prepare_scoring before score_block");
         let zb = gather(zu, users);
         let mut dst = faer::mat::MatMut::from_row_major_slice_mut(out, users.len(), self.n);
@@ -762,6 +765,7 @@ impl Engine for CpuEngine {
             1.0,
             faer::Par::rayon(0),
         );
+        Ok(())
     }
 
     fn times(&self) -> &StageTimes {
