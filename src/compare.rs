@@ -262,13 +262,7 @@ pub fn run_grid(
     out: &Path,
     report: &Reporter,
 ) -> Result<Vec<GridRow>> {
-    let mut points: Vec<Vec<String>> = vec![Vec::new()];
-    for (k, vals) in axes {
-        points = points
-            .into_iter()
-            .flat_map(|p| vals.iter().map(move |v| [p.clone(), vec![format!("{k}={v}")]].concat()))
-            .collect();
-    }
+    let points = grid_points(axes);
     let mut rows = Vec::new();
     for (n, point) in points.iter().enumerate() {
         let cfg = resolve(base_toml, source, &[sets.to_vec(), point.clone()].concat())?;
@@ -511,4 +505,179 @@ fn format_p(p: f64) -> String {
 pub fn write_reports(out: &Path, rows: &[RunRow], models: &[String], header: &[String]) -> Result<()> {
     write_string_atomic(&out.join("compare.csv"), &csv(rows))?;
     write_string_atomic(&out.join("compare.md"), &markdown(rows, models, header))
+}
+
+/// One point at one rung of a successive-halving search.
+#[derive(Clone, Debug)]
+pub struct RungRow {
+    /// 0-based rung.
+    pub rung: usize,
+    /// `key=value` settings of this point.
+    pub point: Vec<String>,
+    /// The epoch budget of the rung (`epochs`); the run may have stopped earlier.
+    pub epochs: usize,
+    pub summary: RunSummary,
+    /// Whether the point goes on to the next rung (or, at the last rung, is the one selected).
+    pub kept: bool,
+}
+
+/// What a successive-halving search needs besides the data and the grid.
+#[derive(Clone, Debug)]
+pub struct Halving {
+    /// Grid points drawn (seeded) from the full grid; all of them when `None` or larger.
+    pub sample: Option<usize>,
+    /// The epoch budget of each rung, increasing.
+    pub rungs: Vec<usize>,
+    /// Each rung keeps the best `1/eta` of its points (at least one).
+    pub eta: usize,
+    /// Seed of the sample.
+    pub seed: u64,
+}
+
+/// The points of the full grid, in grid order.
+pub fn grid_points(axes: &[(String, Vec<String>)]) -> Vec<Vec<String>> {
+    let mut points: Vec<Vec<String>> = vec![Vec::new()];
+    for (k, vals) in axes {
+        points = points
+            .into_iter()
+            .flat_map(|p| vals.iter().map(move |v| [p.clone(), vec![format!("{k}={v}")]].concat()))
+            .collect();
+    }
+    points
+}
+
+/// The value a point is selected on: its config's `valid_metric` on validation.
+fn selection_value(s: &RunSummary) -> f64 {
+    s.config.valid_metric_parts().ok().and_then(|(m, k)| s.valid.get(m, k)).unwrap_or(f64::NEG_INFINITY)
+}
+
+/// Successive halving over a (seeded) sample of the grid, selecting on validation only: every
+/// sampled point trains `rungs[0]` epochs, the best `1/eta` go on to `rungs[1]` epochs
+/// (continued from their state, not retrained), and so on; the best point of the last rung is
+/// selected. Each point keeps one run folder across rungs, so an interrupted search (or a
+/// rerun of the same command) continues where it stopped: a rung already reached is kept.
+/// Returns every rung's rows.
+#[allow(clippy::too_many_arguments)]
+pub fn run_halving(
+    ds: &Dataset,
+    base_toml: &str,
+    source: &str,
+    sets: &[String],
+    axes: &[(String, Vec<String>)],
+    out: &Path,
+    report: &Reporter,
+    h: &Halving,
+) -> Result<Vec<RungRow>> {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    if h.rungs.is_empty() || h.rungs.windows(2).any(|w| w[0] >= w[1]) || h.rungs[0] == 0 {
+        return Err(CraneError::config(
+            "--rungs",
+            format!("{:?}: give increasing epoch budgets, e.g. 2,6,18", h.rungs),
+        ));
+    }
+    if h.eta < 2 {
+        return Err(CraneError::config("--eta", "each rung must keep at most half of its points (eta ≥ 2)"));
+    }
+    let mut alive = grid_points(axes);
+    if let Some(n) = h.sample.filter(|&n| n < alive.len()) {
+        alive.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(h.seed));
+        alive.truncate(n.max(1));
+    }
+    let mut rows = Vec::new();
+    for (rung, &epochs) in h.rungs.iter().enumerate() {
+        let mut scored = Vec::new();
+        for (n, point) in alive.iter().enumerate() {
+            let mut point_sets = [sets.to_vec(), point.clone()].concat();
+            point_sets.push(format!("epochs={epochs}"));
+            let cfg = resolve(base_toml, source, &point_sets)?;
+            let dir = out.join(point.join(",").replace(['/', ' '], "_"));
+            let tag = format!(
+                "rung {}/{} ({epochs} epochs) {}/{} {}",
+                rung + 1,
+                h.rungs.len(),
+                n + 1,
+                alive.len(),
+                point.join(" ")
+            );
+            let r = Reporter { tag, ..report.clone() };
+            let summary = run_rung(ds, &cfg, &dir, &r)?;
+            r.line(&format!(
+                "valid {} (selection: {} {:.4})",
+                summary.valid.summary(),
+                cfg.valid_metric,
+                selection_value(&summary)
+            ));
+            scored.push((point.clone(), summary));
+        }
+        // Best first; ties to grid order (a stable sort).
+        let mut order: Vec<usize> = (0..scored.len()).collect();
+        order.sort_by(|&a, &b| selection_value(&scored[b].1).total_cmp(&selection_value(&scored[a].1)));
+        let last = rung + 1 == h.rungs.len();
+        let keep = if last { 1 } else { scored.len().div_ceil(h.eta).max(1) };
+        let kept: Vec<usize> = order[..keep.min(order.len())].to_vec();
+        alive = kept.iter().map(|&k| scored[k].0.clone()).collect();
+        for (k, (point, summary)) in scored.into_iter().enumerate() {
+            rows.push(RungRow { rung, point, epochs, summary, kept: kept.contains(&k) });
+        }
+    }
+    Ok(rows)
+}
+
+/// One point at one rung: the rung's own record (`results-<epochs>-epochs.json`, a copy of
+/// `results.json` as the rung ended) when it exists with this rung's config (and data), so a
+/// later sitting selects on what each rung saw; otherwise the run is trained, or continued
+/// from its state, to `cfg.epochs`, and the record written.
+fn run_rung(ds: &Dataset, cfg: &TrainConfig, dir: &Path, report: &Reporter) -> Result<RunSummary> {
+    let record = dir.join(format!("results-{}-epochs.json", cfg.epochs));
+    if let Some(s) = read_summary(&record)? {
+        if s.config == *cfg {
+            check_same_data(dir, ds)?;
+            return Ok(s);
+        }
+    }
+    let results = dir.join("results.json");
+    let state = dir.join("state.safetensors");
+    train_reported(ds, cfg, Some(dir), report, state.exists(), None)?;
+    let text = std::fs::read_to_string(&results).map_err(|e| CraneError::io(&results, "read", e))?;
+    write_string_atomic(&record, &text)?;
+    read_summary(&record)?.ok_or_else(|| CraneError::file(&record, "not written"))
+}
+
+/// The search as Markdown: one table per rung (every point, its budget, validation and test
+/// metrics, whether it went on), then the selected point.
+pub fn halving_markdown(rows: &[RungRow], header: &[String]) -> String {
+    let mut s: String = header.iter().map(|h| format!("{h}\n")).collect();
+    let rungs = rows.iter().map(|r| r.rung).max().map_or(0, |m| m + 1);
+    for rung in 0..rungs {
+        let of: Vec<&RungRow> = rows.iter().filter(|r| r.rung == rung).collect();
+        let metric = of.first().map_or("recall@20".to_string(), |r| r.summary.config.valid_metric.clone());
+        s.push_str(&format!(
+            "\n## Rung {} ({} epochs, {} points)\n\n| point | epochs run | valid {metric} | test R@20 | test N@20 | {} |\n|---|---|---|---|---|---|\n",
+            rung + 1,
+            of.first().map_or(0, |r| r.epochs),
+            of.len(),
+            if rung + 1 == rungs { "selected" } else { "goes on" }
+        ));
+        for r in of {
+            let t = |m: &str| r.summary.test.get(m, 20).unwrap_or(f64::NAN);
+            s.push_str(&format!(
+                "| {} | {} | {:.4} | {:.4} | {:.4} | {} |\n",
+                r.point.join(" "),
+                r.summary.epochs_run,
+                selection_value(&r.summary),
+                t("recall"),
+                t("ndcg"),
+                if r.kept { "**yes**" } else { "no" }
+            ));
+        }
+    }
+    if let Some(best) = rows.iter().rev().find(|r| r.kept) {
+        s.push_str(&format!(
+            "\nSelected on validation {}: `{}` (test columns shown for the record; nothing was selected on them).\n",
+            best.summary.config.valid_metric,
+            best.point.join(" ")
+        ));
+    }
+    s
 }

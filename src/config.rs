@@ -60,6 +60,10 @@ pub struct TrainConfig {
     /// GPU engine: cuBLAS products on TF32 tensor cores (inputs rounded to 10-bit mantissas;
     /// checked by `crane verify --gpu --tf32` with its own, looser tolerances). Off by default.
     pub tf32: bool,
+    /// The modality names (`image`, `text`, `audio`) whose `<name>_feat.npy` play the visual
+    /// and textual roles, in that order (`presets/tiktok.toml`: image and audio). The same
+    /// names pick the kNN files of `model.item_graph_source = { files = .. }`.
+    pub modalities: Vec<String>,
     pub model: ModelConfig,
 }
 
@@ -82,6 +86,7 @@ impl Default for TrainConfig {
             min_block_rows: 256,
             attention_block_rows: 128,
             tf32: false,
+            modalities: crate::data::DEFAULT_MODALITIES.map(String::from).to_vec(),
             model: ModelConfig::default(),
         }
     }
@@ -95,10 +100,13 @@ pub fn dataset_preset(name: &str) -> Result<&'static str> {
         "clothing" => include_str!("../presets/clothing.toml"),
         "electronics" => include_str!("../presets/electronics.toml"),
         "tiny" => include_str!("../presets/tiny.toml"),
+        "tiktok" => include_str!("../presets/tiktok.toml"),
         other => {
             return Err(CraneError::config(
                 "--dataset",
-                format!("no preset `{other}`; expected baby, sports, clothing, electronics or tiny (or pass --config)"),
+                format!(
+                "no preset `{other}`; expected baby, sports, clothing, electronics, tiny or tiktok (or pass --config)"
+            ),
             ))
         }
     })
@@ -190,6 +198,10 @@ pub fn resolve(base_toml: &str, source: &str, sets: &[String]) -> Result<TrainCo
         ));
     }
     cfg.valid_metric_parts()?;
+    if cfg.refresh == GraphRefresh::EveryNSteps(0) {
+        return Err(CraneError::config("refresh", "every_n_steps must be at least 1"));
+    }
+    crate::data::parse_modalities(&cfg.modalities)?;
     if !(cfg.lr > 0.0 && cfg.lr.is_finite()) {
         return Err(CraneError::config("lr", format!("must be a positive number, got {}", cfg.lr)));
     }
@@ -204,6 +216,21 @@ pub fn resolve(base_toml: &str, source: &str, sets: &[String]) -> Result<TrainCo
 pub const METRIC_NAMES: [&str; 4] = ["recall", "ndcg", "precision", "map"];
 
 impl TrainConfig {
+    /// The load options this config asks for besides the split: the `modalities` (named
+    /// explicitly unless the default) and the kNN graph folder of
+    /// `model.item_graph_source = { files = .. }`.
+    pub fn data_options(&self) -> Result<(Option<[String; 2]>, Option<std::path::PathBuf>)> {
+        let names = crate::data::parse_modalities(&self.modalities)?;
+        let named = (names != crate::data::DEFAULT_MODALITIES.map(String::from)).then_some(names);
+        let dir = match &self.model.item_graph_source {
+            crane_reference::config::ItemGraphSource::Files { dir, .. } if self.model.item_graph => {
+                Some(std::path::PathBuf::from(dir))
+            }
+            _ => None,
+        };
+        Ok((named, dir))
+    }
+
     /// `valid_metric` as (name, K), refused when malformed or when K is not in `ks` (early
     /// stopping would otherwise watch a metric that is never computed).
     pub fn valid_metric_parts(&self) -> Result<(&str, usize)> {

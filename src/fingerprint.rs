@@ -41,6 +41,17 @@ pub struct DataFingerprint {
     pub min_user_interactions: usize,
     pub n_users: usize,
     pub n_items: usize,
+    /// The modality names whose feature files played the visual and textual roles
+    /// (`modalities`); absent in fingerprints older than the setting: `image`, `text`.
+    #[serde(default = "default_modalities")]
+    pub modalities: [String; 2],
+    /// The kNN graph folder read (`item_graph_source = { files = .. }`), as configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_graph_dir: Option<String>,
+}
+
+fn default_modalities() -> [String; 2] {
+    crate::data::DEFAULT_MODALITIES.map(String::from)
 }
 
 impl DataFingerprint {
@@ -53,6 +64,8 @@ impl DataFingerprint {
                 SplitSource::XLabel => crate::data::split::PAPER_SEEDS[0],
             },
             load_features: true,
+            modalities: (self.modalities != default_modalities()).then(|| self.modalities.clone()),
+            item_graph_dir: self.item_graph_dir.as_ref().map(std::path::PathBuf::from),
         }
     }
 
@@ -79,6 +92,9 @@ impl DataFingerprint {
         }
         if let Some(g) = now.files.iter().find(|g| !self.files.iter().any(|f| role(&f.name) == role(&g.name))) {
             return Some(format!("{} is read now but was not then", g.name));
+        }
+        if self.modalities != now.modalities {
+            return Some(format!("modalities {:?} then, {:?} now", self.modalities, now.modalities));
         }
         if self.layout != now.layout {
             return Some(format!("layout {} then, {} now", self.layout, now.layout));

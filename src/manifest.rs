@@ -29,6 +29,9 @@ pub struct Manifest {
     pub data: DataStats,
     /// What `features.json` says when the features were generated (null for real features).
     pub generated_features: Option<String>,
+    /// The modalities used (`modalities`: the files in the visual and textual roles) and the
+    /// kNN graph folder when one was read.
+    pub modalities: String,
     pub inputs: Vec<InputFile>,
     /// The data fingerprint ([`crate::fingerprint`]): `compare` and `grid` keep a finished run
     /// only for the same data.
@@ -61,6 +64,7 @@ impl Manifest {
             layout: ds.layout,
             data: ds.stats(),
             generated_features: ds.generated_features.clone(),
+            modalities: ds.modalities_used(),
             inputs,
             data_fingerprint: ds.fingerprint.clone(),
             estimated_peak_mb: crate::memory::estimate_peak_mb(ds, cfg),

@@ -40,6 +40,11 @@ pub struct EpochLog {
     pub seconds_sampling: f64,
     pub stages: StageTimes,
     pub peak_memory_mb: f64,
+    /// How far each parameter tensor has moved from its initialisation after this epoch:
+    /// `‖W − W₀‖_F / ‖W₀‖_F` (`‖W‖_F` where `W₀ = 0`, as for biases): whether RCA and the
+    /// projections learn at all under a given `refresh` (absent in older histories).
+    #[serde(default)]
+    pub weight_change: std::collections::BTreeMap<String, f64>,
 }
 
 /// The result of a run.
@@ -85,13 +90,35 @@ pub fn popularity_metrics(ds: &Dataset, ks: &[usize]) -> Metrics {
     })
 }
 
+/// The frozen item graph of `item_graph_source = { files = .. }` from the dataset's kNN files
+/// (k = `knn_k`), `None` for the other sources; refused when the files were not read.
+pub fn file_item_graph(
+    ds: &Dataset,
+    m: &crane_reference::ModelConfig,
+) -> Result<Option<nalgebra_sparse::CsrMatrix<f64>>> {
+    use crane_reference::config::ItemGraphSource;
+    let ItemGraphSource::Files { dir, image_weight } = &m.item_graph_source else { return Ok(None) };
+    if !m.item_graph {
+        return Ok(None);
+    }
+    let files = ds.knn_files.as_ref().ok_or_else(|| {
+        CraneError::config(
+            "model.item_graph_source",
+            format!("files: the kNN files of `{dir}` were not read with the data (LoadOptions::item_graph_dir)"),
+        )
+    })?;
+    Ok(Some(files.fused_graph(m.knn_k, *image_weight)?))
+}
+
 /// Builds the configured engine with Xavier-initialised parameters.
 pub fn build_engine(ds: &Dataset, cfg: &TrainConfig) -> Result<Box<dyn Engine>> {
+    let file_graph = file_item_graph(ds, &cfg.model)?;
     let inputs = ModelInputs {
         n_users: ds.n_users,
         n_items: ds.n_items,
         train: &ds.train,
         features: [ds.features[0].as_ref(), ds.features[1].as_ref()],
+        fixed_item_graph: file_graph.as_ref(),
     };
     let [dv, dt] = inputs.widths();
     let params =
@@ -205,6 +232,9 @@ pub fn train_reported(
 ) -> Result<RunResult> {
     let (metric, metric_k) = cfg.valid_metric_parts()?;
     let mut engine = build_engine(ds, cfg)?;
+    // W₀ of `weight_change`: the initialisation is a function of the seed, so a resumed run
+    // measures from the same point.
+    let init = engine.params();
     let state_path = out.map(|d| d.join("state.safetensors"));
     // Read (and checked against this data) before anything in the folder is rewritten.
     let resumed = match (resume, &state_path) {
@@ -233,8 +263,14 @@ pub fn train_reported(
     let sampler = Sampler::new(&ds.train, &user_train)?;
     let valid_set = EvalSet::from_pairs(ds.n_users, &ds.valid);
     let test_set = EvalSet::from_pairs(ds.n_users, &ds.test);
-    let a = ModelInputs { n_users: ds.n_users, n_items: ds.n_items, train: &ds.train, features: [None, None] }
-        .interaction_matrix()?;
+    let a = ModelInputs {
+        n_users: ds.n_users,
+        n_items: ds.n_items,
+        train: &ds.train,
+        features: [None, None],
+        fixed_item_graph: None,
+    }
+    .interaction_matrix()?;
     if cfg.refresh == GraphRefresh::Frozen {
         engine.rebuild_item_graph()?;
     }
@@ -247,10 +283,13 @@ pub fn train_reported(
     let mut resumed_scale = None;
     if let (Some(st), Some(path)) = (resumed, &state_path) {
         {
-            if st.config != *cfg {
+            // Only `epochs` may differ: a resumed run can be continued further (successive
+            // halving's next rung), never with other settings.
+            if (TrainConfig { epochs: cfg.epochs, ..st.config.clone() }) != *cfg {
                 return Err(CraneError::file(
                     path,
-                    "was written with a different config; resume with the same --config/--set values",
+                    "was written with a different config; resume with the same --config/--set values (only \
+                     `epochs` may change)",
                 ));
             }
             engine.set_params(&st.params)?;
@@ -304,6 +343,7 @@ pub fn train_reported(
         for (b, batch) in batches.iter().enumerate() {
             let learn = match cfg.refresh {
                 GraphRefresh::EveryStep => true,
+                GraphRefresh::EveryNSteps(n) => b % n == 0,
                 GraphRefresh::EveryEpoch => b == 0,
                 GraphRefresh::Frozen => false,
             };
@@ -361,6 +401,7 @@ pub fn train_reported(
             seconds_sampling: t_sample.as_secs_f64(),
             stages: engine.times().clone(),
             peak_memory_mb: peak_memory_mb(),
+            weight_change: weight_change(&init, &engine.params()),
         };
         report.line(&format!(
             "epoch {epoch:>3}  loss {:.4} (bpr {:.4} cl {:.4} reg {:.5} mod {:.4})  valid {}  {:.1}s + eval {:.1}s",
@@ -456,6 +497,26 @@ pub fn train_reported(
         )?;
     }
     Ok(result)
+}
+
+/// `‖W − W₀‖_F / ‖W₀‖_F` per tensor (`‖W‖_F` where `‖W₀‖_F = 0`); empty tensors left out.
+pub fn weight_change(init: &Params, now: &Params) -> std::collections::BTreeMap<String, f64> {
+    init.tensors()
+        .into_iter()
+        .zip(now.tensors())
+        .filter(|((_, w0), _)| w0.nrows() * w0.ncols() > 0)
+        .map(|((name, w0), (_, w))| {
+            let (mut diff, mut base) = (0.0f64, 0.0f64);
+            for j in 0..w0.ncols() {
+                for i in 0..w0.nrows() {
+                    diff += (w[(i, j)] - w0[(i, j)]).powi(2);
+                    base += w0[(i, j)].powi(2);
+                }
+            }
+            let change = if base > 0.0 { (diff / base).sqrt() } else { diff.sqrt() };
+            (name, change)
+        })
+        .collect()
 }
 
 fn history_csv(h: &[EpochLog]) -> String {

@@ -338,8 +338,13 @@ fn one_case(
     emit: &mut dyn FnMut(Row),
 ) -> std::result::Result<(), CaseError> {
     let c = case(seed);
-    let inputs =
-        ModelInputs { n_users: c.m, n_items: c.n, train: &c.train, features: [Some(&c.feats[0]), Some(&c.feats[1])] };
+    let inputs = ModelInputs {
+        n_users: c.m,
+        n_items: c.n,
+        train: &c.train,
+        features: [Some(&c.feats[0]), Some(&c.feats[1])],
+        fixed_item_graph: None,
+    };
     let mut params = Params::init(cfg, Dims { n_users: c.m, n_items: c.n, d_visual: 6, d_text: 5 }, seed + 1);
     for (_, t) in params.tensors_mut() {
         *t = faer::Mat::from_fn(t.nrows(), t.ncols(), |i, j| t[(i, j)] as f32 as f64);

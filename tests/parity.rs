@@ -103,14 +103,33 @@ fn kink_margin(c: &Case, cfg: &ModelConfig) -> f64 {
     let a = crane_reference::interaction_graph::interaction_matrix(c.m, c.n, &pairs).unwrap();
     let to64 = |f: &FeatureMatrix| faer::Mat::from_fn(f.rows, f.cols, |r, k| f.data[r * f.cols + k] as f64);
     let mut g = Graph::new(a, [to64(&c.feats[0]), to64(&c.feats[1])]);
+    g.fixed_item_graph = file_graph(c, cfg);
     g.edge_mask = c.mask.clone();
     let b = Batch { triplets: c.batches[0].iter().map(|&(u, i, j)| (u as usize, i as usize, j as usize)).collect() };
     loss_and_grads(&c.params, &b, &g, cfg).unwrap().forward.kink_margin
 }
 
+/// For `ItemGraphSource::Files`: the graph the loader would build from kNN files, from fixed
+/// neighbour lists one column wider than k (so the first k are taken), some repeating an id
+/// within a list or across the two (summed entries).
+fn file_graph(c: &Case, cfg: &ModelConfig) -> Option<nalgebra_sparse::CsrMatrix<f64>> {
+    let ItemGraphSource::Files { image_weight, .. } = cfg.item_graph_source else { return None };
+    let (n, w) = (c.n, cfg.knn_k + 1);
+    let image: Vec<Vec<usize>> = (0..n).map(|i| (0..w).map(|q| (i + q * q * 3 + q) % n).collect()).collect();
+    let text: Vec<Vec<usize>> = (0..n).map(|i| (0..w).map(|q| (i * 3 + q * 5) % n).collect()).collect();
+    let lists = [(&image[..], image_weight), (&text[..], 1.0 - image_weight)];
+    Some(crane_reference::item_graph::fixed_knn_graph(n, &lists, cfg.knn_k).unwrap())
+}
+
 fn engine(b: Backend, c: &Case, cfg: &ModelConfig) -> Box<dyn Engine> {
-    let inputs =
-        ModelInputs { n_users: c.m, n_items: c.n, train: &c.train, features: [Some(&c.feats[0]), Some(&c.feats[1])] };
+    let fg = file_graph(c, cfg);
+    let inputs = ModelInputs {
+        n_users: c.m,
+        n_items: c.n,
+        train: &c.train,
+        features: [Some(&c.feats[0]), Some(&c.feats[1])],
+        fixed_item_graph: fg.as_ref(),
+    };
     match b {
         Backend::Reference => Box::new(ReferenceEngine::new(&inputs, cfg, c.params.clone()).unwrap()),
         // Tiny blocks so that the blocked code paths (several blocks, a partial last one) run.
@@ -372,6 +391,7 @@ test_backends! {
     parity_weightless_gcn => with(|c| c.gcn_weights = false), false, gpu;
     parity_bpr_mf => with(|c| { c.ui_layers = 0; c.item_graph = false; c.drop_edge = DropEdge::Off; }), false, gpu;
     parity_freedom_sampler => with(|c| { c.drop_edge = DropEdge::Freedom { keep_ratio: 0.7 }; c.degree_source = DegreeSource::KeptGraph; }), false, gpu;
+    parity_rescaled_drop_edge => with(|c| c.drop_edge = DropEdge::BernoulliRescaled), false, gpu;
     parity_mmrec_norm_penalty => with(|c| c.regularisation = Regularisation::BatchNorms), false, gpu;
     parity_wo_dual_fusion => with(|c| c.dual_fusion = false), false, gpu;
     parity_modality_bpr => with(|c| { c.feature_dim = c.embedding_dim; c.modality_bpr = 0.5; }), false, gpu;
@@ -408,6 +428,26 @@ test_backends! {
         c.drop_edge = DropEdge::Freedom { keep_ratio: 0.7 };
         c.degree_source = DegreeSource::KeptGraph;
     }), true, gpu;
+    // FREEDOM with its frozen graph read from kNN files (`ItemGraphSource::Files`): the
+    // engines take the given CSR where they would build the raw-feature graph.
+    parity_freedom_file_graph => with(|c| {
+        c.item_graph_source = ItemGraphSource::Files { dir: "fixture".into(), image_weight: 0.1 };
+        c.item_graph_input = ItemGraphInput::Embeddings;
+        c.user_semantic = false;
+        c.contrastive = false;
+        c.feature_dim = c.embedding_dim;
+        c.modality_bpr = 0.3;
+        c.gcn_weights = false;
+        c.regularisation = Regularisation::BatchNorms;
+        c.drop_edge = DropEdge::Freedom { keep_ratio: 0.7 };
+        c.degree_source = DegreeSource::KeptGraph;
+    }), true, gpu;
+    parity_file_graph_user_semantic_readout => with(|c| {
+        c.item_graph_source = ItemGraphSource::Files { dir: "fixture".into(), image_weight: 0.3 };
+        c.item_graph_input = ItemGraphInput::Readout;
+        c.user_semantic = true;
+        c.contrastive = true;
+    }), false, gpu;
     parity_raw_graph_readout_input_late_fusion => with(|c| {
         c.item_graph_source = ItemGraphSource::RawFeatures { image_weight: 0.3 };
         c.item_graph_input = ItemGraphInput::Readout;

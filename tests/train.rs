@@ -139,10 +139,16 @@ fn resume_after_a_kill_ends_as_the_uninterrupted_run() {
     let (pb, mb) = crane::checkpoint::load(&b_dir.join("checkpoint.safetensors"), &template).unwrap();
     assert_eq!(pa, pb);
     assert_eq!((ma.epoch, ma.config), (mb.epoch, mb.config));
-    // A different config is refused instead of silently mixed.
-    let other = resolve(dataset_preset("tiny").unwrap(), "tiny", &["epochs=6".to_string()]).unwrap();
+    // A different config is refused instead of silently mixed; only `epochs` may change (a
+    // finished run continued further, as successive halving's next rung does).
+    let sets = |extra: &str| vec!["epochs=5".to_string(), "patience=10".to_string(), extra.to_string()];
+    let other = resolve(dataset_preset("tiny").unwrap(), "tiny", &sets("lr=0.002")).unwrap();
     let e = crane::train::train_with(&ds, &other, Some(&b_dir), false, true, None).unwrap_err().to_string();
-    assert!(e.contains("different config"), "{e}");
+    assert!(e.contains("different config") && e.contains("only `epochs` may change"), "{e}");
+    let longer = resolve(dataset_preset("tiny").unwrap(), "tiny", &sets("epochs=6")).unwrap();
+    let c = crane::train::train_with(&ds, &longer, Some(&b_dir), false, true, None).unwrap();
+    assert_eq!(c.epochs_run, 6, "continued by one epoch");
+    assert_eq!(losses(&c)[..5], losses(&b)[..], "the first five epochs are the resumed run's");
 }
 
 /// The GPU engine's code (ops on the host) trains CRANE, LightGCN, BPR-MF and FREEDOM as the
@@ -193,4 +199,39 @@ fn crane_code_attention_block_rows_change_only_round_off_and_the_memory_estimate
         assert!((est - est0 - want).abs() < 1e-9, "rows {rows}: estimate {est} vs {est0} ({want:+} MB)");
     }
     assert_eq!(TrainConfig::default().attention_block_rows, 128);
+}
+
+#[test]
+fn refresh_every_n_steps_spans_every_step_and_every_epoch_and_weight_change_shows_who_learns() {
+    let ds = tiny_dataset("refresh-n");
+    let run = |refresh: &str| {
+        let sets = vec!["epochs=2".to_string(), format!("refresh={refresh}")];
+        let cfg = resolve(dataset_preset("tiny").unwrap(), "tiny", &sets).unwrap();
+        train(&ds, &cfg, None, false).unwrap_or_else(|e| panic!("{refresh}: {e}"))
+    };
+    let losses = |r: &crane::train::RunResult| r.history.iter().map(|h| h.loss).collect::<Vec<_>>();
+    let every = run("every_step");
+    assert_eq!(losses(&run("{every_n_steps = 1}")), losses(&every), "n = 1 is every_step");
+    let epoch = run("every_epoch");
+    assert_eq!(losses(&run("{every_n_steps = 100000}")), losses(&epoch), "n ≥ batches is every_epoch");
+    let third = run("{every_n_steps = 3}");
+    assert_ne!(losses(&third), losses(&every));
+    assert_ne!(losses(&third), losses(&epoch));
+    // weight_change: a frozen graph sends RCA and the projections no gradient, so Adam leaves
+    // them exactly at their initialisation; every_step moves them, and the embeddings move always.
+    let frozen = run("frozen");
+    for r in [&frozen, &every] {
+        assert_eq!(r.history[1].weight_change.len(), r.history[0].weight_change.len());
+        assert!(r.history.iter().all(|h| h.weight_change["item_emb"] > 0.0));
+    }
+    for t in ["w_tr", "w_a.v", "proj.t"] {
+        assert_eq!(frozen.history[1].weight_change[t], 0.0, "{t} under a frozen graph");
+        assert!(every.history[1].weight_change[t] > 0.0, "{t} under every_step");
+        assert!(
+            epoch.history[1].weight_change[t] < every.history[1].weight_change[t],
+            "{t}: fewer steps, less movement"
+        );
+    }
+    let bad = resolve(dataset_preset("tiny").unwrap(), "tiny", &["refresh={every_n_steps = 0}".to_string()]);
+    assert!(bad.unwrap_err().to_string().contains("every_n_steps"));
 }

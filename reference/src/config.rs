@@ -86,6 +86,11 @@ pub enum DropEdge {
     Freedom { keep_ratio: f64 },
     /// No dropping (evaluation, and an ablation).
     Off,
+    /// Eq. (2) with inverted-dropout rescaling (a crane option, not the paper's): each edge kept
+    /// with probability `P_ui = 1/sqrt(d_u d_i)`, as `Bernoulli` draws it, and weighted `1/P_ui`,
+    /// so that `E[Ã_ui / P_ui] = 1` and the expected training operator is the scoring one (with
+    /// the full graph's degrees).
+    BernoulliRescaled,
 }
 
 /// Which degrees normalise Eq. (3)-(4) on the sampled graph.
@@ -116,7 +121,7 @@ pub enum Regularisation {
 }
 
 /// Where the item-item graph S̃ comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum ItemGraphSource {
     /// Eq. (5)-(14): learned from the projected features (through RCA or a fusion variant).
@@ -127,6 +132,14 @@ pub enum ItemGraphSource {
     /// id) with every kept entry `1/k` (FREEDOM's `D^-½ A D^-½` of a k-regular binary graph).
     /// A missing modality gives its weight to the other. No gradient reaches the features.
     RawFeatures { image_weight: f64 },
+    /// FREEDOM's frozen graph built from per-modality kNN files instead of raw features
+    /// (`<dir>/{image,text,audio}_knn_indices.npy`, int64 `[N, K]`, rows by decreasing
+    /// similarity, the item itself included; see `crate::item_graph::fixed_knn_graph`):
+    /// `S = w·B_v/k + (1−w)·B_t/k` with `B_m` row i = the first k ids of that file's row i,
+    /// coinciding entries summed. The files follow the dataset's modality names (visual role
+    /// first); `dir` is resolved against the dataset folder when relative. The model receives
+    /// the built graph (`Graph::fixed_item_graph`); the reference cannot read files.
+    Files { dir: String, image_weight: f64 },
 }
 
 /// h^(0) of Eq. (15).
@@ -258,7 +271,9 @@ impl ModelConfig {
                 return bad("drop_edge.keep_ratio", format!("must be in (0, 1], got {keep_ratio}"));
             }
         }
-        if let ItemGraphSource::RawFeatures { image_weight } = self.item_graph_source {
+        if let ItemGraphSource::RawFeatures { image_weight } | ItemGraphSource::Files { image_weight, .. } =
+            self.item_graph_source
+        {
             if !(0.0..=1.0).contains(&image_weight) {
                 return bad("item_graph_source.image_weight", format!("must be in [0, 1], got {image_weight}"));
             }

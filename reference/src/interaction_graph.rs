@@ -65,6 +65,14 @@ pub fn drop_edge_bernoulli(a: &CsrMatrix<f64>, seed: u64) -> Vec<f64> {
     retention_probabilities(a).into_iter().map(|p| if rng.random::<f64>() < p { 1.0 } else { 0.0 }).collect()
 }
 
+/// Eq. (2) with inverted-dropout rescaling: the edges [`drop_edge_bernoulli`] keeps with the same
+/// seed, each weighted `1/P_ui` instead of 1, so that every entry of the mask has expectation 1.
+/// The mask's values multiply the edges of [`normalized_adjacency`].
+pub fn drop_edge_bernoulli_rescaled(a: &CsrMatrix<f64>, seed: u64) -> Vec<f64> {
+    let kept = drop_edge_bernoulli(a, seed);
+    retention_probabilities(a).into_iter().zip(kept).map(|(p, k)| k / p).collect()
+}
+
 /// FREEDOM's variant of Eq. (2): keep exactly `floor(nnz · keep_ratio)` edges, sampled without
 /// replacement with weights `P_ui` (Efraimidis-Spirakis keys `U^(1/P)`), seeded.
 pub fn drop_edge_freedom(a: &CsrMatrix<f64>, keep_ratio: f64, seed: u64) -> Vec<f64> {

@@ -108,6 +108,43 @@ pub fn raw_feature_graph(features: &[Mat<f64>; 2], k: usize, image_weight: f64) 
     Ok(CsrMatrix::try_from_csr_data(n, n, offsets, cols, vals).expect("row-major scan gives valid CSR"))
 }
 
+/// FREEDOM's frozen fused graph from per-modality neighbour lists (the kNN files of
+/// `ItemGraphSource::Files`): for every item i and each modality m with weight `w_m`,
+/// `w_m / k` at (i, j) for each j among the first k entries of `lists[m][i]` (the lists go by
+/// decreasing similarity, the item itself included), coinciding entries summed. With k-long
+/// lists it is row-stochastic when the weights sum to 1. Returns `[N, N]` in CSR, columns
+/// ascending. Refuses a list shorter than k or an id outside `0..n`.
+pub fn fixed_knn_graph(n: usize, lists: &[(&[Vec<usize>], f64)], k: usize) -> Result<CsrMatrix<f64>, RefError> {
+    let bad = |why: String| Err(RefError::Config { field: "knn_k".into(), why });
+    if k == 0 {
+        return bad("must be at least 1".into());
+    }
+    let (mut offsets, mut cols, mut vals) = (vec![0], Vec::new(), Vec::new());
+    for i in 0..n {
+        let mut row: std::collections::BTreeMap<usize, f64> = std::collections::BTreeMap::new();
+        for (m, &(l, w)) in lists.iter().enumerate() {
+            let Some(r) = l.get(i) else { return bad(format!("list {m} has no row {i}")) };
+            if r.len() < k {
+                return bad(format!("list {m} row {i} has {} neighbours, fewer than k = {k}", r.len()));
+            }
+            for &j in &r[..k] {
+                if j >= n {
+                    return bad(format!("list {m} row {i} names item {j}, outside 0..{n}"));
+                }
+                *row.entry(j).or_default() += w / k as f64;
+            }
+        }
+        for (j, v) in row {
+            if v != 0.0 {
+                cols.push(j);
+                vals.push(v);
+            }
+        }
+        offsets.push(cols.len());
+    }
+    Ok(CsrMatrix::try_from_csr_data(n, n, offsets, cols, vals).expect("ascending columns give valid CSR"))
+}
+
 /// Saved values of [`knn_graph`].
 #[derive(Clone, Debug)]
 pub struct KnnCache {

@@ -192,6 +192,7 @@ impl Graph {
 pub fn sample_edge_mask(a: &CsrMatrix<f64>, drop: DropEdge, seed: u64) -> Vec<f64> {
     match drop {
         DropEdge::Bernoulli => ig::drop_edge_bernoulli(a, seed),
+        DropEdge::BernoulliRescaled => ig::drop_edge_bernoulli_rescaled(a, seed),
         DropEdge::Freedom { keep_ratio } => ig::drop_edge_freedom(a, keep_ratio, seed),
         DropEdge::Off => vec![1.0; a.nnz()],
     }
@@ -389,10 +390,19 @@ pub fn forward(p: &Params, g: &Graph, cfg: &ModelConfig) -> Result<Forward, RefE
     let d = e.ncols();
     let mut attention = None;
     let (item_graph, features, hs, h) = if cfg.item_graph {
-        let (s_tilde, fc) = match (&g.fixed_item_graph, cfg.item_graph_source) {
+        let (s_tilde, fc) = match (&g.fixed_item_graph, &cfg.item_graph_source) {
             (Some(s), _) => (s.clone(), None),
             (None, ItemGraphSource::RawFeatures { image_weight }) => {
-                (it::raw_feature_graph(&g.features, cfg.knn_k, image_weight)?, None)
+                (it::raw_feature_graph(&g.features, cfg.knn_k, *image_weight)?, None)
+            }
+            (None, ItemGraphSource::Files { dir, .. }) => {
+                return Err(RefError::Config {
+                    field: "item_graph_source".into(),
+                    why: format!(
+                        "files: the graph read from `{dir}` must be given as Graph::fixed_item_graph \
+                         (item_graph::fixed_knn_graph)"
+                    ),
+                })
             }
             (None, ItemGraphSource::Learned) => {
                 let (s, fc, mg) = build_item_graph(p, g, cfg)?;

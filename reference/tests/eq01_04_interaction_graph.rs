@@ -182,6 +182,49 @@ fn eq02_bernoulli_keeps_each_edge_with_probability_p() {
 }
 
 #[test]
+fn eq02_rescaled_drop_edge_weights_bernoullis_kept_edges_by_one_over_p() {
+    // User 0 has items 0..3 (d_u = 4); item 0 also has user 1 (d_i = 2), items 1..3 only user
+    // 0 (d_i = 1). By hand: P = 1/sqrt(4·2) = 0.35355 for (0,0), 1/sqrt(4·1) = 0.5 for (0,1..3),
+    // 1/sqrt(1·2) = 0.70711 for (1,0); a kept edge weighs 1/P: 2.8284, 2, 2, 2, 1.4142.
+    let a = interaction_matrix(2, 4, &[(0, 0), (0, 1), (0, 2), (0, 3), (1, 0)]).unwrap();
+    let by_hand = [8f64.sqrt(), 2.0, 2.0, 2.0, 2f64.sqrt()];
+    for seed in 0..50 {
+        let kept = drop_edge_bernoulli(&a, seed);
+        let scaled = drop_edge_bernoulli_rescaled(&a, seed);
+        for e in 0..a.nnz() {
+            assert!((scaled[e] - kept[e] * by_hand[e]).abs() < 1e-12, "seed {seed}, edge {e}: {}", scaled[e]);
+        }
+    }
+    // The weights enter Â as multipliers of 1/sqrt(d_u d_i) (full-graph degrees): the kept
+    // edge (0,1) becomes 2 · 0.5 = 1 in Â.
+    let mask = [0.0, by_hand[1], 0.0, 0.0, 0.0];
+    let adj = normalized_adjacency(&a, &mask, DegreeSource::FullGraph);
+    let v: Vec<f64> = adj.triplet_iter().map(|(_, _, v)| *v).collect();
+    assert_eq!(v, vec![1.0, 1.0]);
+}
+
+#[test]
+fn eq02_rescaled_drop_edge_has_the_scoring_operator_as_its_expectation() {
+    // Every mask entry has expectation 1, so E[Â_train] = Â_full: the mean of 4000 masks is 1
+    // within 5 standard errors (Var = (1 − P)/P per draw).
+    let pairs = [(0, 0), (1, 1), (1, 2), (2, 1), (2, 2), (3, 1), (3, 2), (3, 3), (4, 3), (5, 3), (6, 3)];
+    let a = interaction_matrix(7, 4, &pairs).unwrap();
+    let p = retention_probabilities(&a);
+    let trials = 4000;
+    let mut sum = vec![0.0; a.nnz()];
+    for t in 0..trials {
+        for (s, m) in sum.iter_mut().zip(drop_edge_bernoulli_rescaled(&a, 7_000 + t)) {
+            *s += m;
+        }
+    }
+    for e in 0..a.nnz() {
+        let mean = sum[e] / trials as f64;
+        let se = ((1.0 - p[e]) / p[e] / trials as f64).sqrt();
+        assert!((mean - 1.0).abs() <= 5.0 * se + 1e-12, "edge {e}: mean weight {mean}, P = {}", p[e]);
+    }
+}
+
+#[test]
 fn eq02_freedom_sampler_keeps_exact_count_favouring_low_degree() {
     let pairs: Vec<(usize, usize)> =
         (0..6).flat_map(|u| (0..5).filter(move |i| (u + i) % 2 == 0 || *i == 0).map(move |i| (u, i))).collect();

@@ -116,6 +116,7 @@ model_variant!(model_grad_matches_fd_all_parameter_l2, false, regularisation: Re
 model_variant!(model_grad_matches_fd_freedom_sampler_kept_degrees, false,
     drop_edge: DropEdge::Freedom { keep_ratio: 0.7 }, degree_source: DegreeSource::KeptGraph);
 model_variant!(model_grad_matches_fd_no_drop_edge, false, drop_edge: DropEdge::Off);
+model_variant!(model_grad_matches_fd_rescaled_drop_edge, false, drop_edge: DropEdge::BernoulliRescaled);
 model_variant!(model_grad_matches_fd_weightless_lightgcn_propagation, false, gcn_weights: false);
 model_variant!(model_grad_matches_fd_literal_unscaled_rca, false, rca_scale: RcaScale::None);
 

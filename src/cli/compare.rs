@@ -43,6 +43,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
     } else {
         "real interactions and feature files".to_string()
     };
+    let features = format!("{features}; modalities: {}", ds.modalities_used());
     let spec = crane::compare::CompareSpec {
         base_toml: base,
         source,

@@ -19,6 +19,10 @@ pub enum DataCommand {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// The files in the visual and textual roles, e.g. `image,audio` (the `modalities`
+        /// config value; default image,text, each read when present).
+        #[arg(long)]
+        modalities: Option<String>,
     },
     /// Convert another layout to the MMRec layout (.inter, mapping files and features copied).
     Import {
@@ -35,15 +39,34 @@ pub enum DataCommand {
 
 pub fn run(c: DataCommand) -> Result<()> {
     match c {
-        DataCommand::Stats { dir, min_user_interactions, split_seed: seed, json } => {
-            stats(dir, min_user_interactions, seed, json)
+        DataCommand::Stats { dir, min_user_interactions, split_seed: seed, json, modalities } => {
+            stats(dir, min_user_interactions, seed, json, modalities)
         }
         DataCommand::Import { from, src, out } => import(from, src, out),
     }
 }
 
-fn stats(dir: PathBuf, min_user_interactions: usize, seed: String, json: bool) -> Result<()> {
-    let opts = LoadOptions { min_user_interactions, split_seed: super::split_seed(&seed)?, load_features: true };
+fn stats(
+    dir: PathBuf,
+    min_user_interactions: usize,
+    seed: String,
+    json: bool,
+    modalities: Option<String>,
+) -> Result<()> {
+    let modalities = match modalities {
+        None => None,
+        Some(m) => Some(
+            data::parse_modalities(&m.split(',').map(|s| s.trim().to_string()).collect::<Vec<_>>())
+                .map_err(|e| CraneError::config("--modalities", e.to_string()))?,
+        ),
+    };
+    let opts = LoadOptions {
+        min_user_interactions,
+        split_seed: super::split_seed(&seed)?,
+        load_features: true,
+        modalities,
+        item_graph_dir: None,
+    };
     let ds = data::load_dataset(&dir, &opts)?;
     eprintln!("{}: found the {}", dir.display(), ds.layout);
     super::print_warnings(&ds);

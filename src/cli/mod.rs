@@ -137,10 +137,13 @@ pub fn prepare(args: &TrainArgs) -> Result<Prepared> {
         eprintln!("generating synthetic `{}` data ({} users, {} items) in {}", p.name, p.users, p.items, dir.display());
         gen::write(&dir, p.name, &gen::generate(&p, 2024))?;
     }
+    let (modalities, item_graph_dir) = cfg.data_options()?;
     let opts = LoadOptions {
         split_seed: split_seed(&args.split_seed)?,
         min_user_interactions: args.min_user_interactions,
         load_features: true,
+        modalities,
+        item_graph_dir,
     };
     let ds = crane::data::load_dataset(&dir, &opts)?;
     print_warnings(&ds);

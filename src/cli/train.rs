@@ -24,6 +24,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
             ds.generated_features.as_ref().map_or(String::new(), |_| " (GENERATED features)".to_string())
         }
     );
+    eprintln!("modalities: {}", ds.modalities_used());
     eprintln!("model {} on the {:?} engine, {} threads", cfg.model_preset, cfg.engine, rayon::current_num_threads());
     check_memory(ds, cfg, args.memory_budget)?;
     let r = crane::train::train_with(ds, cfg, Some(&out), !args.no_progress, args.resume, None)?;

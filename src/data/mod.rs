@@ -10,7 +10,9 @@
 //! - Users absent from the training split are dropped from validation and test.
 
 pub mod feature_check;
+pub mod graph_features;
 pub mod inter;
+pub mod knn_files;
 pub mod lattice;
 pub mod npy;
 pub mod split;
@@ -21,8 +23,41 @@ use npy::FeatureMatrix;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-/// The two modalities, in the order the model indexes them.
+/// The two modality roles, in the order the model indexes them, with the default file of each.
 pub const MODALITIES: [(&str, &str); 2] = [("visual", "image_feat.npy"), ("textual", "text_feat.npy")];
+
+/// The modality names a dataset folder may hold, each as `<name>_feat.npy` (any width).
+pub const MODALITY_NAMES: [&str; 3] = ["image", "text", "audio"];
+
+/// The default `modalities` config value: the files playing the visual and textual roles.
+pub const DEFAULT_MODALITIES: [&str; 2] = ["image", "text"];
+
+/// The feature file of a modality name: `<name>_feat.npy`.
+pub fn feature_file(name: &str) -> String {
+    format!("{name}_feat.npy")
+}
+
+/// `[visual, textual]` modality names from the `modalities` config value, refused (naming the
+/// field) unless it is two different names of [`MODALITY_NAMES`].
+pub fn parse_modalities(names: &[String]) -> Result<[String; 2]> {
+    let bad = |why: String| CraneError::config("modalities", why);
+    if names.len() != 2 {
+        return Err(bad(format!("expected two names (visual role, textual role), got {names:?}")));
+    }
+    for n in names {
+        if !MODALITY_NAMES.contains(&n.as_str()) {
+            return Err(bad(format!(
+                "unknown modality `{n}` (file {}); expected one of {}",
+                feature_file(n),
+                MODALITY_NAMES.join(", ")
+            )));
+        }
+    }
+    if names[0] == names[1] {
+        return Err(bad(format!("names `{}` twice; the two roles need two files", names[0])));
+    }
+    Ok([names[0].clone(), names[1].clone()])
+}
 
 /// Options of [`load_dataset`].
 #[derive(Clone, Debug)]
@@ -33,11 +68,24 @@ pub struct LoadOptions {
     pub split_seed: u64,
     /// Load the feature files (off for models that use none).
     pub load_features: bool,
+    /// The `modalities` config value: the names whose `<name>_feat.npy` play the visual and
+    /// textual roles; each named file must exist. `None`: the default `image`, `text`, each
+    /// read when present (a folder without features loads for BPR and LightGCN).
+    pub modalities: Option<[String; 2]>,
+    /// The folder of per-modality kNN files (`model.item_graph_source = { files = .. }`),
+    /// relative to the dataset folder unless absolute: read, validated and fingerprinted.
+    pub item_graph_dir: Option<PathBuf>,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { min_user_interactions: 0, split_seed: split::PAPER_SEEDS[0], load_features: true }
+        Self {
+            min_user_interactions: 0,
+            split_seed: split::PAPER_SEEDS[0],
+            load_features: true,
+            modalities: None,
+            item_graph_dir: None,
+        }
     }
 }
 
@@ -109,6 +157,13 @@ pub struct Dataset {
     pub user_ids: Vec<u64>,
     /// `[visual, textual]` features `[n_items, d]`, when present.
     pub features: [Option<FeatureMatrix>; 2],
+    /// The modality names playing the visual and textual roles (`modalities`): `features[m]`
+    /// is `<name>_feat.npy`.
+    pub modalities: [String; 2],
+    /// Which of [`MODALITY_NAMES`]' feature files the folder holds (read or not).
+    pub feature_files_found: Vec<String>,
+    /// The kNN files of `item_graph_source = { files = .. }`, when asked for.
+    pub knn_files: Option<knn_files::KnnFiles>,
     pub split: SplitSource,
     /// Things the user should know (duplicates dropped, users filtered, ...).
     pub warnings: Vec<String>,
@@ -332,8 +387,9 @@ pub fn load_dataset(dir: &Path, opts: &LoadOptions) -> Result<Dataset> {
     let absent_items: Vec<u32> = (0..n_items as u32).filter(|&i| !occurs[i as usize]).collect();
     if let Some(&i) = absent_items.first() {
         warnings.push(format!(
-            "{} of the {n_items} item ids (0..max id) occur in no split (e.g. id {i}): they are no items and are \
-             never ranked, recommended or exported",
+            "{} of the {n_items} item ids (0..max id) occur in no split (e.g. id {i}: a gap in the ids, an id named \
+             only by item2id.json, or an item whose only interactions were dropped with their user): they are no \
+             items and are never ranked, recommended or exported",
             absent_items.len()
         ));
     }
@@ -358,8 +414,40 @@ pub fn load_dataset(dir: &Path, opts: &LoadOptions) -> Result<Dataset> {
     };
     let mut features = [None, None];
     let mut feature_defects = [None, None];
+    let strict = opts.modalities.is_some();
+    let modalities = opts.modalities.clone().unwrap_or(DEFAULT_MODALITIES.map(String::from));
+    let feature_files_found: Vec<String> =
+        MODALITY_NAMES.iter().map(|n| feature_file(n)).filter(|f| dir.join(f).is_file()).collect();
+    for (m, name) in modalities.iter().enumerate() {
+        let file = feature_file(name);
+        if dir.join(&file).is_file() {
+            continue;
+        }
+        if strict && opts.load_features {
+            return Err(CraneError::file(
+                &dir.join(&file),
+                format!(
+                    "missing: `modalities` names `{name}` for the {} role; this folder holds {}",
+                    MODALITIES[m].0,
+                    if feature_files_found.is_empty() {
+                        "no feature file".to_string()
+                    } else {
+                        feature_files_found.join(", ")
+                    }
+                ),
+            ));
+        }
+        if let Some(other) = feature_files_found.iter().find(|f| !modalities.iter().any(|n| feature_file(n) == **f)) {
+            warnings.push(format!(
+                "{file} is absent but {other} is present: set `modalities` (e.g. modalities = [\"image\", \"{}\"]) to \
+                 use it",
+                other.trim_end_matches("_feat.npy")
+            ));
+        }
+    }
     if opts.load_features {
-        for (m, (_, file)) in MODALITIES.iter().enumerate() {
+        for (m, name) in modalities.iter().enumerate() {
+            let file = &feature_file(name);
             let path = dir.join(file);
             if path.exists() {
                 let f = npy::read_features(&path)?;
@@ -382,7 +470,18 @@ pub fn load_dataset(dir: &Path, opts: &LoadOptions) -> Result<Dataset> {
             }
         }
     }
+    let knn_files = match &opts.item_graph_dir {
+        None => None,
+        Some(d) => {
+            let d = if d.is_absolute() { d.clone() } else { dir.join(d) };
+            let k = knn_files::KnnFiles::read(&d, &modalities, n_items, "model.item_graph_source.files.dir")?;
+            files.extend(k.files.iter().cloned());
+            Some(k)
+        }
+    };
     let fingerprint = crate::fingerprint::DataFingerprint {
+        modalities: modalities.clone(),
+        item_graph_dir: opts.item_graph_dir.as_ref().map(|d| d.display().to_string()),
         dataset: name.clone(),
         layout,
         files: crate::fingerprint::digest_files(dir, &files)?,
@@ -401,6 +500,9 @@ pub fn load_dataset(dir: &Path, opts: &LoadOptions) -> Result<Dataset> {
         test,
         user_ids,
         features,
+        modalities,
+        feature_files_found,
+        knn_files,
         split: split_src,
         warnings,
         layout,
@@ -479,6 +581,10 @@ pub struct DataStats {
     /// (`data::feature_check`).
     pub visual_defects: Option<feature_check::FeatureDefectCounts>,
     pub textual_defects: Option<feature_check::FeatureDefectCounts>,
+    /// The modality names playing the visual and textual roles (`modalities`).
+    pub modalities: [String; 2],
+    /// Which of `image_feat.npy`, `text_feat.npy`, `audio_feat.npy` the folder holds.
+    pub feature_files_found: Vec<String>,
 }
 
 impl Dataset {
@@ -501,6 +607,8 @@ impl Dataset {
             textual: shape(1),
             visual_defects: self.feature_defects[0],
             textual_defects: self.feature_defects[1],
+            modalities: self.modalities.clone(),
+            feature_files_found: self.feature_files_found.clone(),
         }
     }
 
@@ -534,6 +642,24 @@ impl Dataset {
         }
         let id: u64 = key.trim().parse().ok()?;
         self.user_ids.binary_search(&id).ok().map(|u| u as u32)
+    }
+
+    /// The modalities used, for report headers: `image_feat.npy (visual), audio_feat.npy
+    /// (textual)`, absent files said so, plus the kNN graph folder when one was read.
+    pub fn modalities_used(&self) -> String {
+        let mut parts: Vec<String> = self
+            .modalities
+            .iter()
+            .zip(MODALITIES)
+            .zip(&self.features)
+            .map(|((n, (role, _)), f)| {
+                format!("{} ({role}{})", feature_file(n), if f.is_some() { "" } else { ", absent" })
+            })
+            .collect();
+        if let Some(k) = &self.knn_files {
+            parts.push(format!("item graph from kNN files in {} (k ≤ {})", k.dir.display(), k.width));
+        }
+        parts.join(", ")
     }
 
     /// Names of the modalities whose feature file is present.
@@ -587,7 +713,12 @@ impl std::fmt::Display for DataStats {
                 )
             })
         };
-        writeln!(f, "image features {}{}", shape(&self.visual), defects(&self.visual_defects))?;
-        write!(f, "text features  {}{}", shape(&self.textual), defects(&self.textual_defects))
+        let found =
+            |n: &str| if self.feature_files_found.iter().any(|f| *f == feature_file(n)) { "found" } else { "absent" };
+        let files: Vec<String> = MODALITY_NAMES.iter().map(|n| format!("{} {}", feature_file(n), found(n))).collect();
+        writeln!(f, "feature files  {}", files.join(", "))?;
+        let [v, t] = &self.modalities;
+        writeln!(f, "visual role    {v} features {}{}", shape(&self.visual), defects(&self.visual_defects))?;
+        write!(f, "textual role   {t} features {}{}", shape(&self.textual), defects(&self.textual_defects))
     }
 }

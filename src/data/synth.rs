@@ -62,7 +62,7 @@ impl Preset {
     }
 }
 
-fn gauss(rng: &mut ChaCha8Rng) -> f64 {
+pub(crate) fn gauss(rng: &mut ChaCha8Rng) -> f64 {
     // Box-Muller; 1 - U keeps the logarithm finite.
     let u1: f64 = 1.0 - rng.random::<f64>();
     let u2: f64 = rng.random::<f64>();

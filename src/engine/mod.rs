@@ -25,6 +25,10 @@ pub enum GraphRefresh {
     EveryEpoch,
     /// Built with gradient at every batch: the exact gradient of the stated loss.
     EveryStep,
+    /// Built with gradient at every n-th batch of an epoch (batches 0, n, 2n, ...), held in
+    /// between: `every_n_steps = 1` is `every_step`, n ≥ batches per epoch is `every_epoch`.
+    /// TOML: `refresh = { every_n_steps = 8 }`.
+    EveryNSteps(usize),
     /// Built once from the initial parameters, never updated.
     Frozen,
 }
@@ -37,6 +41,10 @@ pub struct ModelInputs<'a> {
     pub train: &'a [(u32, u32)],
     /// `[visual, textual]` raw features `[N, d_m]`; absent ones are `[N, 0]`.
     pub features: [Option<&'a FeatureMatrix>; 2],
+    /// The frozen item graph of `item_graph_source = { files = .. }`, built from the kNN
+    /// files (`data::knn_files::KnnFiles::fused_graph`): every engine takes it where it would
+    /// build FREEDOM's raw-feature graph. `None` for the other sources.
+    pub fixed_item_graph: Option<&'a CsrMatrix<f64>>,
 }
 
 impl ModelInputs<'_> {
@@ -56,6 +64,23 @@ impl ModelInputs<'_> {
         use crane_reference::config::Fusion;
         if !cfg.item_graph {
             return Ok(());
+        }
+        if let crane_reference::config::ItemGraphSource::Files { dir, .. } = &cfg.item_graph_source {
+            match self.fixed_item_graph {
+                None => {
+                    return Err(CraneError::config(
+                        "model.item_graph_source",
+                        format!("files: the graph of `{dir}` was not read (load the data with its item_graph_dir)"),
+                    ))
+                }
+                Some(g) if g.nrows() != self.n_items || g.ncols() != self.n_items => {
+                    return Err(CraneError::config(
+                        "model.item_graph_source",
+                        format!("the file graph is {} x {}, the data has {} items", g.nrows(), g.ncols(), self.n_items),
+                    ))
+                }
+                Some(_) => {}
+            }
         }
         let need: &[usize] = match cfg.fusion {
             Fusion::Visual => &[0],

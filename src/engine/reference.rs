@@ -4,6 +4,7 @@
 use super::{Engine, ModelInputs, OptimiserState, StageTimes};
 use crate::error::Result;
 use crate::sampling::Triplet;
+use crane_reference::config::ItemGraphSource;
 use crane_reference::losses::LossTerms;
 use crane_reference::model::{forward, loss_and_grads, Batch, Graph};
 use crane_reference::{Adam, ModelConfig, Params};
@@ -18,6 +19,9 @@ pub struct ReferenceEngine {
     adam: Option<Adam>,
     z: Option<(Mat<f64>, Mat<f64>)>,
     times: StageTimes,
+    /// The frozen graph read from kNN files (`ItemGraphSource::Files`), given to the
+    /// reference as `Graph::fixed_item_graph`.
+    file_graph: Option<CsrMatrix<f64>>,
 }
 
 impl ReferenceEngine {
@@ -29,9 +33,23 @@ impl ReferenceEngine {
             Some(f) => Mat::from_fn(f.rows, f.cols, |r, c| f.data[r * f.cols + c] as f64),
             None => Mat::zeros(inputs.n_items, 0),
         };
-        let graph = Graph::new(a, [feat(0), feat(1)]);
+        let mut graph = Graph::new(a, [feat(0), feat(1)]);
+        let file_graph = match cfg.item_graph_source {
+            ItemGraphSource::Files { .. } if cfg.item_graph => inputs.fixed_item_graph.cloned(),
+            _ => None,
+        };
+        graph.fixed_item_graph = file_graph.clone();
         let grads = params.zeros_like();
-        Ok(Self { cfg: cfg.clone(), graph, params, grads, adam: None, z: None, times: StageTimes::default() })
+        Ok(Self {
+            cfg: cfg.clone(),
+            graph,
+            params,
+            grads,
+            adam: None,
+            z: None,
+            times: StageTimes::default(),
+            file_graph,
+        })
     }
 }
 
@@ -46,6 +64,8 @@ impl Engine for ReferenceEngine {
     }
 
     fn loss_and_grads(&mut self, batch: &[Triplet], learn_graph: bool) -> Result<LossTerms> {
+        // A graph read from files is never relearned.
+        let learn_graph = learn_graph && self.file_graph.is_none();
         if self.cfg.item_graph && self.graph.fixed_item_graph.is_none() && !learn_graph {
             self.rebuild_item_graph()?;
         }
@@ -70,6 +90,10 @@ impl Engine for ReferenceEngine {
 
     fn rebuild_item_graph(&mut self) -> Result<()> {
         if !self.cfg.item_graph {
+            return Ok(());
+        }
+        if let Some(fg) = &self.file_graph {
+            self.graph.fixed_item_graph = Some(fg.clone());
             return Ok(());
         }
         let mut g = self.graph.clone();

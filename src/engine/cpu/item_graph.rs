@@ -183,6 +183,14 @@ pub fn raw_feature_graph(feats: &[Dense; 2], k: usize, image_weight: f64, block:
     Ok(KnnGraph { s, s_t, perm, retained: Vec::new(), row_sums: Vec::new() })
 }
 
+/// A frozen, parameter-free graph given as CSR (FREEDOM's graph read from kNN files,
+/// `ItemGraphSource::Files`), held as [`raw_feature_graph`] holds its own.
+pub fn frozen_graph(s: &nalgebra_sparse::CsrMatrix<f64>) -> KnnGraph {
+    let s = Csr::from_nalgebra(s);
+    let (s_t, perm) = s.transpose_with_perm();
+    KnnGraph { s, s_t, perm, retained: Vec::new(), row_sums: Vec::new() }
+}
+
 /// Backward of [`knn`]: the gradient of each input's unit rows, from `dS̃` values.
 pub fn knn_backward(g: &KnnGraph, units: &[(&Unit, f32)], d_vals: &[f32]) -> Vec<Dense> {
     let n = g.s.rows;

@@ -119,7 +119,8 @@ impl CpuEngine {
             m2: zeros,
             p,
             step: 0,
-            graph: None,
+            // A graph read from kNN files is frozen and given: held from the start.
+            graph: inputs.fixed_item_graph.filter(|_| cfg.item_graph).map(item_graph::frozen_graph),
             block_bytes: DEFAULT_BLOCK_BYTES,
             min_block_rows: 0,
             attention_block_rows: 0,
@@ -661,14 +662,19 @@ impl Engine for CpuEngine {
             return Ok(());
         }
         let t = Instant::now();
-        let g = match self.cfg.item_graph_source {
+        let g = match &self.cfg.item_graph_source {
             ItemGraphSource::Learned => self.build_graph()?.0,
             // Frozen: built from the raw features once, whatever the parameters.
-            ItemGraphSource::RawFeatures { .. } if self.graph.is_some() => return Ok(()),
+            ItemGraphSource::RawFeatures { .. } | ItemGraphSource::Files { .. } if self.graph.is_some() => {
+                return Ok(())
+            }
+            ItemGraphSource::Files { dir, .. } => {
+                return Err(CraneError::config("model.item_graph_source", format!("files: `{dir}` was not read")))
+            }
             ItemGraphSource::RawFeatures { image_weight } => item_graph::raw_feature_graph(
                 &self.feats,
                 self.cfg.knn_k,
-                image_weight,
+                *image_weight,
                 rca::block_rows(self.n, self.block_bytes),
             )?,
         };

@@ -141,6 +141,15 @@ impl<D: Device> GpuEngine<D> {
                 let host = kg.s.to_nalgebra();
                 graph = Some((upload_cpu_csr(&dev, &kg.s, None)?, upload_cpu_csr(&dev, &kg.s_t, None)?, host, kg));
             }
+            if let ItemGraphSource::Files { .. } = cfg.item_graph_source {
+                // Frozen and given (read from kNN files): held as the raw-feature graph is.
+                let g = inputs.fixed_item_graph.ok_or_else(|| {
+                    CraneError::config("model.item_graph_source", "files: the kNN files were not read")
+                })?;
+                let kg = super::cpu::item_graph::frozen_graph(g);
+                let host = kg.s.to_nalgebra();
+                graph = Some((upload_cpu_csr(&dev, &kg.s, None)?, upload_cpu_csr(&dev, &kg.s_t, None)?, host, kg));
+            }
             if cfg.user_semantic || cfg.item_graph_source == ItemGraphSource::Learned {
                 let a = Csr::from_nalgebra(&a64);
                 inter = Some((upload_cpu_csr(&dev, &a, None)?, upload_cpu_csr(&dev, &a.transpose(), None)?));
