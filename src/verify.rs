@@ -434,11 +434,6 @@ pub fn row_line(r: &Row) -> String {
     )
 }
 
-/// The table, one line per row, failures marked.
-pub fn table(rows: &[Row]) -> String {
-    header() + &rows.iter().map(row_line).collect::<String>()
-}
-
 /// The GPU run: fails with one line when there is no device; otherwise the GPU engine on
 /// device 0 against the reference, variants it does not implement yet failing with the reason.
 /// With `tf32`, cuBLAS runs on TF32 tensor cores and the bounds are [`Tolerances::TF32`].

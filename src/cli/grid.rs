@@ -46,17 +46,9 @@ pub fn run(a: GridArgs) -> Result<()> {
     check_memory(ds, cfg, args.memory_budget)?;
     let report = crane::train::Reporter::new(!args.no_progress);
     let rows = crane::compare::run_grid(ds, &p.base, &p.source, &args.sets, &axes, &out, &report)?;
-    let header = vec![
-        format!("# Grid for {} on {} ({})", cfg.model_preset, ds.name, ds.layout),
-        String::new(),
-        format!(
-            "- data: `{}`{}",
-            ds.dir.display(),
-            ds.generated_features.as_ref().map_or(String::new(), |_| "; GENERATED features".into())
-        ),
-        format!("- modalities: {}", ds.modalities_used()),
-        format!("- seed {}; command: `{}`", cfg.seed, std::env::args().collect::<Vec<_>>().join(" ")),
-    ];
+    let mut header = vec![format!("# Grid for {} on {} ({})", cfg.model_preset, ds.name, ds.layout), String::new()];
+    header.extend(data_lines(ds));
+    header.push(format!("- seed {}; command: `{}`", cfg.seed, std::env::args().collect::<Vec<_>>().join(" ")));
     let md = crane::compare::grid_markdown(&rows, &header);
     crane::io::write_string_atomic(&out.join("grid.md"), &md)?;
     let mut csv =
@@ -99,15 +91,10 @@ fn halving(a: GridArgs) -> Result<()> {
     let h = crane::compare::Halving { sample: a.sample, rungs: a.rungs.clone(), eta: a.eta, seed: cfg.seed };
     let rows = crane::compare::run_halving(ds, &p.base, &p.source, &a.train.sets, &axes, &out, &report, &h)?;
     let points = crane::compare::grid_points(&axes).len();
-    let header = vec![
-        format!("# Successive halving for {} on {} ({})", cfg.model_preset, ds.name, ds.layout),
-        String::new(),
-        format!(
-            "- data: `{}`{}",
-            ds.dir.display(),
-            ds.generated_features.as_ref().map_or(String::new(), |_| "; GENERATED features".into())
-        ),
-        format!("- modalities: {}", ds.modalities_used()),
+    let mut header =
+        vec![format!("# Successive halving for {} on {} ({})", cfg.model_preset, ds.name, ds.layout), String::new()];
+    header.extend(data_lines(ds));
+    header.extend([
         format!(
             "- {} of the grid's {points} points (sample seed {}), rungs of {:?} epochs, each keeping the best 1/{} on \
              validation {}",
@@ -118,7 +105,7 @@ fn halving(a: GridArgs) -> Result<()> {
             cfg.valid_metric
         ),
         format!("- command: `{}`", std::env::args().collect::<Vec<_>>().join(" ")),
-    ];
+    ]);
     let md = crane::compare::halving_markdown(&rows, &header);
     crane::io::write_string_atomic(&out.join("halving.md"), &md)?;
     let mut csv =
@@ -143,4 +130,17 @@ fn halving(a: GridArgs) -> Result<()> {
     println!("{md}");
     println!("written: {} and {}", out.join("halving.md").display(), out.join("halving.csv").display());
     Ok(())
+}
+
+/// The report header's lines on the data: its folder (with the generated-features caveat) and
+/// the modalities used; shared by the grid and the halving report.
+fn data_lines(ds: &crane::data::Dataset) -> [String; 2] {
+    [
+        format!(
+            "- data: `{}`{}",
+            ds.dir.display(),
+            ds.generated_features.as_ref().map_or(String::new(), |_| "; GENERATED features".into())
+        ),
+        format!("- modalities: {}", ds.modalities_used()),
+    ]
 }
