@@ -11,6 +11,13 @@ use crane_reference::config::{Fusion, ItemGraphInput, ItemGraphSource};
 /// The process before any table: binary, allocator, thread pools.
 const BASE_MB: f64 = 30.0;
 
+/// f32-equivalent copies of each raw feature table when `train_features` makes it a parameter,
+/// measured (FREEDOM, Baby x 0.3: 800 MB over the frozen run for 36 MB tables): the engine's
+/// value, gradient and two Adam moments, and at the end of an epoch the f64 exports of the
+/// parameters and of both moments with their serialisation for `state.safetensors`
+/// (`tests/memory.rs`).
+pub const TRAINED_TABLE_COPIES: f64 = 22.0;
+
 /// Estimated peak resident memory in MB.
 pub fn estimate_peak_mb(ds: &Dataset, cfg: &TrainConfig) -> f64 {
     let m = &cfg.model;
@@ -30,6 +37,11 @@ pub fn estimate_peak_mb(ds: &Dataset, cfg: &TrainConfig) -> f64 {
     // template and the exported parameters), i.e. 8 f32-equivalents.
     let params = ent * d + feat_cols * df + 8.0 * df * df;
     el += 8.0 * params;
+    if m.train_features {
+        // The raw tables as parameters (`train_features`; at Electronics the image table and its
+        // two moments alone are ~3 GB).
+        el += TRAINED_TABLE_COPIES * items * feat_cols;
+    }
     // Interaction graph: layers, readout and their gradients.
     el += (2.0 * layers + 4.0) * ent * d;
     // Per-batch views and gradients of e and h.

@@ -233,8 +233,9 @@ pub fn train_reported(
     let (metric, metric_k) = cfg.valid_metric_parts()?;
     let mut engine = build_engine(ds, cfg)?;
     // W₀ of `weight_change`: the initialisation is a function of the seed, so a resumed run
-    // measures from the same point.
-    let init = engine.params();
+    // measures from the same point. Trained feature tables are left out (data-sized: a third
+    // f64 copy of them would raise the peak; their change is not reported).
+    let init = engine.params().without_features();
     let state_path = out.map(|d| d.join("state.safetensors"));
     // Read (and checked against this data) before anything in the folder is rewritten.
     let resumed = match (resume, &state_path) {

@@ -57,6 +57,22 @@ pub fn null_directions(cfg: &ModelConfig) -> Vec<&'static str> {
     v
 }
 
+/// Tensors not compared after Adam steps: the [`null_directions`], and with the authors'
+/// second projection under BPR alone, both projection biases. There `p_m` reaches the loss only
+/// as the row-constant shift `1 (p_m Q_m + q_m)` of the attention's input, the direction whose
+/// value and output parts BPR cancels: what is left of its gradient measured 3e-6 of the whole
+/// gradient's norm (text modality, parity graph), so f32 computes it to ~1e-3 relative. Adam
+/// normalises a gradient's scale away, so the parameters inherit that relative error. The
+/// gradients themselves are still compared at every step (against the floor), and the
+/// reference's finite-difference test checks them exactly.
+pub fn adam_incomparable(cfg: &ModelConfig) -> Vec<&'static str> {
+    let mut v = null_directions(cfg);
+    if cfg.uses_attention_projection() && !cfg.uses_contrastive() {
+        v.extend(["proj_bias.v", "proj_bias.t", "mha_proj_bias.v", "mha_proj_bias.t"]);
+    }
+    v
+}
+
 /// One row of the table.
 #[derive(Clone, Debug)]
 pub struct Row {
@@ -130,6 +146,25 @@ pub fn variants() -> Vec<(&'static str, ModelConfig)> {
                 c.modality_bpr = 0.0;
                 c.item_graph_input = ItemGraphInput::Attention;
                 c.attention_heads = 2;
+            }),
+        ),
+        (
+            // Issue 25: the released code's parameter set, second projection and trained tables.
+            "crane_code_as_released",
+            with(&|c| {
+                freedom(c);
+                c.modality_bpr = 0.0;
+                c.item_graph_input = ItemGraphInput::Attention;
+                c.attention_heads = 2;
+                c.attention_projection = true;
+                c.train_features = true;
+            }),
+        ),
+        (
+            "freedom_trained_features",
+            with(&|c| {
+                freedom(c);
+                c.train_features = true;
             }),
         ),
         (
@@ -382,7 +417,7 @@ fn one_case(
     }
     emit(compare(label, "loss terms (3 steps)", &terms_g, &terms_w, t.tol, 1e-3));
     let (pw, pg) = (flat(&want.params()), flat(&got.params()));
-    let null = null_directions(cfg);
+    let null = adam_incomparable(cfg);
     let keep = |v: &Vec<(String, Vec<f64>)>| -> Vec<f64> {
         v.iter().filter(|t| !null.contains(&t.0.as_str())).flat_map(|t| t.1.iter().copied()).collect()
     };

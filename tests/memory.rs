@@ -42,6 +42,46 @@ fn memory_estimate_is_within_25_percent_of_the_measured_peak_on_two_sizes() {
     let _ = std::fs::remove_dir_all(&base);
 }
 
+/// `train_features` (issue 25): the raw tables become parameters. On FREEDOM at Baby x 0.3
+/// (4,096 + 384 wide tables) the estimate with the switch on is within 25% of the measured
+/// peak, the growth it predicts is within 25% of the measured growth, and it is exactly the
+/// per-entry count. (FREEDOM's own estimate without the switch is not what this checks.)
+#[test]
+fn memory_estimate_counts_trained_feature_tables() {
+    let base = std::env::temp_dir().join(format!("crane-memory-tf-{}", std::process::id()));
+    let p = crane::data::synth::preset("baby").unwrap().scaled(0.3).unwrap();
+    let data = base.join("baby-0.3");
+    let syn = crate_generate(&p);
+    crane::data::synth::write(&data, "baby", &syn).unwrap();
+    let (mut measured, mut est) = (Vec::new(), Vec::new());
+    for on in [false, true] {
+        let set = format!("model.train_features={on}");
+        let o = bench(&data, &base.join(format!("out-{on}")), &["--set", "model_preset=freedom", "--set", &set]);
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+        let line = stdout.lines().find(|l| l.starts_with("peak memory")).expect("bench prints the peak");
+        let nums: Vec<f64> =
+            line.split(|c: char| !c.is_ascii_digit() && c != '.').filter_map(|t| t.parse().ok()).collect();
+        eprintln!("train_features {on}: measured {} MB, estimated {} MB", nums[0], nums[1]);
+        measured.push(nums[0]);
+        est.push(nums[1]);
+    }
+    let ratio = est[1] / measured[1];
+    assert!(
+        (0.75..=1.25).contains(&ratio),
+        "with trained tables: estimated {} MB, measured {} MB",
+        est[1],
+        measured[1]
+    );
+    let growth = (est[1] - est[0]) / (measured[1] - measured[0]);
+    assert!((0.75..=1.25).contains(&growth), "growth: estimated {est:?}, measured {measured:?}");
+    let ds = crane::data::load_dataset(&data, &Default::default()).unwrap();
+    let cols: usize = ds.features.iter().flatten().map(|f| f.cols).sum();
+    let want = crane::memory::TRAINED_TABLE_COPIES * 4.0 * (ds.n_items * cols) as f64 / 1048576.0;
+    assert!((est[1] - est[0] - want).abs() < 1.5, "estimates {est:?}: the tables add {want} MB");
+    let _ = std::fs::remove_dir_all(&base);
+}
+
 fn crate_generate(p: &crane::data::synth::Preset) -> crane::data::synth::Synthetic {
     crane::data::synth::generate(p, 2024)
 }

@@ -19,7 +19,7 @@ use crane_reference::{loss_and_grads, ModelConfig, Params};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crane::verify::{null_directions, NULL_TOL, TENSOR_FLOOR, TENSOR_TOL, TOL};
+use crane::verify::{adam_incomparable, null_directions, NULL_TOL, TENSOR_FLOOR, TENSOR_TOL, TOL};
 
 #[derive(Clone, Copy, Debug)]
 enum Backend {
@@ -106,7 +106,9 @@ fn kink_margin(c: &Case, cfg: &ModelConfig) -> f64 {
     g.fixed_item_graph = file_graph(c, cfg);
     g.edge_mask = c.mask.clone();
     let b = Batch { triplets: c.batches[0].iter().map(|&(u, i, j)| (u as usize, i as usize, j as usize)).collect() };
-    loss_and_grads(&c.params, &b, &g, cfg).unwrap().forward.kink_margin
+    let mut p = c.params.clone();
+    p.attach_features(cfg, [&g.features[0], &g.features[1]]);
+    loss_and_grads(&p, &b, &g, cfg).unwrap().forward.kink_margin
 }
 
 /// For `ItemGraphSource::Files`: the graph the loader would build from kNN files, from fixed
@@ -253,7 +255,7 @@ fn check_parity_with_zero_rows(b: Backend, cfg: &ModelConfig, big: bool, zero_ro
                     &format!("{b:?} params after 3 Adam steps"),
                     &got.params(),
                     &want.params(),
-                    &null_directions(cfg),
+                    &adam_incomparable(cfg),
                     &[],
                 );
             }
@@ -395,18 +397,7 @@ test_backends! {
     parity_mmrec_norm_penalty => with(|c| c.regularisation = Regularisation::BatchNorms), false, gpu;
     parity_wo_dual_fusion => with(|c| c.dual_fusion = false), false, gpu;
     parity_modality_bpr => with(|c| { c.feature_dim = c.embedding_dim; c.modality_bpr = 0.5; }), false, gpu;
-    parity_authors_code_attention => with(|c| {
-        c.item_graph_source = ItemGraphSource::RawFeatures { image_weight: 0.1 };
-        c.item_graph_input = ItemGraphInput::Attention;
-        c.attention_heads = 2;
-        c.user_semantic = false;
-        c.contrastive = false;
-        c.feature_dim = c.embedding_dim;
-        c.gcn_weights = false;
-        c.lambda = 0.0;
-        c.drop_edge = DropEdge::Freedom { keep_ratio: 0.7 };
-        c.degree_source = DegreeSource::KeptGraph;
-    }), true, gpu;
+    parity_authors_code_attention => authors_code(), true, gpu;
     // With the contrastive terms on, the attention's value and output biases reach the loss
     // (they are null directions under BPR alone), so their gradients are compared in full.
     parity_code_attention_with_contrastive => with(|c| {
@@ -456,6 +447,25 @@ test_backends! {
         c.dual_fusion = false;
         c.ii_layers = 2;
     }), false, gpu;
+    // Issue 25: the raw feature tables as parameters, and the authors' second projection.
+    parity_trained_features => with(|c| c.train_features = true), false, gpu;
+    parity_freedom_trained_features => with(|c| {
+        *c = freedom();
+        c.train_features = true;
+    }), true, gpu;
+    parity_authors_code_two_projections_trained_features => with(|c| {
+        *c = authors_code();
+        c.attention_projection = true;
+        c.train_features = true;
+    }), true, gpu;
+    parity_authors_code_second_projection => with(|c| {
+        *c = authors_code();
+        c.attention_projection = true;
+    }), true, gpu;
+    parity_authors_code_trained_features => with(|c| {
+        *c = authors_code();
+        c.train_features = true;
+    }), true, gpu;
     parity_raw_graph_user_semantic_modality_bpr => with(|c| {
         c.item_graph_source = ItemGraphSource::RawFeatures { image_weight: 0.1 };
         c.item_graph_input = ItemGraphInput::Embeddings;
@@ -464,6 +474,22 @@ test_backends! {
         c.feature_dim = c.embedding_dim;
         c.modality_bpr = 0.5;
     }), false, gpu;
+}
+
+/// The authors' code on the tiny graph (as `parity_authors_code_attention`).
+fn authors_code() -> ModelConfig {
+    with(|c| {
+        c.item_graph_source = ItemGraphSource::RawFeatures { image_weight: 0.1 };
+        c.item_graph_input = ItemGraphInput::Attention;
+        c.attention_heads = 2;
+        c.user_semantic = false;
+        c.contrastive = false;
+        c.feature_dim = c.embedding_dim;
+        c.gcn_weights = false;
+        c.lambda = 0.0;
+        c.drop_edge = DropEdge::Freedom { keep_ratio: 0.7 };
+        c.degree_source = DegreeSource::KeptGraph;
+    })
 }
 
 /// FREEDOM's preset on the tiny graph (as `parity_freedom_baseline`).

@@ -83,6 +83,31 @@ fn split_is_seeded_per_user_and_shuffles_the_holdout() {
     assert!(l[..20].contains(&0) && l[80..].contains(&0));
 }
 
+/// Golden (regression) test: pins the released split, so that a seeded split is reproducible
+/// across versions (same data, same seed, same held-out interactions). Unlike the rest of this
+/// file, the expected labels were not worked out from the published rule: they were printed
+/// once by `split_user` as released (2026-11-30) and pasted here. Any change to which
+/// interactions a (seed, user) pair holds out fails it, in particular a change of the seed
+/// mixing `seed ^ user·φ` (`^` replaced by `|` or `&` in `split_user`, the mutants that
+/// survived the sizes tests, docs/TESTING.md), of the RNG or of the shuffle. If such a change
+/// is ever intended, it changes every published seeded split: say so in the release notes
+/// and regenerate these arrays. The pairs cover n ≥ 10 (25, 12, 10: the 20 % rule) and small
+/// users (5, 3: one validation and one test interaction), each with a user id whose product
+/// with φ shares bits with the seed (so `|` and `&` differ from `^`).
+#[test]
+fn seeded_split_labels_are_pinned_for_a_few_seed_user_pairs() {
+    let golden: [(usize, u64, u64, &[u8]); 5] = [
+        (25, 9, 1, &[0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1, 2, 0, 0, 0, 0, 1]),
+        (12, 2023, 4242, &[0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0]),
+        (10, 672, 17, &[0, 0, 0, 0, 2, 0, 0, 0, 1, 0]),
+        (5, 5368, 3, &[0, 0, 2, 0, 1]),
+        (3, 12784, 7, &[0, 1, 2]),
+    ];
+    for (n, seed, user, want) in golden {
+        assert_eq!(split_user(n, seed, user), want, "n = {n}, seed {seed}, user {user}: labels changed");
+    }
+}
+
 // ------------------------------------------------------------------------------------------
 // Metrics
 // ------------------------------------------------------------------------------------------

@@ -235,3 +235,66 @@ fn refresh_every_n_steps_spans_every_step_and_every_epoch_and_weight_change_show
     let bad = resolve(dataset_preset("tiny").unwrap(), "tiny", &["refresh={every_n_steps = 0}".to_string()]);
     assert!(bad.unwrap_err().to_string().contains("every_n_steps"));
 }
+
+/// Issue 25: each preset trains exactly its code's parameter set. The authors' `crane` model
+/// (`MKC-Lab/CRANE`, `src/models/crane.py`) and MMRec's `FREEDOM` hold the tensors on the
+/// right; crane's counterparts (SPEC.md, "Parameter sets of the peers") are on the left, with
+/// torch's packed `in_proj_weight`/`in_proj_bias` split into their q, k, v thirds. Every other
+/// crane tensor is empty under the preset.
+#[test]
+fn presets_train_exactly_their_codes_parameter_sets() {
+    use crane_reference::init::Dims;
+    let base = dataset_preset("baby").unwrap();
+    let dims = Dims { n_users: 5, n_items: 7, d_visual: 12, d_text: 6 };
+    let common = [
+        ("user_emb", "user_embedding.weight"),
+        ("item_emb", "item_id_embedding.weight"),
+        ("features.v", "image_embedding.weight"),
+        ("features.t", "text_embedding.weight"),
+        ("proj.v", "image_trs.weight (transposed)"),
+        ("proj_bias.v", "image_trs.bias"),
+        ("proj.t", "text_trs.weight (transposed)"),
+        ("proj_bias.t", "text_trs.bias"),
+    ];
+    let authors_extra = [
+        ("mha_proj.v", "cross_modal_attention.visual_proj.weight (transposed)"),
+        ("mha_proj_bias.v", "cross_modal_attention.visual_proj.bias"),
+        ("mha_proj.t", "cross_modal_attention.textual_proj.weight (transposed)"),
+        ("mha_proj_bias.t", "cross_modal_attention.textual_proj.bias"),
+        ("mha.w_q", "cross_modal_attention.attention.in_proj_weight[0:64] (transposed)"),
+        ("mha.w_k", "cross_modal_attention.attention.in_proj_weight[64:128] (transposed)"),
+        ("mha.w_v", "cross_modal_attention.attention.in_proj_weight[128:192] (transposed)"),
+        ("mha.b_q", "cross_modal_attention.attention.in_proj_bias[0:64]"),
+        ("mha.b_k", "cross_modal_attention.attention.in_proj_bias[64:128]"),
+        ("mha.b_v", "cross_modal_attention.attention.in_proj_bias[128:192]"),
+        ("mha.w_o", "cross_modal_attention.attention.out_proj.weight (transposed)"),
+        ("mha.b_o", "cross_modal_attention.attention.out_proj.bias"),
+    ];
+    let feats = [faer::Mat::<f64>::zeros(7, 12), faer::Mat::<f64>::zeros(7, 6)];
+    for (preset, want) in
+        [("freedom", common.to_vec()), ("crane-code", common.iter().chain(&authors_extra).copied().collect::<Vec<_>>())]
+    {
+        let cfg = resolve(base, "baby", &[format!("model_preset={preset}")]).unwrap();
+        let mut p = crane_reference::Params::init(&cfg.model, dims, 1);
+        p.attach_features(&cfg.model, [&feats[0], &feats[1]]);
+        let got: Vec<String> =
+            p.tensors().into_iter().filter(|(_, t)| t.nrows() * t.ncols() > 0).map(|(n, _)| n).collect();
+        let mut want_names: Vec<String> = want.iter().map(|(n, _)| n.to_string()).collect();
+        let mut got_sorted = got.clone();
+        want_names.sort();
+        got_sorted.sort();
+        assert_eq!(got_sorted, want_names, "{preset}: crane's non-empty tensors vs its code's");
+        // Shapes as the code's (d = d_f = 64).
+        assert_eq!((p.proj[0].nrows(), p.proj[0].ncols()), (12, 64), "{preset}");
+        assert_eq!((p.features[1].nrows(), p.features[1].ncols()), (7, 6), "{preset}");
+    }
+    // The earlier behaviour stays a config value.
+    let old =
+        ["model_preset=crane-code", "model.attention_projection=false", "model.train_features=false"].map(String::from);
+    let cfg = resolve(base, "baby", &old).unwrap();
+    let p = crane_reference::Params::init(&cfg.model, dims, 1);
+    assert!(p
+        .tensors()
+        .iter()
+        .all(|(n, t)| !(n.starts_with("mha_proj") || n.starts_with("features")) || t.nrows() == 0));
+}

@@ -211,6 +211,18 @@ pub struct ModelConfig {
     pub modality_bpr: f64,
     /// Heads of the attention of `item_graph_input = "attention"` (d_f must divide by it).
     pub attention_heads: usize,
+    /// The authors' code's second projection (`CrossModalAttention.visual_proj` /
+    /// `textual_proj`): each projected modality `x̂^m` `[N, d_f]` goes through its own
+    /// `d_f → d_f` linear layer with bias, `x̂^m Q_m + q_m`, before the attention of
+    /// `item_graph_input = "attention"`. Off: the attention takes `x̂^m` itself. Without that
+    /// attention it has nothing to project and is ignored.
+    pub attention_projection: bool,
+    /// The raw feature tables `X^m` `[N, d_m]` are parameters (initialised from the files and
+    /// updated by Adam), as MMRec's FREEDOM and the authors' code train them
+    /// (`nn.Embedding.from_pretrained(..., freeze=False)`): `dX^m = dX̂^m P_mᵀ`. Off: constants.
+    /// A frozen raw-feature graph (`item_graph_source = raw_features`) is built from the
+    /// initial tables either way, as both codes build it once at start.
+    pub train_features: bool,
 }
 
 impl Default for ModelConfig {
@@ -243,6 +255,8 @@ impl Default for ModelConfig {
             dual_fusion: true,
             modality_bpr: 0.0,
             attention_heads: 4,
+            attention_projection: false,
+            train_features: false,
         }
     }
 }
@@ -328,9 +342,28 @@ impl ModelConfig {
         }
     }
 
+    /// Whether RCA (Eq. 5-13) is part of the model: the learned item graph with RCA fusion (its
+    /// weights W_tr, b_tr, W_m, W_a, W_f exist).
+    pub fn uses_rca(&self) -> bool {
+        self.item_graph && self.item_graph_source == ItemGraphSource::Learned && self.fusion == Fusion::Rca
+    }
+
+    /// Whether the feature projections P_m, p_m are part of the model: some term reads the
+    /// projected features (the learned graph, the authors' attention, FREEDOM's modality BPR).
+    pub fn uses_projection(&self) -> bool {
+        let graph_reads =
+            self.item_graph_source == ItemGraphSource::Learned || self.item_graph_input == ItemGraphInput::Attention;
+        (self.item_graph && graph_reads) || self.modality_bpr > 0.0
+    }
+
     /// Whether the attention of the authors' code is part of the model (its weights exist).
     pub fn uses_attention(&self) -> bool {
         self.item_graph && self.item_graph_input == ItemGraphInput::Attention
+    }
+
+    /// Whether the second projection before the attention is part of the model (its weights exist).
+    pub fn uses_attention_projection(&self) -> bool {
+        self.attention_projection && self.uses_attention()
     }
 
     /// Whether the contrastive terms of Eq. (19) take part in the loss.

@@ -30,7 +30,11 @@ pub struct Dims {
 
 impl Params {
     /// Every weight Xavier-uniform and every bias zero, drawn in the order of
-    /// [`Params::tensors`] from one ChaCha8 stream seeded with `seed`.
+    /// [`Params::tensors`] from one ChaCha8 stream seeded with `seed`. A tensor the model does
+    /// not use (RCA's without RCA, the projections where no term reads projected features, the
+    /// attention-profile vectors without attention profiles) is drawn and then left empty
+    /// (`[0, 0]`): every used tensor gets the same values whatever else is switched, and the
+    /// parameter set is exactly the model's (`crane-code`'s equals the authors' code's).
     pub fn init(cfg: &ModelConfig, dims: Dims, seed: u64) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let (d, df, dj) = (cfg.embedding_dim, cfg.feature_dim, cfg.joint_dim);
@@ -48,20 +52,31 @@ impl Params {
         let a = if cfg.uses_attention() { df } else { 0 };
         let mha_w = std::array::from_fn(|_| if a > 0 { x(a, a) } else { Mat::zeros(0, 0) });
         let mha_b = std::array::from_fn(|_| Mat::zeros(usize::from(a > 0), a));
+        // Drawn last, so that the streams of the tensors above do not depend on the switch.
+        let q = if cfg.uses_attention_projection() { df } else { 0 };
+        let mha_proj = std::array::from_fn(|_| if q > 0 { x(q, q) } else { Mat::zeros(0, 0) });
+        let mha_proj_bias = std::array::from_fn(|_| Mat::zeros(usize::from(q > 0), q));
+        let keep = |used: bool, m: Mat<f64>| if used { m } else { Mat::zeros(0, 0) };
+        let (rca, proj) = (cfg.uses_rca(), cfg.uses_projection());
+        let profiles_att = rca && cfg.aggregation == crate::config::Aggregation::Attention;
         Self {
             user_emb,
             item_emb,
             w_gcn,
-            proj: [proj_v, proj_t],
-            proj_bias: [Mat::zeros(1, df), Mat::zeros(1, df)],
-            w_tr,
-            b_tr: Mat::zeros(1, dj),
-            w_m: [mv, mt],
-            w_a: [av, at],
-            w_f: [fv, ft],
-            att: [sv, st],
+            proj: [keep(proj, proj_v), keep(proj, proj_t)],
+            proj_bias: [keep(proj, Mat::zeros(1, df)), keep(proj, Mat::zeros(1, df))],
+            w_tr: keep(rca, w_tr),
+            b_tr: keep(rca, Mat::zeros(1, dj)),
+            w_m: [keep(rca, mv), keep(rca, mt)],
+            w_a: [keep(rca, av), keep(rca, at)],
+            w_f: [keep(rca, fv), keep(rca, ft)],
+            att: [keep(profiles_att, sv), keep(profiles_att, st)],
             mha_w,
             mha_b,
+            mha_proj,
+            mha_proj_bias,
+            // Attached from the data (`Params::attach_features`) when `train_features` is on.
+            features: [Mat::zeros(0, 0), Mat::zeros(0, 0)],
         }
     }
 }

@@ -6,7 +6,7 @@
 //! their items' h (Eq. 16), z = e + h (Eq. 17), and the batch loss is Eq. (18)-(20).
 
 use crate::config::{DropEdge, Fusion, ItemGraphInput, ItemGraphSource, ModelConfig, Regularisation};
-use crate::dense::{add, add_assign, gather_rows, hcat, hsplit, scale, scatter_add_rows, sq_norm, vcat, vsplit};
+use crate::dense::{add, add_assign, gather_rows, hcat, hsplit, mm_nt, scale, scatter_add_rows, sq_norm, vcat, vsplit};
 use crate::interaction_graph::{self as ig};
 use crate::item_graph::{self as it, CosineCache, KnnCache};
 use crate::losses::{self, LossTerms};
@@ -46,6 +46,14 @@ pub struct Params {
     pub mha_w: [Mat<f64>; 4],
     /// `[b_q, b_k, b_v, b_o]` `[1, d_f]` (`[0, 0]` when unused).
     pub mha_b: [Mat<f64>; 4],
+    /// The second projection before the attention, `Q_m` `[d_f, d_f]` per modality
+    /// (`attention_projection`; `[0, 0]` otherwise).
+    pub mha_proj: [Mat<f64>; 2],
+    /// Its biases `q_m` `[1, d_f]` (`[0, 0]` when unused).
+    pub mha_proj_bias: [Mat<f64>; 2],
+    /// The raw feature tables `X^m` `[N, d_m]` when they are trained (`train_features`;
+    /// `[0, 0]` otherwise): set from the data by [`Params::attach_features`].
+    pub features: [Mat<f64>; 2],
 }
 
 /// Names of the attention tensors, in [`Params::tensors`] order.
@@ -74,6 +82,13 @@ impl Params {
         for (k, name) in MHA_NAMES.iter().enumerate() {
             v.push((format!("mha.w_{name}"), &self.mha_w[k]));
             v.push((format!("mha.b_{name}"), &self.mha_b[k]));
+        }
+        for (m, name) in ["v", "t"].iter().enumerate() {
+            v.push((format!("mha_proj.{name}"), &self.mha_proj[m]));
+            v.push((format!("mha_proj_bias.{name}"), &self.mha_proj_bias[m]));
+        }
+        for (m, name) in ["v", "t"].iter().enumerate() {
+            v.push((format!("features.{name}"), &self.features[m]));
         }
         v
     }
@@ -107,6 +122,13 @@ impl Params {
             v.push((format!("mha.w_{name}"), w));
             v.push((format!("mha.b_{name}"), b));
         }
+        for ((w, b), name) in self.mha_proj.iter_mut().zip(self.mha_proj_bias.iter_mut()).zip(["v", "t"]) {
+            v.push((format!("mha_proj.{name}"), w));
+            v.push((format!("mha_proj_bias.{name}"), b));
+        }
+        for (x, name) in self.features.iter_mut().zip(["v", "t"]) {
+            v.push((format!("features.{name}"), x));
+        }
         v
     }
 
@@ -127,6 +149,48 @@ impl Params {
             att: [z(&self.att[0]), z(&self.att[1])],
             mha_w: std::array::from_fn(|k| z(&self.mha_w[k])),
             mha_b: std::array::from_fn(|k| z(&self.mha_b[k])),
+            mha_proj: std::array::from_fn(|m| z(&self.mha_proj[m])),
+            mha_proj_bias: std::array::from_fn(|m| z(&self.mha_proj_bias[m])),
+            features: std::array::from_fn(|m| z(&self.features[m])),
+        }
+    }
+
+    /// With `train_features`, makes the raw feature tables `[N, d_m]` parameters, starting
+    /// from the data's values; a no-op when they are already attached (a resumed run keeps
+    /// its trained tables) or when the switch is off.
+    pub fn attach_features(&mut self, cfg: &ModelConfig, features: [&Mat<f64>; 2]) {
+        if cfg.train_features && self.features.iter().all(|f| f.nrows() == 0 && f.ncols() == 0) {
+            self.features = [features[0].clone(), features[1].clone()];
+        }
+    }
+
+    /// [`Params::attach_features`] taking the tables by value (no copy: they can be large).
+    pub fn attach_features_owned(&mut self, cfg: &ModelConfig, features: [Mat<f64>; 2]) {
+        if cfg.train_features && self.features.iter().all(|f| f.nrows() == 0 && f.ncols() == 0) {
+            self.features = features;
+        }
+    }
+
+    /// A copy without the trained feature tables (`[0, 0]` in their place): the shape
+    /// template an engine fills tensor by tensor, without holding a second copy of the tables.
+    pub fn without_features(&self) -> Self {
+        Self {
+            user_emb: self.user_emb.clone(),
+            item_emb: self.item_emb.clone(),
+            w_gcn: self.w_gcn.clone(),
+            proj: self.proj.clone(),
+            proj_bias: self.proj_bias.clone(),
+            w_tr: self.w_tr.clone(),
+            b_tr: self.b_tr.clone(),
+            w_m: self.w_m.clone(),
+            w_a: self.w_a.clone(),
+            w_f: self.w_f.clone(),
+            att: self.att.clone(),
+            mha_w: self.mha_w.clone(),
+            mha_b: self.mha_b.clone(),
+            mha_proj: self.mha_proj.clone(),
+            mha_proj_bias: self.mha_proj_bias.clone(),
+            features: [Mat::zeros(0, 0), Mat::zeros(0, 0)],
         }
     }
 
@@ -155,6 +219,32 @@ pub fn rca_scale(cfg: &ModelConfig, entities: usize) -> f64 {
     match cfg.rca_scale {
         crate::config::RcaScale::Mean => 1.0 / entities as f64,
         crate::config::RcaScale::None => 1.0,
+    }
+}
+
+/// The raw features `X^m` `[N, d_m]` the forward uses: the trained tables
+/// (`train_features`) or the data's constants.
+fn raw_features<'a>(p: &'a Params, g: &'a Graph, cfg: &ModelConfig, m: usize) -> &'a Mat<f64> {
+    if cfg.train_features {
+        &p.features[m]
+    } else {
+        &g.features[m]
+    }
+}
+
+/// `X̂^m = X^m P_m + p_m` `[N, d_f]` (Fig. 3 "dimension reduction").
+fn projected(p: &Params, g: &Graph, cfg: &ModelConfig, m: usize) -> Mat<f64> {
+    up::project(raw_features(p, g, cfg, m), &p.proj[m], &p.proj_bias[m])
+}
+
+/// Backward of [`projected`] for `dX̂^m` `[N, d_f]`: `dP_m`, `dp_m`, and with trained tables
+/// `dX^m = dX̂^m P_mᵀ`.
+fn projected_backward(p: &Params, g: &Graph, cfg: &ModelConfig, m: usize, d_xhat: &Mat<f64>, gr: &mut Params) {
+    let (d_p, d_b) = up::project_backward(raw_features(p, g, cfg, m), d_xhat);
+    add_assign(&mut gr.proj[m], &d_p);
+    add_assign(&mut gr.proj_bias[m], &d_b);
+    if cfg.train_features {
+        add_assign(&mut gr.features[m], &mm_nt(d_xhat, &p.proj[m]));
     }
 }
 
@@ -218,10 +308,7 @@ struct FeatureCache {
 /// Builds S̃ (Eq. 5-14) from the features. Returns S̃, its cache and the kink margin.
 fn build_item_graph(p: &Params, g: &Graph, cfg: &ModelConfig) -> Result<(CsrMatrix<f64>, FeatureCache, f64), RefError> {
     let m_users = g.n_users();
-    let xhat = [
-        up::project(&g.features[0], &p.proj[0], &p.proj_bias[0]),
-        up::project(&g.features[1], &p.proj[1], &p.proj_bias[1]),
-    ];
+    let xhat = [projected(p, g, cfg, 0), projected(p, g, cfg, 1)];
     let mut margin = f64::INFINITY;
     let mut rca_cache = None;
     let single = |x: &Mat<f64>| -> Result<(Mat<f64>, SimilarityCache), RefError> {
@@ -331,10 +418,8 @@ fn build_item_graph_backward(
             }
         }
     }
-    for m in 0..2 {
-        let (d_p, d_b) = up::project_backward(&g.features[m], &d_xhat[m]);
-        add_assign(&mut gr.proj[m], &d_p);
-        add_assign(&mut gr.proj_bias[m], &d_b);
+    for (m, d) in d_xhat.iter().enumerate() {
+        projected_backward(p, g, cfg, m, d, gr);
     }
 }
 
@@ -349,8 +434,9 @@ pub struct Forward {
     /// S̃ `[N, N]` when the item graph is on.
     pub item_graph: Option<CsrMatrix<f64>>,
     features: Option<FeatureCache>,
-    /// Per present modality, the attention cache (`item_graph_input = "attention"`).
-    attention: Option<Vec<(usize, crate::attention::MhaCache)>>,
+    /// Per present modality, the attention cache and its projected input X̂^m
+    /// (`item_graph_input = "attention"`).
+    attention: Option<Vec<(usize, crate::attention::MhaCache, Mat<f64>)>>,
     /// h^(0..=L_II) of Eq. (15).
     hs: Vec<Mat<f64>>,
     /// h `[M+N, d]`: Eq. (16) user rows over Eq. (15) item rows (zero without item graph).
@@ -385,6 +471,21 @@ pub fn forward(p: &Params, g: &Graph, cfg: &ModelConfig) -> Result<Forward, RefE
             p.w_gcn.len()
         )));
     }
+    if cfg.train_features {
+        for m in 0..2 {
+            let (want, got) = (&g.features[m], &p.features[m]);
+            if (want.nrows(), want.ncols()) != (got.nrows(), got.ncols()) {
+                return Err(RefError::Shape(format!(
+                    "train_features: the params hold a {} x {} table for modality {m}, the data {} x {} \
+                     (Params::attach_features)",
+                    got.nrows(),
+                    got.ncols(),
+                    want.nrows(),
+                    want.ncols()
+                )));
+            }
+        }
+    }
     let (e, gcn) = ig::gcn_forward(&adj, &h0, &gcn_weights(p, cfg), cfg.sigma, cfg.readout);
     let mut margin = ig::kink_margin(cfg.sigma, &gcn);
     let d = e.ncols();
@@ -416,9 +517,15 @@ pub fn forward(p: &Params, g: &Graph, cfg: &ModelConfig) -> Result<Forward, RefE
             ItemGraphInput::Attention => {
                 let mut outs = Vec::new();
                 for mm in (0..2).filter(|&mm| g.features[mm].ncols() > 0) {
-                    let xhat = up::project(&g.features[mm], &p.proj[mm], &p.proj_bias[mm]);
-                    let (y, c) = crate::attention::mha(&xhat, &p.mha_params(cfg.attention_heads));
-                    outs.push((mm, y, c));
+                    let xhat = projected(p, g, cfg, mm);
+                    // The authors' second projection: x̂^m Q_m + q_m, then the attention.
+                    let (y, c) = if cfg.uses_attention_projection() {
+                        let x2 = up::project(&xhat, &p.mha_proj[mm], &p.mha_proj_bias[mm]);
+                        crate::attention::mha(&x2, &p.mha_params(cfg.attention_heads))
+                    } else {
+                        crate::attention::mha(&xhat, &p.mha_params(cfg.attention_heads))
+                    };
+                    outs.push((mm, y, c, xhat));
                 }
                 if outs.is_empty() {
                     return Err(RefError::Config {
@@ -428,10 +535,10 @@ pub fn forward(p: &Params, g: &Graph, cfg: &ModelConfig) -> Result<Forward, RefE
                 }
                 let w = 1.0 / outs.len() as f64;
                 let mut h0 = Mat::zeros(n, d);
-                for (_, y, _) in &outs {
+                for (_, y, _, _) in &outs {
                     add_assign(&mut h0, &scale(y, w));
                 }
-                attention = Some(outs.into_iter().map(|(mm, _, c)| (mm, c)).collect::<Vec<_>>());
+                attention = Some(outs.into_iter().map(|(mm, _, c, xhat)| (mm, c, xhat)).collect::<Vec<_>>());
                 h0
             }
         };
@@ -531,7 +638,7 @@ pub fn loss_and_grads(p: &Params, batch: &Batch, g: &Graph, cfg: &ModelConfig) -
     let mut modality = Vec::new();
     if cfg.modality_bpr > 0.0 {
         for mm in (0..2).filter(|&mm| g.features[mm].ncols() > 0) {
-            let xhat = up::project(&g.features[mm], &p.proj[mm], &p.proj_bias[mm]);
+            let xhat = projected(p, g, cfg, mm);
             let (yp, yn) = (gather_rows(&xhat, &batch_pos), gather_rows(&xhat, &batch_neg));
             let (l, dx, dyp, dyn_) = losses::bpr_rows(&zsum_b, &yp, &yn, cfg.modality_bpr);
             terms.modality += cfg.modality_bpr * l;
@@ -569,9 +676,7 @@ pub fn loss_and_grads(p: &Params, batch: &Batch, g: &Graph, cfg: &ModelConfig) -
         let mut d_xhat = Mat::zeros(n, d);
         scatter_add_rows(&mut d_xhat, &batch_pos, dyp);
         scatter_add_rows(&mut d_xhat, &batch_neg, dyn_);
-        let (d_p, d_b) = up::project_backward(&g.features[*mm], &d_xhat);
-        add_assign(&mut gr.proj[*mm], &d_p);
-        add_assign(&mut gr.proj_bias[*mm], &d_b);
+        projected_backward(p, g, cfg, *mm, &d_xhat, &mut gr);
     }
     if let Some((_, cu, ae, ah, _, ci, be, bh)) = &cl {
         let (da, dh) = losses::info_nce_backward(ae, ah, cfg.tau, cu, beta);
@@ -592,15 +697,21 @@ pub fn loss_and_grads(p: &Params, batch: &Batch, g: &Graph, cfg: &ModelConfig) -
             ItemGraphInput::Attention => {
                 let caches = fw.attention.as_ref().expect("attention cache present");
                 let d_y = scale(&d_h0, 1.0 / caches.len() as f64);
-                for (mm, c) in caches {
+                for (mm, c, xhat) in caches {
                     let (d_x, dw, db) = crate::attention::mha_backward(&p.mha_params(cfg.attention_heads), c, &d_y);
                     for k in 0..4 {
                         add_assign(&mut gr.mha_w[k], &dw[k]);
                         add_assign(&mut gr.mha_b[k], &db[k]);
                     }
-                    let (d_p, d_b) = up::project_backward(&g.features[*mm], &d_x);
-                    add_assign(&mut gr.proj[*mm], &d_p);
-                    add_assign(&mut gr.proj_bias[*mm], &d_b);
+                    let d_xhat = if cfg.uses_attention_projection() {
+                        let (d_q, d_qb) = up::project_backward(xhat, &d_x);
+                        add_assign(&mut gr.mha_proj[*mm], &d_q);
+                        add_assign(&mut gr.mha_proj_bias[*mm], &d_qb);
+                        mm_nt(&d_x, &p.mha_proj[*mm])
+                    } else {
+                        d_x
+                    };
+                    projected_backward(p, g, cfg, *mm, &d_xhat, &mut gr);
                 }
             }
         }

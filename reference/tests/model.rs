@@ -133,6 +133,82 @@ model_variant!(model_grad_matches_fd_freedom_baseline, false,
     item_graph_input: ItemGraphInput::Embeddings, user_semantic: false, contrastive: false,
     feature_dim: 4, modality_bpr: 0.3, gcn_weights: false, regularisation: Regularisation::BatchNorms,
     drop_edge: DropEdge::Freedom { keep_ratio: 0.7 }, degree_source: DegreeSource::KeptGraph);
+// Issue 25: the raw feature tables as parameters (`train_features`), and the authors' second
+// projection before the attention (`attention_projection`): every entry of X^m, Q_m and q_m is
+// checked like any other weight.
+model_variant!(model_grad_matches_fd_trained_features, false, train_features: true);
+model_variant!(model_grad_matches_fd_trained_features_average_graphs, false, train_features: true,
+    fusion: Fusion::AverageGraphs);
+model_variant!(model_grad_matches_fd_freedom_trained_features, false,
+    item_graph_source: ItemGraphSource::RawFeatures { image_weight: 0.1 },
+    item_graph_input: ItemGraphInput::Embeddings, user_semantic: false, contrastive: false,
+    feature_dim: 4, modality_bpr: 0.3, gcn_weights: false, regularisation: Regularisation::BatchNorms,
+    drop_edge: DropEdge::Freedom { keep_ratio: 0.7 }, degree_source: DegreeSource::KeptGraph, train_features: true);
+model_variant!(model_grad_matches_fd_authors_code_two_projections_trained_features, false,
+    item_graph_source: ItemGraphSource::RawFeatures { image_weight: 0.1 },
+    item_graph_input: ItemGraphInput::Attention, attention_heads: 2, user_semantic: false, contrastive: false,
+    feature_dim: 4, gcn_weights: false, regularisation: Regularisation::BatchNorms, lambda: 0.0,
+    drop_edge: DropEdge::Freedom { keep_ratio: 0.7 }, degree_source: DegreeSource::KeptGraph,
+    attention_projection: true, train_features: true);
+model_variant!(model_grad_matches_fd_authors_code_two_projections, false,
+    item_graph_source: ItemGraphSource::RawFeatures { image_weight: 0.1 },
+    item_graph_input: ItemGraphInput::Attention, attention_heads: 2, user_semantic: false, contrastive: false,
+    feature_dim: 4, gcn_weights: false, regularisation: Regularisation::BatchNorms, lambda: 0.0,
+    drop_edge: DropEdge::Freedom { keep_ratio: 0.7 }, degree_source: DegreeSource::KeptGraph,
+    attention_projection: true);
+
+/// With `train_features` the tables are parameters that start at the data's values and are the
+/// forward's only source: moving a table entry changes the loss, moving the data's copy does not
+/// (the frozen raw-feature graph aside, which both codes build once from the initial tables).
+#[test]
+fn model_trained_features_replace_the_data_tables() {
+    let cfg = ModelConfig { train_features: true, ..tiny_config() };
+    let (p, batch, g) = tiny_case(GRAPH_SEEDS[0], &cfg);
+    assert_eq!(p.features[0], g.features[0]);
+    assert_eq!(p.features[1], g.features[1]);
+    let base = loss_and_grads(&p, &batch, &g, &cfg).unwrap().loss;
+    let mut g2 = g.clone();
+    g2.features[0][(0, 0)] += 1.0;
+    assert_eq!(loss_and_grads(&p, &batch, &g2, &cfg).unwrap().loss, base);
+    let mut p2 = p.clone();
+    p2.features[0][(0, 0)] += 1.0;
+    assert_ne!(loss_and_grads(&p2, &batch, &g, &cfg).unwrap().loss, base);
+    // Without the switch there are no table parameters, and a table of the wrong shape is refused.
+    let off = tiny_config();
+    let (q, _, _) = tiny_case(GRAPH_SEEDS[0], &off);
+    assert_eq!((q.features[0].nrows(), q.features[0].ncols()), (0, 0));
+    let mut bad = p.clone();
+    bad.features[1] = faer::Mat::zeros(2, 2);
+    match loss_and_grads(&bad, &batch, &g, &cfg) {
+        Err(RefError::Shape(why)) => assert!(why.contains("train_features"), "{why}"),
+        other => panic!("expected a shape error, got {other:?}"),
+    }
+}
+
+/// The second projection draws its weights after every other tensor, so switching it on leaves
+/// the other tensors' initial values as they were (runs made before it stay reproducible).
+#[test]
+fn model_second_projection_keeps_the_other_tensors_initial_values() {
+    let base = ModelConfig {
+        item_graph_source: ItemGraphSource::RawFeatures { image_weight: 0.1 },
+        item_graph_input: ItemGraphInput::Attention,
+        attention_heads: 1,
+        feature_dim: 4,
+        ..tiny_config()
+    };
+    let dims = Dims { n_users: 7, n_items: 9, d_visual: 6, d_text: 5 };
+    let a = Params::init(&base, dims, 5);
+    let b = Params::init(&ModelConfig { attention_projection: true, ..base.clone() }, dims, 5);
+    for ((na, ta), (nb, tb)) in a.tensors().into_iter().zip(b.tensors()) {
+        assert_eq!(na, nb);
+        if !na.starts_with("mha_proj") {
+            assert_eq!(ta, tb, "{na}");
+        }
+    }
+    assert_eq!((b.mha_proj[0].nrows(), b.mha_proj[0].ncols()), (4, 4));
+    assert_eq!((b.mha_proj_bias[1].nrows(), b.mha_proj_bias[1].ncols()), (1, 4));
+    assert_eq!((a.mha_proj[0].nrows(), a.mha_proj[0].ncols()), (0, 0));
+}
 
 /// Zero feature rows (SPEC.md, Eq. 14): the learned graph of the paper (X_att's row of the item
 /// stays non-zero through the other modality and the user side), and FREEDOM's frozen graph
@@ -191,7 +267,7 @@ fn model_fixed_item_graph_sends_no_gradient_to_the_feature_branch() {
     for (name, t) in fixed.grads.tensors() {
         let zero = t.nrows() == 0 || crane_reference::dense::max_abs(t) == 0.0;
         let feature_branch =
-            ["proj", "w_tr", "b_tr", "w_m", "w_a", "w_f", "att", "mha"].iter().any(|s| name.starts_with(s));
+            ["proj", "w_tr", "b_tr", "w_m", "w_a", "w_f", "att", "mha", "features"].iter().any(|s| name.starts_with(s));
         assert_eq!(zero, feature_branch, "{name}");
     }
     // The learned graph does send gradient into RCA.

@@ -11,17 +11,27 @@
 //! comments. Inputs are chosen so that the easy mistakes give different numbers: non-symmetric
 //! weights (`W` vs `Wᵀ`), a non-symmetric correlation (`C X` vs `Cᵀ X`), a tie at the kNN
 //! cut-off, a negative retained similarity, a zero feature row and a user without items.
+//! `eq20_model_loss_matches_independent_oracle` runs the whole model (`loss_and_grads`,
+//! Eq. (1)-(20) with SPEC.md's defaults) on a tiny graph against the script's transcription of
+//! the whole chain.
 // The constants are the oracle's printed values; some happen to be close to 1/sqrt(2) etc.
 #![allow(clippy::approx_constant)]
 
-use crane_reference::config::{Aggregation, DegreeSource, Readout, Sigma};
-use crane_reference::dense::from_rows;
+use crane_reference::config::{
+    Aggregation, DegreeSource, Fusion, ItemGraphInput, ItemGraphSource, ModelConfig, RcaScale, Readout, Regularisation,
+    Sigma,
+};
+use crane_reference::dense::{from_rows, mm};
+use crane_reference::init::Dims;
 use crane_reference::interaction_graph::retention_probabilities;
 use crane_reference::interaction_graph::{gcn_forward, gcn_layer, interaction_matrix, normalized_adjacency};
 use crane_reference::item_graph::{cosine_similarity, knn_graph, propagate, scores, user_semantic};
-use crane_reference::losses::{bpr, info_nce};
-use crane_reference::rca::{correlation, rca, rca_round, refine, residual_update, RcaParams};
-use crane_reference::user_profiles::user_profiles;
+use crane_reference::losses::{batch_norms, batch_sq_norm, bpr, info_nce, total_loss};
+use crane_reference::model::{loss_and_grads, Batch, Graph, Params};
+use crane_reference::rca::{
+    correlation, joint_features, joint_transform, modality_anchors, rca, rca_round, refine, residual_update, RcaParams,
+};
+use crane_reference::user_profiles::{project, stack_entities, user_profiles};
 use faer::Mat;
 use nalgebra_sparse::CsrMatrix;
 
@@ -169,6 +179,30 @@ fn eq05_user_profiles_forward_matches_independent_oracle() {
     assert_eq!((sum[(0, 0)], sum[(0, 1)]), (4.0, -1.0), "worked by hand");
 }
 
+/// Eq. (6) with SPEC.md's projection first: `X^m = [X_U^m; X̂_I^m]` (rows, users first),
+/// `X̂_I = X_I P + 1 p`, `X_U = A X̂_I` (Eq. 5, sum). Users 0:{0, 2}, 1:{1}, 2:{0, 1, 2}; raw
+/// width 3, d_f = 2. By hand: X̂_0 = (1, 0, 2) P + p = (-0.5, 1) + (0.1, -0.2) = (-0.4, 0.8)
+/// (row 3), X̂_2 = (6.5, -0.25) + p = (6.6, -0.45), so user 0 is (6.2, 0.35) (row 0). Summing
+/// the raw features first and projecting once would count p once instead of d_u times
+/// (`EQ06_X_IF_BIAS_ONCE`, off by 2p on user 2); items stacked first would move every row.
+#[test]
+fn eq06_stacked_modality_matrix_matches_independent_oracle() {
+    let a = interaction_matrix(3, 3, &[(0, 0), (0, 2), (1, 1), (2, 0), (2, 1), (2, 2)]).unwrap();
+    let x = from_rows(&[&[1.0, 0.0, 2.0], &[0.5, -1.0, 0.0], &[0.0, 3.0, -1.0]]);
+    let p = from_rows(&[&[0.5, -1.0], &[2.0, 0.25], &[-0.5, 1.0]]);
+    let b = from_rows(&[&[0.1, -0.2]]);
+    let xhat = project(&x, &p, &b);
+    let (xu, _) = user_profiles(&a, &xhat, Aggregation::Sum, &Mat::zeros(2, 1));
+    let stacked = stack_entities(&xu, &xhat);
+    assert_mat("X^m", &stacked, &rows(&EQ06_X));
+    let by_hand = [(0, [6.2, 0.35]), (3, [-0.4, 0.8]), (5, [6.6, -0.45])];
+    for (r, [c0, c1]) in by_hand {
+        assert!((stacked[(r, 0)] - c0).abs() < TOL && (stacked[(r, 1)] - c1).abs() < TOL, "row {r} by hand");
+    }
+    assert!(max_diff(&rows(&EQ06_X), &rows(&EQ06_X_IF_BIAS_ONCE)) > 0.3, "the input tells d_u p from p");
+    assert!(max_diff(&stack_entities(&xhat, &xu), &stacked) > 1.0, "the input tells users first from items first");
+}
+
 /// Eq. (10): `C = tanh(X Pᵀ)`, `C_ab = tanh(x_a · p_b)`. X Pᵀ is not symmetric here, so
 /// `tanh(P Xᵀ) = Cᵀ` is told apart. By hand, C_01 = tanh((0.3, -0.2)·(-0.4, 0.9)) = tanh(-0.3).
 #[test]
@@ -247,6 +281,11 @@ impl Theta {
     }
 }
 
+/// X^{v(0)}, X^{t(0)} `[3, 2]` of the Eq. (7)-(13) oracles.
+fn rca_inputs() -> (Mat<f64>, Mat<f64>) {
+    (from_rows(&[&[0.3, -0.2], &[0.5, 0.4], &[-0.1, 0.6]]), from_rows(&[&[0.8, 0.1], &[-0.3, 0.7], &[0.2, 0.2]]))
+}
+
 /// Eq. (7)-(13), Algorithm 1: one round and two rounds (shared Θ, both modalities read the
 /// previous round) against the oracle's transcription of the whole chain. A round computing
 /// `Cᵀ X` (however it is written: in `refine` or by building `tanh(P Xᵀ)`) gives the oracle's
@@ -254,8 +293,7 @@ impl Theta {
 #[test]
 fn eq13_rca_rounds_forward_match_independent_oracle() {
     let th = Theta::new();
-    let xv = from_rows(&[&[0.3, -0.2], &[0.5, 0.4], &[-0.1, 0.6]]);
-    let xt = from_rows(&[&[0.8, 0.1], &[-0.3, 0.7], &[0.2, 0.2]]);
+    let (xv, xt) = rca_inputs();
     let ([v1, t1], _) = rca_round(&xv, &xt, &th.view());
     assert_mat("X^v after one round", &v1, &rows(&EQ13_ONE_ROUND).subcols(0, 2).to_owned());
     assert_mat("X^t after one round", &t1, &rows(&EQ13_ONE_ROUND).subcols(2, 2).to_owned());
@@ -264,6 +302,65 @@ fn eq13_rca_rounds_forward_match_independent_oracle() {
     let (two, _) = rca(&xv, &xt, &th.view(), 2);
     assert_mat("X_att, R = 2", &two, &rows(&EQ13_TWO_ROUNDS));
     assert!(max_diff(&rows(&EQ13_ONE_ROUND), &rows(&EQ13_ONE_ROUND_IF_TRANSPOSED)) > 0.03);
+}
+
+/// Eq. (7): `E = [X^v | X^t]`, a column concatenation `[M+N, 2 d_f]` (SPEC.md), visual first,
+/// on the Eq. (13) inputs; the first RCA round must build the same E. By hand, row 1 is
+/// (0.5, 0.4, -0.3, 0.7). A row concatenation has the wrong shape; the modalities swapped
+/// differ by > 0.1.
+#[test]
+fn eq07_joint_features_match_independent_oracle() {
+    let (xv, xt) = rca_inputs();
+    let e = joint_features(&xv, &xt);
+    assert_mat("E", &e, &rows(&EQ07_E));
+    assert_eq!([e[(1, 0)], e[(1, 1)], e[(1, 2)], e[(1, 3)]], [0.5, 0.4, -0.3, 0.7], "row 1 by hand");
+    let (_, cache) = rca_round(&xv, &xt, &Theta::new().view());
+    assert_mat("E in the first RCA round", &cache.e, &rows(&EQ07_E));
+    assert!(max_diff(&joint_features(&xt, &xv), &e) > 0.1, "the input tells [X^v | X^t] from [X^t | X^v]");
+}
+
+/// Eq. (8): `E' = E W_tr + b_tr`, b_tr `[1, d_j]` added to every row, W_tr `[4, 4]` not
+/// symmetric (`E W_trᵀ` differs by > 0.1; without b_tr every row is off by b_tr, up to 1.2).
+/// By hand, E'_00 = (1, -0.5, 0.25, 2)·(0.5, 2, 0, -1) + 0.3 = -2.5 + 0.3 = -2.2. Also E' of the
+/// first RCA round on the Eq. (13) inputs (W_tr `[4, 2]`).
+#[test]
+fn eq08_joint_transform_matches_independent_oracle() {
+    let e = from_rows(&[&[1.0, -0.5, 0.25, 2.0], &[0.0, 1.5, -1.0, 0.5], &[-2.0, 0.75, 1.0, -1.0]]);
+    let w = from_rows(&[
+        &[0.5, -1.0, 0.25, 0.0],
+        &[2.0, 0.5, -0.75, 1.0],
+        &[0.0, 1.5, 0.5, -0.5],
+        &[-1.0, 0.25, 1.0, 0.75],
+    ]);
+    let b = from_rows(&[&[0.3, -0.6, 0.9, -1.2]]);
+    let ep = joint_transform(&e, &w, &b);
+    assert_mat("E'", &ep, &rows(&EQ08_EP));
+    assert!((ep[(0, 0)] + 2.2).abs() < TOL, "E'_00 by hand");
+    assert!(max_diff(&joint_transform(&e, &w.transpose().to_owned(), &b), &ep) > 0.1, "the input tells W from Wᵀ");
+    assert!(max_diff(&mm(&e, &w), &ep) > 1.1, "b_tr is added");
+    let (xv, xt) = rca_inputs();
+    let (_, cache) = rca_round(&xv, &xt, &Theta::new().view());
+    assert_mat("E' in the first RCA round", &cache.ep, &rows(&EQ08_EP_ROUND));
+}
+
+/// Eq. (9): `P^m = E' W_m`, W_m not symmetric (`E' W_mᵀ` differs by > 0.1). By hand, row 0:
+/// (0.4, -1) W = (0.4 - 0.75, -0.2 - 2) = (-0.35, -2.2). Also `[P^v | P^t]` of the first RCA
+/// round on the Eq. (13) inputs: P^v from W_v and P^t from W_t (the halves differ by > 0.1, so
+/// swapped weights are told apart).
+#[test]
+fn eq09_modality_anchors_match_independent_oracle() {
+    let ep = from_rows(&[&[0.4, -1.0], &[1.5, 0.5], &[-0.5, 2.0]]);
+    let w = from_rows(&[&[1.0, -0.5], &[0.75, 2.0]]);
+    let p = modality_anchors(&ep, &w);
+    assert_mat("P^m", &p, &rows(&EQ09_P));
+    assert!((p[(0, 0)] + 0.35).abs() < TOL && (p[(0, 1)] + 2.2).abs() < TOL, "row 0 by hand");
+    assert!(max_diff(&modality_anchors(&ep, &w.transpose().to_owned()), &p) > 0.1, "the input tells W from Wᵀ");
+    let (xv, xt) = rca_inputs();
+    let (_, cache) = rca_round(&xv, &xt, &Theta::new().view());
+    let want = rows(&EQ09_P_ROUND);
+    assert_mat("P^v in the first RCA round", &cache.p[0], &want.subcols(0, 2).to_owned());
+    assert_mat("P^t in the first RCA round", &cache.p[1], &want.subcols(2, 2).to_owned());
+    assert!(max_diff(&want.subcols(0, 2).to_owned(), &want.subcols(2, 2).to_owned()) > 0.1);
 }
 
 /// Eq. (14): cosine similarities and the row-normalised top-k graph, k = 2 and 3. Items:
@@ -342,6 +439,131 @@ fn eq19_info_nce_forward_matches_independent_oracle() {
     assert!((EQ19_INFO_NCE - EQ19_INFO_NCE_IF_COLUMN_SOFTMAX).abs() > 0.01);
 }
 
+/// The batch of the Eq. (20) oracles: user 0 and item 1 appear twice.
+const EQ20_TRIPLETS: [(usize, usize, usize); 3] = [(0, 0, 2), (1, 1, 0), (0, 1, 2)];
+
+/// Layer-0 embeddings E_U `[2, 2]` and E_I `[3, 2]` of the Eq. (20) oracles.
+fn eq20_embeddings() -> (Mat<f64>, Mat<f64>) {
+    (from_rows(&[&[0.5, -0.2], &[0.1, 0.4]]), from_rows(&[&[0.3, 0.2], &[-0.4, 0.1], &[0.2, -0.3]]))
+}
+
+/// Eq. (20)'s parts: SPEC.md's `‖Θ‖² = Σ_b (‖E_u‖² + ‖E_i‖² + ‖E_j‖²) / B`, one row per triplet
+/// (by hand: (0.55 + 0.47 + 0.59) / 3 = 1.61 / 3; over the distinct rows it would be
+/// `EQ20_SQ_NORM_IF_DISTINCT_ROWS`), MMRec's `(‖U_b‖ + ‖P_b‖ + ‖N_b‖) / B`, and
+/// `L = L_BPR + β (L_CL^U + L_CL^I) + λ ‖Θ‖²` for L_BPR = 0.7, L_CL^U = 1.1, L_CL^I = 0.9,
+/// β = 0.3, λ = 0.1 (each weighted term by hand).
+#[test]
+fn eq20_regularisers_and_total_match_independent_oracle() {
+    let (ue, ie) = eq20_embeddings();
+    let sq = batch_sq_norm(&ue, &ie, &EQ20_TRIPLETS);
+    assert_vec("‖Θ‖²", &[sq], &[EQ20_SQ_NORM]);
+    assert_vec("‖Θ‖² by hand", &[sq], &[1.61 / 3.0]);
+    assert!((EQ20_SQ_NORM - EQ20_SQ_NORM_IF_DISTINCT_ROWS).abs() > 0.1, "the input tells triplets from rows");
+    assert_vec("batch norms", &[batch_norms(&ue, &ie, &EQ20_TRIPLETS)], &[EQ20_BATCH_NORMS]);
+    let terms = total_loss(0.7, 1.1, 0.9, sq, 0.3, 0.1);
+    assert_vec("L", &[terms.total()], &[EQ20_TOTAL]);
+    let weighted = [terms.bpr, terms.cl_user, terms.cl_item, terms.reg, terms.modality];
+    assert_vec("weighted terms by hand", &weighted, &[0.7, 0.3 * 1.1, 0.3 * 0.9, 0.1 * sq, 0.0]);
+}
+
+/// Eq. (20) of the whole model: `loss_and_grads` with SPEC.md's defaults (identity σ, mean
+/// readout, summed profiles, RCA with s = 1/(M+N), the learned item graph fed by e_I, z = e + h,
+/// the batch regulariser) against the script's transcription of Eq. (2)-(20) on a tiny graph:
+/// users 0:{0, 1}, 1:{1, 2}, 3 items, raw widths 3 and 2, d = d_f = d_j = 2, L_UI = 1, R = 2,
+/// k = 2, L_II = 1, τ = 0.5, β = 0.3, λ = 0.1, every edge kept. z (Eq. 17) and every weighted
+/// term are compared. Two slips are far from the right total: Eq. (19) on the layer-0
+/// embeddings instead of the readout e (by 0.09), and the regulariser over distinct rows
+/// instead of one per triplet (by 0.024). The RCA weights are the Eq. (13) oracle's Θ.
+#[test]
+fn eq20_model_loss_matches_independent_oracle() {
+    let cfg = ModelConfig {
+        embedding_dim: 2,
+        feature_dim: 2,
+        joint_dim: 2,
+        ui_layers: 1,
+        ii_layers: 1,
+        rounds: 2,
+        knn_k: 2,
+        tau: 0.5,
+        beta: 0.3,
+        lambda: 0.1,
+        sigma: Sigma::Identity,
+        readout: Readout::Mean,
+        aggregation: Aggregation::Sum,
+        fusion: Fusion::Rca,
+        degree_source: DegreeSource::FullGraph,
+        regularisation: Regularisation::BatchEmbeddings,
+        item_graph: true,
+        contrastive: true,
+        rca_scale: RcaScale::Mean,
+        gcn_weights: true,
+        item_graph_source: ItemGraphSource::Learned,
+        item_graph_input: ItemGraphInput::Readout,
+        user_semantic: true,
+        dual_fusion: true,
+        modality_bpr: 0.0,
+        ..ModelConfig::default()
+    };
+    let a = interaction_matrix(2, 3, &[(0, 0), (0, 1), (1, 1), (1, 2)]).unwrap();
+    let features = [
+        from_rows(&[&[1.0, 0.2, -0.5], &[0.3, -0.8, 0.6], &[-0.4, 0.5, 0.9]]),
+        from_rows(&[&[0.6, -0.1], &[0.2, 0.7], &[-0.5, 0.4]]),
+    ];
+    let g = Graph::new(a, features);
+    let (ue, ie) = eq20_embeddings();
+    let th = Theta::new();
+    let values: Vec<(&str, Mat<f64>)> = vec![
+        ("user_emb", ue),
+        ("item_emb", ie),
+        ("w_gcn.0", from_rows(&[&[0.9, -0.3], &[0.4, 1.1]])),
+        ("proj.v", from_rows(&[&[0.5, -0.1], &[0.2, 0.3], &[-0.4, 0.6]])),
+        ("proj_bias.v", from_rows(&[&[0.05, -0.02]])),
+        ("proj.t", from_rows(&[&[0.7, 0.2], &[-0.3, 0.5]])),
+        ("proj_bias.t", from_rows(&[&[-0.03, 0.04]])),
+        ("w_tr", th.w_tr.clone()),
+        ("b_tr", th.b_tr.clone()),
+        ("w_m.v", th.w_m[0].clone()),
+        ("w_a.v", th.w_a[0].clone()),
+        ("w_f.v", th.w_f[0].clone()),
+        ("w_m.t", th.w_m[1].clone()),
+        ("w_a.t", th.w_a[1].clone()),
+        ("w_f.t", th.w_f[1].clone()),
+        // The attention-profile vectors att.v/.t are not part of a model with summed profiles:
+        // Params::init leaves them empty.
+    ];
+    let mut p = Params::init(&cfg, Dims { n_users: 2, n_items: 3, d_visual: 3, d_text: 2 }, 0);
+    let mut set = 0;
+    for (name, t) in p.tensors_mut() {
+        match values.iter().find(|(n, _)| *n == name) {
+            Some((_, v)) => {
+                assert_eq!((t.nrows(), t.ncols()), (v.nrows(), v.ncols()), "{name}: shape");
+                *t = v.clone();
+                set += 1;
+            }
+            None => assert_eq!(
+                t.nrows() * t.ncols(),
+                0,
+                "{name}: a parameter of this configuration the oracle does not know: give it a value \
+                 here and in the script"
+            ),
+        }
+    }
+    assert_eq!(set, values.len(), "every tensor the oracle sets exists");
+    let batch = Batch { triplets: EQ20_TRIPLETS.to_vec() };
+    let out = loss_and_grads(&p, &batch, &g, &cfg).unwrap();
+    assert_mat("z", &out.forward.z, &rows(&EQ20_MODEL_Z));
+    let t = out.terms;
+    assert_vec(
+        "[L_BPR, β L_CL^U, β L_CL^I, λ ‖Θ‖², L]",
+        &[t.bpr, t.cl_user, t.cl_item, t.reg, out.loss],
+        &EQ20_MODEL_TERMS,
+    );
+    assert_eq!(t.modality, 0.0);
+    for wrong in [EQ20_MODEL_TOTAL_IF_CL_ON_LAYER0, EQ20_MODEL_TOTAL_IF_REG_ON_DISTINCT_ROWS] {
+        assert!((wrong - EQ20_MODEL_TERMS[4]).abs() > 0.02, "the input tells the slip apart");
+    }
+}
+
 /// The constants below are the transcription's output, verbatim: when python3 is available
 /// the script is run and every printed number must equal its constant exactly (Python's repr
 /// and Rust's parser round-trip f64). Without python3 (it is not required on CI) this test says
@@ -368,6 +590,10 @@ fn oracle_constants_are_the_python_transcriptions_output() {
         ("EQ05_AVERAGE", flat(&EQ05_AVERAGE)),
         ("EQ05_MAX", flat(&EQ05_MAX)),
         ("EQ05_ATTENTION", flat(&EQ05_ATTENTION)),
+        ("EQ06_X", flat(&EQ06_X)),
+        ("EQ06_X_IF_BIAS_ONCE", flat(&EQ06_X_IF_BIAS_ONCE)),
+        ("EQ08_EP", flat(&EQ08_EP)),
+        ("EQ09_P", flat(&EQ09_P)),
         ("EQ10_C", flat(&EQ10_C)),
         ("EQ11_F_SCALE1", flat(&EQ11_F_SCALE1)),
         ("EQ11_F_MEAN", flat(&EQ11_F_MEAN)),
@@ -376,6 +602,9 @@ fn oracle_constants_are_the_python_transcriptions_output() {
         ("EQ13_ONE_ROUND", flat(&EQ13_ONE_ROUND)),
         ("EQ13_TWO_ROUNDS", flat(&EQ13_TWO_ROUNDS)),
         ("EQ13_ONE_ROUND_IF_TRANSPOSED", flat(&EQ13_ONE_ROUND_IF_TRANSPOSED)),
+        ("EQ07_E", flat(&EQ07_E)),
+        ("EQ08_EP_ROUND", flat(&EQ08_EP_ROUND)),
+        ("EQ09_P_ROUND", flat(&EQ09_P_ROUND)),
         ("EQ14_S", flat(&EQ14_S)),
         ("EQ14_KNN_DENSE", flat(&EQ14_KNN_DENSE)),
         ("EQ14_KNN3_DENSE", flat(&EQ14_KNN3_DENSE)),
@@ -385,6 +614,14 @@ fn oracle_constants_are_the_python_transcriptions_output() {
         ("EQ18_BPR", flat(&EQ18_BPR)),
         ("EQ19_INFO_NCE", flat(&EQ19_INFO_NCE)),
         ("EQ19_INFO_NCE_IF_COLUMN_SOFTMAX", flat(&EQ19_INFO_NCE_IF_COLUMN_SOFTMAX)),
+        ("EQ20_SQ_NORM", flat(&EQ20_SQ_NORM)),
+        ("EQ20_SQ_NORM_IF_DISTINCT_ROWS", flat(&EQ20_SQ_NORM_IF_DISTINCT_ROWS)),
+        ("EQ20_BATCH_NORMS", flat(&EQ20_BATCH_NORMS)),
+        ("EQ20_TOTAL", flat(&EQ20_TOTAL)),
+        ("EQ20_MODEL_Z", flat(&EQ20_MODEL_Z)),
+        ("EQ20_MODEL_TERMS", flat(&EQ20_MODEL_TERMS)),
+        ("EQ20_MODEL_TOTAL_IF_CL_ON_LAYER0", flat(&EQ20_MODEL_TOTAL_IF_CL_ON_LAYER0)),
+        ("EQ20_MODEL_TOTAL_IF_REG_ON_DISTINCT_ROWS", flat(&EQ20_MODEL_TOTAL_IF_REG_ON_DISTINCT_ROWS)),
     ];
     let mut seen = 0;
     for line in out.lines() {
@@ -482,6 +719,30 @@ const EQ05_SUM: [[f64; 2]; 3] = [[4.0, -1.0], [0.5, 4.0], [0.0, 0.0]];
 const EQ05_AVERAGE: [[f64; 2]; 3] = [[2.0, -0.5], [0.5, 4.0], [0.0, 0.0]];
 const EQ05_MAX: [[f64; 2]; 3] = [[3.0, 1.0], [0.5, 4.0], [0.0, 0.0]];
 const EQ05_ATTENTION: [[f64; 2]; 3] = [[2.1243530017715964, -0.3134704973426057], [0.5, 4.0], [0.0, 0.0]];
+const EQ06_X: [[f64; 2]; 6] = [
+    [6.199999999999999, 0.35000000000000003],
+    [-1.65, -0.95],
+    [4.55, -0.5999999999999999],
+    [-0.4, 0.8],
+    [-1.65, -0.95],
+    [6.6, -0.45],
+];
+const EQ06_X_IF_BIAS_ONCE: [[f64; 2]; 6] =
+    [[6.1, 0.55], [-1.65, -0.95], [4.35, -0.2], [-0.4, 0.8], [-1.65, -0.95], [6.6, -0.45]];
+const EQ07_E: [[f64; 4]; 3] = [[0.3, -0.2, 0.8, 0.1], [0.5, 0.4, -0.3, 0.7], [-0.1, 0.6, 0.2, 0.2]];
+const EQ08_EP: [[f64; 4]; 3] = [
+    [-2.2, -0.975, 3.65, -0.32499999999999996],
+    [2.8, -1.225, -0.22499999999999998, 1.175],
+    [1.8, 3.025, -0.6625, -1.7],
+];
+const EQ08_EP_ROUND: [[f64; 2]; 3] =
+    [[-0.22999999999999995, -0.32999999999999996], [0.89, 0.22000000000000003], [0.13, 0.4100000000000001]];
+const EQ09_P: [[f64; 2]; 3] = [[-0.35, -2.2], [1.875, 0.25], [1.0, 4.25]];
+const EQ09_P_ROUND: [[f64; 4]; 3] = [
+    [-0.06499999999999997, -0.5109999999999999, -0.33299999999999996, 0.00899999999999998],
+    [0.78, 0.7090000000000001, 0.44300000000000006, -0.669],
+    [-0.07500000000000004, 0.5570000000000002, 0.36700000000000005, 0.12900000000000006],
+];
 const EQ10_C: [[f64; 3]; 3] = [
     [0.18774620586828542, -0.2913126124515909, 0.1586485042974989],
     [0.3713602278765077, 0.15864850429749894, -0.09966799462495582],
@@ -533,3 +794,18 @@ const EQ17_SCORES: [f64; 3] = [1.5, 6.0, -2.5];
 const EQ18_BPR: f64 = 1.6748529319986591;
 const EQ19_INFO_NCE: f64 = 1.1438254078351104;
 const EQ19_INFO_NCE_IF_COLUMN_SOFTMAX: f64 = 1.113529690813401;
+const EQ20_SQ_NORM: f64 = 0.5366666666666667;
+const EQ20_SQ_NORM_IF_DISTINCT_ROWS: f64 = 0.2966666666666667;
+const EQ20_BATCH_NORMS: f64 = 0.7253635545547943;
+const EQ20_TOTAL: f64 = 1.3536666666666666;
+const EQ20_MODEL_Z: [[f64; 2]; 5] = [
+    [0.6027644832124894, 0.012245359521151335],
+    [0.13460155108391486, 0.17457106781186552],
+    [0.5616295090390225, -0.061629509039022534],
+    [-0.01679395801466773, 0.09959817326353701],
+    [0.3035706533113047, 0.01031560702294748],
+];
+const EQ20_MODEL_TERMS: [f64; 5] =
+    [0.7102887888213226, 0.15711551943410348, 0.065521773120389, 0.053666666666666675, 0.9865927480424818];
+const EQ20_MODEL_TOTAL_IF_CL_ON_LAYER0: f64 = 1.0771755556300224;
+const EQ20_MODEL_TOTAL_IF_REG_ON_DISTINCT_ROWS: f64 = 0.9625927480424817;

@@ -103,6 +103,21 @@ impl ModelInputs<'_> {
     }
 }
 
+/// The parameters an engine starts from: `params` with, under `train_features`, the raw
+/// feature tables attached from `inputs` (f64 copies `[N, d_m]`) unless they already are (a
+/// resumed run). Every engine calls it, so all three train the same parameter set.
+pub fn with_features(params: &Params, inputs: &ModelInputs, cfg: &ModelConfig) -> Params {
+    let mut p = params.clone();
+    if cfg.train_features {
+        let mat = |m: usize| match inputs.features[m] {
+            Some(f) => faer::Mat::from_fn(f.rows, f.cols, |i, j| f.data[i * f.cols + j] as f64),
+            None => faer::Mat::zeros(inputs.n_items, 0),
+        };
+        p.attach_features_owned(cfg, [mat(0), mat(1)]);
+    }
+    p
+}
+
 /// Wall time per stage, summed since the last reset.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct StageTimes {

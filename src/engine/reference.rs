@@ -34,6 +34,8 @@ impl ReferenceEngine {
             None => Mat::zeros(inputs.n_items, 0),
         };
         let mut graph = Graph::new(a, [feat(0), feat(1)]);
+        let mut params = params;
+        params.attach_features(cfg, [&graph.features[0], &graph.features[1]]);
         let file_graph = match cfg.item_graph_source {
             ItemGraphSource::Files { .. } if cfg.item_graph => inputs.fixed_item_graph.cloned(),
             _ => None,

@@ -8,7 +8,8 @@ numbers as constants (python3 may be absent on CI) and compares the reference ag
 Rerun it to regenerate: `python3 tests/oracles/reference_forward.py`.
 
 Conventions (SPEC.md): embeddings are rows, so the paper's `W e` is `e W`; matrices are lists
-of rows; modality 0 is visual, 1 textual.
+of rows; modality 0 is visual, 1 textual. The last section transcribes the whole chain,
+Eq. (2)-(20) with SPEC.md's defaults, on a tiny graph (the Rust side runs `loss_and_grads`).
 """
 
 import math
@@ -109,6 +110,31 @@ for u in range(3):
     attn.append([sum(math.exp(s[k]) / z * XI[i][j] for k, i in enumerate(its)) for j in range(2)])
 show("EQ05_ATTENTION", attn)
 
+# ---------------------------------------------------------------- Eq. (6)
+# Projection first (SPEC.md): X^_I = X_I P + 1 p, X_U = A X^_I (Eq. 5, sum), X = [X_U; X^_I]
+# (rows, users first). 3 users 0:{0,2}, 1:{1}, 2:{0,1,2}; 3 items, raw width 3, d_f = 2.
+A6 = [[1, 0, 1], [0, 1, 0], [1, 1, 1]]
+X6 = [[1.0, 0.0, 2.0], [0.5, -1.0, 0.0], [0.0, 3.0, -1.0]]
+P6 = [[0.5, -1.0], [2.0, 0.25], [-0.5, 1.0]]
+B6 = [0.1, -0.2]
+XHAT6 = [[v + b for v, b in zip(r, B6)] for r in mm(X6, P6)]
+show("EQ06_X", mm(A6, XHAT6) + XHAT6)
+# The order SPEC.md rejects: Eq. (5) on the raw features, then projected (bias once, not d_u times).
+show("EQ06_X_IF_BIAS_ONCE", [[v + b for v, b in zip(r, B6)] for r in mm(mm(A6, X6), P6)] + XHAT6)
+
+# ---------------------------------------------------------------- Eq. (8)
+# E [3, 4], W_tr [4, 4] not symmetric, b_tr [1, 4] broadcast over the rows.
+E8 = [[1.0, -0.5, 0.25, 2.0], [0.0, 1.5, -1.0, 0.5], [-2.0, 0.75, 1.0, -1.0]]
+W8 = [[0.5, -1.0, 0.25, 0.0], [2.0, 0.5, -0.75, 1.0], [0.0, 1.5, 0.5, -0.5], [-1.0, 0.25, 1.0, 0.75]]
+B8 = [0.3, -0.6, 0.9, -1.2]
+show("EQ08_EP", [[v + b for v, b in zip(r, B8)] for r in mm(E8, W8)])
+
+# ---------------------------------------------------------------- Eq. (9)
+# E' [3, 2], W_m [2, 2] not symmetric.
+EP9 = [[0.4, -1.0], [1.5, 0.5], [-0.5, 2.0]]
+W9 = [[1.0, -0.5], [0.75, 2.0]]
+show("EQ09_P", mm(EP9, W9))
+
 # ---------------------------------------------------------------- Eq. (10)-(12)
 X = [[0.3, -0.2], [0.5, 0.4], [-0.1, 0.6]]
 P = [[0.7, 0.1], [-0.4, 0.9], [0.2, -0.5]]
@@ -138,26 +164,36 @@ WF2 = [[[0.9, 0.1], [0.0, 1.1]], [[1.2, -0.3], [0.2, 0.8]]]
 S13 = 1.0 / 3.0
 
 
-def rca_round(xs, transposed=False):
+def rca_round(xs, transposed=False, record=None, scale=S13):
     e = hcat(xs[0], xs[1])  # Eq. (7), columns
     ep = [[v + b for v, b in zip(r, BTR[0])] for r in mm(e, WTR)]  # Eq. (8)
+    if record is not None:
+        record.update(e=e, ep=ep, p=[])
     out = []
     for m in range(2):
         p = mm(ep, WM[m])  # Eq. (9)
+        if record is not None:
+            record["p"].append(p)
         c = emap(mm(xs[m], transpose(p)), math.tanh)  # Eq. (10)
         if transposed:  # the planted bug of issue 23, to show the oracle tells them apart
             c = transpose(c)
-        f = emap(mm(emap(mm(c, xs[m]), lambda v: S13 * v), WA2[m]), relu)  # Eq. (11)
+        f = emap(mm(emap(mm(c, xs[m]), lambda v: scale * v), WA2[m]), relu)  # Eq. (11)
         out.append(add(f, mm(xs[m], WF2[m])))  # Eq. (12)
     return out
 
 
-r1 = rca_round([XV0, XT0])
+first = {}
+r1 = rca_round([XV0, XT0], record=first)
 show("EQ13_ONE_ROUND", hcat(r1[0], r1[1]))
 r2 = rca_round(r1)
 show("EQ13_TWO_ROUNDS", hcat(r2[0], r2[1]))
 rt = rca_round([XV0, XT0], transposed=True)
 show("EQ13_ONE_ROUND_IF_TRANSPOSED", hcat(rt[0], rt[1]))
+# Eq. (7)-(9) inside the first round (Theta of the Eq. (13) oracle): E = [X^v | X^t], E', and
+# [P^v | P^t] (P^v from W_v, P^t from W_t).
+show("EQ07_E", first["e"])
+show("EQ08_EP_ROUND", first["ep"])
+show("EQ09_P_ROUND", hcat(first["p"][0], first["p"][1]))
 
 # ---------------------------------------------------------------- Eq. (14)
 # 5 items, k = 2. Item 4 is a zero row.
@@ -229,3 +265,109 @@ for u in range(3):  # the column softmax (a wrong denominator), to show it diffe
     den = sum(math.exp(cos(EA[v], HB[u]) / tau) for v in range(3))
     tot += -math.log(num / den)
 print(f"EQ19_INFO_NCE_IF_COLUMN_SOFTMAX = {tot / 3!r}")
+
+
+# ---------------------------------------------------------------- Eq. (20)
+# L = L_BPR + beta (L_CL^U + L_CL^I) + lambda ||Theta||^2 with SPEC.md's ||Theta||^2 =
+# sum over the batch's triplets of ||E_u||^2 + ||E_i||^2 + ||E_j||^2 of the layer-0 embeddings,
+# divided by B (one row per triplet: a repeated user counts twice); MMRec's batch_norms is
+# (||U_b|| + ||P_b|| + ||N_b||) / B with unsquared Frobenius norms of the [B, d] tables.
+
+
+def info_nce(a, b, t):
+    """Eq. (19) over the rows of a (e) and b (h), mean over the batch."""
+    tot = 0.0
+    for u in range(len(a)):
+        num = math.exp(cos(a[u], b[u]) / t)
+        den = sum(math.exp(cos(a[u], b[v]) / t) for v in range(len(a)))
+        tot += -math.log(num / den)
+    return tot / len(a)
+
+
+def sqn(v):
+    return sum(x * x for x in v)
+
+
+UE = [[0.5, -0.2], [0.1, 0.4]]
+IE = [[0.3, 0.2], [-0.4, 0.1], [0.2, -0.3]]
+TRIPLETS = [(0, 0, 2), (1, 1, 0), (0, 1, 2)]
+BETA, LAMBDA, TAU20 = 0.3, 0.1, 0.5
+NB = len(TRIPLETS)
+SQ = sum(sqn(UE[u]) + sqn(IE[i]) + sqn(IE[j]) for u, i, j in TRIPLETS) / NB
+print(f"EQ20_SQ_NORM = {SQ!r}")
+# The same over the distinct rows (user 0 and item 1 counted once): what a per-entity penalty gives.
+print(f"EQ20_SQ_NORM_IF_DISTINCT_ROWS = {(sum(sqn(r) for r in UE) + sum(sqn(r) for r in IE)) / NB!r}")
+frob = lambda rows: math.sqrt(sum(sqn(r) for r in rows))  # Frobenius norm of a [B, d] table
+tables = [[UE[u] for u, _, _ in TRIPLETS], [IE[i] for _, i, _ in TRIPLETS], [IE[j] for _, _, j in TRIPLETS]]
+print(f"EQ20_BATCH_NORMS = {sum(frob(t) for t in tables) / NB!r}")
+print(f"EQ20_TOTAL = {0.7 + BETA * (1.1 + 0.9) + LAMBDA * SQ!r}")  # L_BPR 0.7, L_CL^U 1.1, L_CL^I 0.9
+
+# The whole model (SPEC.md defaults: identity sigma, mean readout, sum profiles, RCA with
+# s = 1/(M+N), learned item graph fed by the readout e_I, z = e + h) on a tiny graph: 2 users
+# 0:{0,1}, 1:{1,2}, 3 items, d = d_f = d_j = 2, L_UI = 1, R = 2, k = 2, L_II = 1, every edge kept.
+MU, NI = 2, 3
+AP = [(0, 0), (0, 1), (1, 1), (1, 2)]
+A20 = [[1 if (u, i) in AP else 0 for i in range(NI)] for u in range(MU)]
+WG = [[0.9, -0.3], [0.4, 1.1]]
+FV = [[1.0, 0.2, -0.5], [0.3, -0.8, 0.6], [-0.4, 0.5, 0.9]]
+FT = [[0.6, -0.1], [0.2, 0.7], [-0.5, 0.4]]
+PV, BV = [[0.5, -0.1], [0.2, 0.3], [-0.4, 0.6]], [0.05, -0.02]
+PT, BT = [[0.7, 0.2], [-0.3, 0.5]], [-0.03, 0.04]
+K20 = 2
+
+# Eq. (2)-(4): full-graph degrees, one layer, mean readout of layers 0 and 1.
+du20 = [sum(A20[u]) for u in range(MU)]
+di20 = [sum(A20[u][i] for u in range(MU)) for i in range(NI)]
+H0 = UE + IE
+HW = mm(H0, WG)
+H1 = [[0.0, 0.0] for _ in range(MU + NI)]
+for u, i in AP:
+    c = 1 / math.sqrt(du20[u] * di20[i])
+    for j in range(2):
+        H1[u][j] += c * HW[MU + i][j]
+        H1[MU + i][j] += c * HW[u][j]
+E20 = [[(a + b) / 2 for a, b in zip(r0, r1)] for r0, r1 in zip(H0, H1)]
+
+# Eq. (5)-(13): projected features, summed profiles, users stacked first, R = 2 rounds.
+xhat = [[[v + b for v, b in zip(r, bias)] for r in mm(f, p)] for f, p, bias in [(FV, PV, BV), (FT, PT, BT)]]
+xs = [mm(A20, xh) + xh for xh in xhat]
+for _ in range(2):
+    xs = rca_round(xs, scale=1.0 / (MU + NI))
+XATT_I = hcat(xs[0], xs[1])[MU:]
+
+# Eq. (14): cosine, top-k per row (self included, ties to the smaller id), clamp, row-normalise.
+nrm = [math.sqrt(sqn(r)) for r in XATT_I]
+S20 = [[sum(a * b for a, b in zip(XATT_I[i], XATT_I[j])) / (nrm[i] * nrm[j]) for j in range(NI)] for i in range(NI)]
+ST20 = [[0.0] * NI for _ in range(NI)]
+for i in range(NI):
+    order = sorted(range(NI), key=lambda j: (-S20[i][j], j))
+    assert S20[i][order[K20 - 1]] - S20[i][order[K20]] > 1e-3, "no near-tie at the cut-off"
+    tot = sum(max(S20[i][j], 0.0) for j in order[:K20])
+    for j in order[:K20]:
+        ST20[i][j] = max(S20[i][j], 0.0) / tot
+
+# Eq. (15)-(17): h^(0) = e_I, one layer, h_u = sum of the items' h, z = e + h.
+HI20 = mm(ST20, E20[MU:])
+H20 = mm(A20, HI20) + HI20
+Z20 = add(E20, H20)
+show("EQ20_MODEL_Z", Z20)
+
+
+def model_terms(e_cl, reg_sq):
+    """Eq. (18)-(20) on Z20; e_cl is the collaborative view Eq. (19) contrasts with h."""
+    dot = lambda a, b: sum(x * y for x, y in zip(a, b))
+    bpr = sum(math.log1p(math.exp(-(dot(Z20[u], Z20[MU + i]) - dot(Z20[u], Z20[MU + j])))) for u, i, j in TRIPLETS) / NB
+    users = list(dict.fromkeys(u for u, _, _ in TRIPLETS))  # distinct users, first appearance
+    items = list(dict.fromkeys(i for _, i, _ in TRIPLETS))  # distinct positive items
+    clu = info_nce([e_cl[u] for u in users], [H20[u] for u in users], TAU20)
+    cli = info_nce([e_cl[MU + i] for i in items], [H20[MU + i] for i in items], TAU20)
+    terms = [bpr, BETA * clu, BETA * cli, LAMBDA * reg_sq]
+    return terms + [sum(terms)]
+
+
+show("EQ20_MODEL_TERMS", model_terms(E20, SQ))
+# Two plausible slips, to show the input tells them apart: Eq. (19) on the layer-0 embeddings
+# instead of the readout e, and the regulariser over distinct rows instead of one per triplet.
+print(f"EQ20_MODEL_TOTAL_IF_CL_ON_LAYER0 = {model_terms(H0, SQ)[-1]!r}")
+SQ_DISTINCT = (sum(sqn(r) for r in UE) + sum(sqn(r) for r in IE)) / NB
+print(f"EQ20_MODEL_TOTAL_IF_REG_ON_DISTINCT_ROWS = {model_terms(E20, SQ_DISTINCT)[-1]!r}")

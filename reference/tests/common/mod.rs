@@ -52,7 +52,8 @@ pub fn tiny_case(seed: u64, cfg: &ModelConfig) -> (Params, Batch, Graph) {
     let features = [rand_mat(n, dv, 1.0, &mut r), rand_mat(n, dt, 1.0, &mut r)];
     let mut g = Graph::new(a, features);
     g.edge_mask = sample_edge_mask(&g.a, cfg.drop_edge, seed ^ 0x5eed);
-    let params = Params::init(cfg, Dims { n_users: m, n_items: n, d_visual: dv, d_text: dt }, seed.wrapping_add(1));
+    let mut params = Params::init(cfg, Dims { n_users: m, n_items: n, d_visual: dv, d_text: dt }, seed.wrapping_add(1));
+    params.attach_features(cfg, [&g.features[0], &g.features[1]]);
     let mut triplets = Vec::new();
     for _ in 0..6 {
         let u = r.random_range(0..m);

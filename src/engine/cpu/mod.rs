@@ -21,13 +21,17 @@ use crane_reference::losses::LossTerms;
 use crane_reference::{ModelConfig, Params};
 use item_graph::{KnnGraph, Unit};
 use nalgebra_sparse::CsrMatrix;
-use ops::{dot, mm_tn_tall, Csr, Dense};
+use ops::{dot, mm, mm_tn_tall, Csr, Dense};
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::time::Instant;
 
 /// Parameter names of the projection `P_m`, `p_m` of each modality (v, t).
 pub(super) const PROJ: [(&str, &str); 2] = [("proj.v", "proj_bias.v"), ("proj.t", "proj_bias.t")];
+/// Parameter names of the authors' second projection `Q_m`, `q_m` (`attention_projection`).
+pub(super) const MHA_PROJ: [(&str, &str); 2] = [("mha_proj.v", "mha_proj_bias.v"), ("mha_proj.t", "mha_proj_bias.t")];
+/// Parameter names of the trained raw feature tables (`train_features`).
+pub(super) const FEATURES: [&str; 2] = ["features.v", "features.t"];
 
 /// Bytes per `[block, M+N]` buffer of RCA and the kNN (two such buffers are live at once).
 pub const DEFAULT_BLOCK_BYTES: usize = 64 << 20;
@@ -85,6 +89,7 @@ impl CpuEngine {
     pub fn new(inputs: &ModelInputs, cfg: &ModelConfig, params: &Params) -> Result<Self> {
         inputs.check(cfg)?;
         cfg.validate(inputs.n_items)?;
+        let params = &super::with_features(params, inputs, cfg);
         let a64 = inputs.interaction_matrix()?;
         let a = Csr::from_nalgebra(&a64);
         let a_t = a.transpose();
@@ -112,7 +117,8 @@ impl CpuEngine {
             mask,
             adj,
             feats: [feat(0), feat(1)],
-            template: params.clone(),
+            // Filled tensor by tensor on export: the tables need no second copy here.
+            template: params.without_features(),
             index,
             g: zeros.clone(),
             m1: zeros.clone(),
@@ -201,7 +207,7 @@ impl CpuEngine {
     /// Eq. (5)-(14): S̃ from the features and current parameters.
     fn build_graph(&self) -> Result<(KnnGraph, FeatureCache)> {
         let cfg = &self.cfg;
-        let xhat = [self.project(0, &self.feats[0]), self.project(1, &self.feats[1])];
+        let xhat = [self.project(0, self.feat(0)), self.project(1, self.feat(1))];
         let block = self.rca_block_rows();
         let kblock = rca::block_rows(self.n, self.block_bytes);
         let (mut profiles, mut rca_cache) = (None, None);
@@ -302,24 +308,50 @@ impl CpuEngine {
         }
     }
 
-    /// `X̂^m = X P_m + p_m` for rows `x` of modality m's raw features.
+    /// Modality m's raw features `X^m` `[N, d_m]`: the trained table (`train_features`) or
+    /// the data's constants.
+    fn feat(&self, m: usize) -> &Dense {
+        if self.cfg.train_features {
+            self.t(FEATURES[m])
+        } else {
+            &self.feats[m]
+        }
+    }
+
+    /// `X̂ = X P_m + p_m` for rows `x` of modality m's raw features.
     fn project(&self, m: usize, x: &Dense) -> Dense {
         user_profiles::project(x, self.t(PROJ[m].0), self.t(PROJ[m].1))
     }
 
-    /// Accumulates the gradients of `P_m`, `p_m` from `dX̂` of the feature rows `x` (`None`:
-    /// every item's row, without copying the features): `dP_m += X_mᵀ dX̂`, `dp_m += 1ᵀ dX̂`.
-    /// `col_sums` is `1ᵀ dX̂` when the caller has it in a better-conditioned form
-    /// ([`attention::input_col_sums`]).
-    fn add_project_grads(&mut self, m: usize, x: Option<&Dense>, d_xhat: &Dense, col_sums: Option<Dense>) {
-        let x = x.unwrap_or(&self.feats[m]);
+    /// Accumulates the gradients of `P_m`, `p_m` from `dX̂` of the feature rows `x` with ids
+    /// `rows` (`None`: every item's row, without copying the features): `dP_m += Xᵀ dX̂`,
+    /// `dp_m += 1ᵀ dX̂`, and with trained tables `dX^m[rows] += dX̂ P_mᵀ`. `col_sums` is
+    /// `1ᵀ dX̂` when the caller has it in a better-conditioned form ([`attention::input_col_sums`]).
+    fn add_project_grads(&mut self, m: usize, x: Option<(&Dense, &[u32])>, d_xhat: &Dense, col_sums: Option<Dense>) {
+        let xs = x.map_or(self.feat(m), |(x, _)| x);
         let (dp, db) = match col_sums {
-            Some(s) => (mm_tn_tall(x, d_xhat), s),
-            None => user_profiles::project_backward(x, d_xhat),
+            Some(s) => (mm_tn_tall(xs, d_xhat), s),
+            None => user_profiles::project_backward(xs, d_xhat),
         };
         let (kp, kb) = (self.ix(PROJ[m].0), self.ix(PROJ[m].1));
         self.g[kp].add_assign(&dp);
         self.g[kb].add_assign(&db);
+        if self.cfg.train_features {
+            let d_x = mm(d_xhat, false, self.t(PROJ[m].0), true);
+            let k = self.ix(FEATURES[m]);
+            match x {
+                Some((_, rows)) => scatter_add(&mut self.g[k], rows, &d_x),
+                None => self.g[k].add_assign(&d_x),
+            }
+        }
+    }
+
+    /// The attention's input for modality m: `X̂^m`, or `X̂^m Q_m + q_m` with the authors'
+    /// second projection (`attention_projection`).
+    fn attention_in(&self, m: usize, xhat: &Dense) -> Option<Dense> {
+        self.cfg
+            .uses_attention_projection()
+            .then(|| user_profiles::project(xhat, self.t(MHA_PROJ[m].0), self.t(MHA_PROJ[m].1)))
     }
 
     /// The collaborative (e) and semantic (h, Eq. 15-16) views from e and the held graph.
@@ -360,17 +392,19 @@ impl CpuEngine {
     }
 
     /// h^(0) of the authors' code: the mean over present modalities of the blocked attention
-    /// of the projected features `[N, d]`, with the caches of its backward.
-    fn attention_input(&self) -> (Dense, Vec<(usize, attention::MhaCache)>) {
+    /// of the projected features `[N, d]`, with the caches of its backward (and X̂^m, which
+    /// the second projection's backward needs).
+    fn attention_input(&self) -> (Dense, Vec<AttentionCache>) {
         let block = self.attention_block_rows();
         let present: Vec<usize> = (0..2).filter(|&m| self.feats[m].cols > 0).collect();
         let mut h0 = Dense::zeros(self.n, self.cfg.feature_dim);
         let mut caches = Vec::new();
         for &m in &present {
-            let xhat = self.project(m, &self.feats[m]);
-            let (y, c) = attention::forward(&xhat, &self.mha(), block);
+            let xhat = self.project(m, self.feat(m));
+            let x2 = self.attention_in(m, &xhat);
+            let (y, c) = attention::forward(x2.as_ref().unwrap_or(&xhat), &self.mha(), block);
             h0.axpy(1.0 / present.len() as f32, &y);
-            caches.push((m, c));
+            caches.push((m, c, x2.is_some().then_some(xhat)));
         }
         (h0, caches)
     }
@@ -390,6 +424,10 @@ impl CpuEngine {
     }
 }
 
+/// Per present modality of the authors' attention: its index, the attention's cache, and X̂^m
+/// when the second projection sits between them.
+type AttentionCache = (usize, attention::MhaCache, Option<Dense>);
+
 /// e and h split into users and items; `hs` are the layers of Eq. (15) (empty without a graph).
 struct Branches {
     eu: Dense,
@@ -399,7 +437,7 @@ struct Branches {
     hi: Dense,
     /// Attention caches per present modality (`item_graph_input = "attention"`) and the time
     /// its forward took (reported with the item graph's stage, as its backward is).
-    att: Option<(Vec<(usize, attention::MhaCache)>, std::time::Duration)>,
+    att: Option<(Vec<AttentionCache>, std::time::Duration)>,
 }
 
 /// Eq. (18), one view: the mean BPR loss of the batch's triplets on `xu` `[M, d]`, `xi`
@@ -546,7 +584,7 @@ impl Engine for CpuEngine {
             let w = cfg.modality_bpr as f32;
             let rows: Vec<u32> = pos_b.iter().chain(&neg_b).copied().collect();
             for mm in (0..2).filter(|&mm| self.feats[mm].cols > 0) {
-                let x = gather(&self.feats[mm], &rows);
+                let x = gather(self.feat(mm), &rows);
                 let y = self.project(mm, &x);
                 let b = batch.len();
                 let pos: Vec<f32> = (0..b).map(|k| dot(zsum.row(k), y.row(k))).collect();
@@ -564,7 +602,7 @@ impl Engine for CpuEngine {
                 }
                 scatter_add(&mut d_eu, &users_b, &dz);
                 scatter_add(&mut d_hu, &users_b, &dz);
-                modality.push((mm, x, dy));
+                modality.push((mm, x, rows.clone(), dy));
             }
         }
         for (name, v) in terms.named() {
@@ -578,8 +616,8 @@ impl Engine for CpuEngine {
         for g in &mut self.g {
             g.data.iter_mut().for_each(|v| *v = 0.0);
         }
-        for (mm, x, dy) in &modality {
-            self.add_project_grads(*mm, Some(x), dy, None);
+        for (mm, x, rows, dy) in &modality {
+            self.add_project_grads(*mm, Some((x, rows)), dy, None);
         }
         if let Some(g) = &graph {
             if cfg.user_semantic {
@@ -595,7 +633,7 @@ impl Engine for CpuEngine {
                     let mut d_y = d_h0.clone();
                     d_y.scale(1.0 / caches.len() as f32);
                     let block = self.attention_block_rows();
-                    for (m, c) in caches {
+                    for (m, c, xhat) in caches {
                         let (d_x, dw, db) = attention::backward(&self.mha(), c, &d_y, block);
                         let sums = attention::input_col_sums(&self.mha(), &db);
                         for (k, name) in ["q", "k", "v", "o"].iter().enumerate() {
@@ -603,7 +641,20 @@ impl Engine for CpuEngine {
                             self.g[kw].add_assign(&dw[k]);
                             self.g[kb].add_assign(&db[k]);
                         }
-                        self.add_project_grads(*m, None, &d_x, Some(sums));
+                        match xhat {
+                            // The second projection: dQ_m = X̂ᵀ dX₂, dq_m = 1ᵀ dX₂ (the
+                            // better-conditioned sums), then dX̂ = dX₂ Q_mᵀ, 1ᵀ dX̂ = (1ᵀ dX₂) Q_mᵀ.
+                            Some(xhat) => {
+                                let q = self.t(MHA_PROJ[*m].0).clone();
+                                let (kq, kqb) = (self.ix(MHA_PROJ[*m].0), self.ix(MHA_PROJ[*m].1));
+                                self.g[kq].add_assign(&mm_tn_tall(xhat, &d_x));
+                                self.g[kqb].add_assign(&sums);
+                                let d_xhat = mm(&d_x, false, &q, true);
+                                let sums_xhat = mm(&sums, false, &q, true);
+                                self.add_project_grads(*m, None, &d_xhat, Some(sums_xhat));
+                            }
+                            None => self.add_project_grads(*m, None, &d_x, Some(sums)),
+                        }
                     }
                     self.times.rca_graph += t.elapsed();
                 }

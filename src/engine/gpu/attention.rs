@@ -8,8 +8,13 @@
 
 use super::ops::{dev_err, Mat, Ops};
 use super::GpuEngine;
+use crate::engine::cpu::MHA_PROJ;
 use crate::error::Result;
 use crane_gpu::device::Device;
+
+/// Per present modality of the authors' attention: its index, the attention's cache, and X̂^m
+/// when the second projection (`attention_projection`) sits between them.
+pub(super) type AttentionCache<B> = (usize, MhaCache<B>, Option<Mat<B>>);
 
 /// crane-code's multi-head attention parameters: `[W_q, W_k, W_v, W_o]` `[d, d]`, biases `[1, d]`.
 struct MhaParams<'a, B> {
@@ -202,7 +207,7 @@ impl<D: Device> GpuEngine<D> {
 
     /// The authors' code's `h^(0)` `[N, d]`, added into `h`: the mean over present modalities
     /// of the attention of the projected features. Returns the attention's caches.
-    pub(super) fn attention_input(&self, h: &mut D::Buf<f32>) -> Result<Vec<(usize, MhaCache<D::Buf<f32>>)>> {
+    pub(super) fn attention_input(&self, h: &mut D::Buf<f32>) -> Result<Vec<AttentionCache<D::Buf<f32>>>> {
         let (d, n) = (self.d, self.n);
         let o = Ops(&self.dev);
         let present: Vec<usize> = (0..2).filter(|&m| self.widths[m] > 0).collect();
@@ -211,9 +216,19 @@ impl<D: Device> GpuEngine<D> {
         let block = crate::engine::cpu::rca::block_rows(n, self.block_bytes);
         let mut att = Vec::new();
         for &mm in &present {
-            let (y, c) = mha_forward(&o, self.project(mm)?, &p, block)?;
+            let xhat = self.project(mm)?;
+            // The authors' second projection: X̂^m Q_m + q_m, then the attention.
+            let (x_in, kept) = if self.cfg.uses_attention_projection() {
+                let (q, qb) = (self.pmat(MHA_PROJ[mm].0)?, self.pmat(MHA_PROJ[mm].1)?);
+                let mut x2 = o.mm(&xhat, false, &q, false, 1.0)?;
+                self.dev.add_row_bias(&mut x2.b, &qb.b, x2.cols).map_err(dev_err)?;
+                (x2, Some(xhat))
+            } else {
+                (xhat, None)
+            };
+            let (y, c) = mha_forward(&o, x_in, &p, block)?;
             self.dev.axpy_at(h, 0, &y.b, 0, n * d, 1.0 / present.len() as f32).map_err(dev_err)?;
-            att.push((mm, c));
+            att.push((mm, c, kept));
         }
         Ok(att)
     }
@@ -223,7 +238,7 @@ impl<D: Device> GpuEngine<D> {
     pub(super) fn attention_input_backward(
         &mut self,
         dh: &D::Buf<f32>,
-        att: &[(usize, MhaCache<D::Buf<f32>>)],
+        att: &[AttentionCache<D::Buf<f32>>],
     ) -> Result<()> {
         let (d, n) = (self.d, self.n);
         let o = Ops(&self.dev);
@@ -233,17 +248,36 @@ impl<D: Device> GpuEngine<D> {
         let p = self.mha_view(&t);
         let block = crate::engine::cpu::rca::block_rows(n, self.block_bytes);
         let mut grads = Vec::new();
-        for (mm, c) in att {
+        for (mm, c, xhat) in att {
             let (dx, dw, db) = mha_backward(&o, &p, c, &dy, block)?;
             let dx_sums = mha_input_col_sums(&o, &p, &db)?;
-            grads.push((*mm, (dx, dw, db, dx_sums)));
+            // The second projection: dQ_m = X̂ᵀ dX₂, dq_m = 1ᵀ dX₂ (the better-conditioned sums),
+            // then dX̂ = dX₂ Q_mᵀ and 1ᵀ dX̂ = (1ᵀ dX₂) Q_mᵀ.
+            let second = match xhat {
+                Some(xhat) => {
+                    let q = self.pmat(MHA_PROJ[*mm].0)?;
+                    let dq = o.mm(xhat, true, &dx, false, 1.0)?;
+                    let d_xhat = o.mm(&dx, false, &q, true, 1.0)?;
+                    let sums_xhat = o.mm(&dx_sums, false, &q, true, 1.0)?;
+                    Some((dq, o.copy(&dx_sums)?, d_xhat, sums_xhat))
+                }
+                None => None,
+            };
+            grads.push((*mm, second, (dx, dw, db, dx_sums)));
         }
-        for (mm, (dx, dw, db, dx_sums)) in grads {
+        for (mm, second, (dx, dw, db, dx_sums)) in grads {
             for (k, name) in ["q", "k", "v", "o"].iter().enumerate() {
                 self.add_grad(&format!("mha.w_{name}"), &dw[k].b)?;
                 self.add_grad(&format!("mha.b_{name}"), &db[k])?;
             }
-            self.add_project_grads(mm, &dx, Some(&dx_sums))?;
+            match second {
+                Some((dq, dqb, d_xhat, sums_xhat)) => {
+                    self.add_grad(MHA_PROJ[mm].0, &dq.b)?;
+                    self.add_grad(MHA_PROJ[mm].1, &dqb.b)?;
+                    self.add_project_grads(mm, &d_xhat, Some(&sums_xhat))?;
+                }
+                None => self.add_project_grads(mm, &dx, Some(&dx_sums))?,
+            }
         }
         Ok(())
     }

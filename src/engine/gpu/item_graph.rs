@@ -8,7 +8,6 @@
 //! users' semantic profiles `h_u = A h_i` (Eq. 16), forward and backward. The CPU engine's
 //! counterpart is `cpu/item_graph.rs` (its graph pipeline is in `cpu/mod.rs`).
 
-use super::attention::MhaCache;
 use super::ops::{dev_err, upload_cpu_csr, Mat, Ops};
 use super::rca::RoundCache;
 use super::user_profiles::HostProfile;
@@ -142,7 +141,7 @@ fn knn_backward<D: Device>(
 pub(super) struct Semantic<B> {
     pub(super) full: B,
     hs: Vec<B>,
-    att: Vec<(usize, MhaCache<B>)>,
+    att: Vec<super::attention::AttentionCache<B>>,
 }
 
 /// What the learned graph's forward keeps for its backward.

@@ -6,7 +6,7 @@
 
 use super::ops::{dev_err, Mat, Ops};
 use super::GpuEngine;
-use crate::engine::cpu::PROJ;
+use crate::engine::cpu::{FEATURES, PROJ};
 use crate::error::Result;
 use crate::sampling::Triplet;
 use crane_gpu::device::{upload_segments, Device};
@@ -113,6 +113,14 @@ impl<D: Device> GpuEngine<D> {
                 self.dev.gemm(&mut db, 1, d, b, &ones, false, &half, false, 1.0, beta).map_err(dev_err)?;
             }
             self.dev.axpy_at(&mut self.g[kb], 0, &db, 0, d, 1.0).map_err(dev_err)?;
+            if self.cfg.train_features {
+                // The trained table's rows: dX[rows] += dY P_mᵀ.
+                let mut dx = self.zeros(2 * b * dm)?;
+                self.dev.gemm(&mut dx, 2 * b, dm, d, &dy, false, &self.p[kp], true, 1.0, 0.0).map_err(dev_err)?;
+                let seg = upload_segments(&self.dev, &rows).map_err(dev_err)?;
+                let kx = self.ix(FEATURES[mm]);
+                self.dev.scatter_add_rows(&mut self.g[kx], &dx, &seg, dm).map_err(dev_err)?;
+            }
         }
         Ok(total)
     }

@@ -113,6 +113,7 @@ impl<D: Device> GpuEngine<D> {
 
     pub fn new(dev: D, inputs: &ModelInputs, cfg: &ModelConfig, params: &Params) -> Result<Self> {
         cfg.validate(inputs.n_items)?;
+        let params = &super::with_features(params, inputs, cfg);
         let a64 = inputs.interaction_matrix()?;
         let mask = vec![1.0; a64.nnz()];
         let adj = Self::upload_adjacency(&dev, &a64, &mask, cfg)?;
@@ -189,7 +190,8 @@ impl<D: Device> GpuEngine<D> {
             a64,
             mask,
             adj,
-            template: params.clone(),
+            // Filled tensor by tensor on export: the tables need no second copy here.
+            template: params.without_features(),
             index,
             shapes,
             p: Vec::new(),
@@ -206,7 +208,25 @@ impl<D: Device> GpuEngine<D> {
             dev,
         };
         e.p = e.upload_params(params)?;
+        e.sync_trained_features()?;
         Ok(e)
+    }
+
+    /// With `train_features`, copies the trained tables (parameters `features.v`/`.t`) over the
+    /// device features every term reads (`feats`): after init, each Adam step and each
+    /// `set_params`, so the forward always sees the current tables.
+    fn sync_trained_features(&mut self) -> Result<()> {
+        if !self.cfg.train_features {
+            return Ok(());
+        }
+        for (m, name) in crate::engine::cpu::FEATURES.iter().enumerate() {
+            let k = self.ix(name);
+            let len = self.shapes[k].0 * self.shapes[k].1;
+            if let Some(f) = self.feats[m].as_mut() {
+                self.dev.copy_at(&mut f.b, 0, &self.p[k], 0, len).map_err(dev_err)?;
+            }
+        }
+        Ok(())
     }
 
     fn upload_params(&self, p: &Params) -> Result<Vec<D::Buf<f32>>> {
@@ -432,6 +452,7 @@ impl<D: Device + 'static> Engine for GpuEngine<D> {
                 )
                 .map_err(failed("Adam step"))?;
         }
+        self.sync_trained_features()?;
         self.dev.synchronize().map_err(failed("Adam step"))?;
         self.times.optimiser += t.elapsed();
         Ok(())
@@ -460,7 +481,7 @@ impl<D: Device + 'static> Engine for GpuEngine<D> {
 
     fn set_params(&mut self, p: &Params) -> Result<()> {
         self.p = self.upload_params(p).map_err(failed("upload of the parameters"))?;
-        Ok(())
+        self.sync_trained_features()
     }
 
     fn item_graph(&self) -> Option<CsrMatrix<f64>> {

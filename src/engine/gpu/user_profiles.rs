@@ -8,7 +8,7 @@ use super::ops::{dev_err, Mat, Ops};
 use super::GpuEngine;
 use crate::engine::cpu::ops::Dense;
 use crate::engine::cpu::user_profiles::{self as cpu_profiles, ProfileCache};
-use crate::engine::cpu::PROJ;
+use crate::engine::cpu::{FEATURES, PROJ};
 use crate::error::Result;
 use crane_gpu::device::Device;
 use crane_reference::config::Aggregation;
@@ -31,7 +31,8 @@ impl<D: Device> GpuEngine<D> {
         Ok(y)
     }
 
-    /// `dP_m += X_mᵀ dX̂`, `dp_m += 1ᵀ dX̂` for every item's row; `col_sums` is `1ᵀ dX̂` when
+    /// `dP_m += X_mᵀ dX̂`, `dp_m += 1ᵀ dX̂` (and with trained tables `dX_m += dX̂ P_mᵀ`) for
+    /// every item's row; `col_sums` is `1ᵀ dX̂` when
     /// the caller has it in a better-conditioned form (`attention::mha_input_col_sums`).
     pub(super) fn add_project_grads(
         &mut self,
@@ -50,8 +51,17 @@ impl<D: Device> GpuEngine<D> {
                 db
             }
         };
+        // The trained table's gradient: dX^m = dX̂ P_mᵀ.
+        let dx = match self.cfg.train_features {
+            true => Some(o.mm(d, false, &self.pmat(PROJ[mm].0)?, true, 1.0)?),
+            false => None,
+        };
         self.add_grad(PROJ[mm].0, &dp.b)?;
-        self.add_grad(PROJ[mm].1, &db)
+        self.add_grad(PROJ[mm].1, &db)?;
+        if let Some(dx) = dx {
+            self.add_grad(FEATURES[mm], &dx.b)?;
+        }
+        Ok(())
     }
 
     /// Eq. (5)-(6) for modality `mm`: `X^m = [X_U^m; X̂^m]` `[M+N, d_f]` from `xh` = X̂^m.
