@@ -259,3 +259,45 @@ fn item_graph_dir_is_read_relative_to_the_dataset_and_fingerprinted() {
     let r = crane::train::train_with(&ds, &cfg, None, false, false, None).unwrap();
     assert_eq!(r.epochs_run, 1);
 }
+
+/// `crane compare` with the file graph set for one model only (`--set freedom:model.
+/// item_graph_source={ files = .. }`) reads the kNN files with the data; two models naming
+/// different folders are refused before anything trains.
+#[test]
+fn compare_reads_the_knn_files_a_models_own_settings_name() {
+    let dir = dataset_dir("compare-scoped");
+    for g in ["graphs", "graphs2"] {
+        std::fs::create_dir_all(dir.join(g)).unwrap();
+        fixture(&dir.join(g), ["image", "audio"]);
+    }
+    let out = dir.parent().unwrap().join("out");
+    let run = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_crane"))
+            .args(["compare", "--no-progress", "--dataset", "tiny", "--seeds", "1", "--data-dir"])
+            .arg(&dir)
+            .arg("--out")
+            .arg(&out)
+            .args(["--set", "modalities=[\"image\", \"audio\"]", "--set", "epochs=1", "--set", "batch_size=4"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let graph = |model: &str, g: &str| {
+        format!("{model}:model.item_graph_source={{ files = {{ dir = \"{g}\", image_weight = 0.25 }} }}")
+    };
+    let o = run(&["--models", "bpr,freedom", "--set", "freedom:model.knn_k=2", "--set", &graph("freedom", "graphs")]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let manifest = std::fs::read_to_string(out.join("freedom/seed-9/manifest.json")).unwrap();
+    assert!(manifest.contains("graphs/image_knn_indices.npy"), "the file graph is in the run's fingerprint");
+    let o = run(&[
+        "--models",
+        "freedom,crane-code",
+        "--set",
+        &graph("freedom", "graphs"),
+        "--set",
+        &graph("crane-code", "graphs2"),
+    ]);
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("separate runs") && e.contains("graphs2"), "{e}");
+}

@@ -29,10 +29,19 @@ pub fn run(a: CompareArgs) -> Result<()> {
     let models: Vec<String> = models.split(',').map(|m| m.trim().to_string()).filter(|m| !m.is_empty()).collect();
     // `MODEL:key=value` sets belong to one model's runs, not to the shared base config.
     let (global_sets, scoped_sets) = crane::compare::split_scoped_sets(&args.sets, &models)?;
-    let p = prepare(&TrainArgs { sets: global_sets, ..args.clone() })?;
+    let global = TrainArgs { sets: global_sets, ..args.clone() };
+    let mut p = prepare(&global)?;
+    // A model whose own settings read a kNN folder (`--set freedom:model.item_graph_source=
+    // { files = .. }`): the data is read again with it (one folder per comparison).
+    let dirs = graph_dirs(&p, &models, &args.sets, &seeds_for(seeds))?;
+    if let Some(dir) = dirs {
+        if p.ds.knn_files.is_none() {
+            p = super::prepare_with_graph_dir(&global, Some(dir))?;
+        }
+    }
     let (ds, name, synthetic, base, source) = (&p.ds, &p.name, p.synthetic, &p.base, &p.source);
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("compare-{name}")));
-    let seeds: Vec<u64> = crane::compare::DEFAULT_SEEDS.iter().copied().chain(1..).take(seeds).collect();
+    let seeds = seeds_for(seeds);
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let features = if synthetic {
         "GENERATED synthetic interactions and features (crane synth --like)".to_string()
@@ -108,4 +117,44 @@ pub fn run(a: CompareArgs) -> Result<()> {
     super::plot::after_run("the comparison", || crane::plot::compare::plot(&out, None));
     super::plot::after_run("the learning curves", || crane::plot::curves::plot(std::slice::from_ref(&out), None));
     Ok(())
+}
+
+/// The first `n` of the paper's seeds, then 1, 2, ...
+fn seeds_for(n: usize) -> Vec<u64> {
+    crane::compare::DEFAULT_SEEDS.iter().copied().chain(1..).take(n).collect()
+}
+
+/// The kNN folder the compared models' configs read (`None` when none does); an error when two
+/// models name different folders.
+fn graph_dirs(p: &super::Prepared, models: &[String], sets: &[String], seeds: &[u64]) -> Result<Option<PathBuf>> {
+    let spec = crane::compare::CompareSpec {
+        base_toml: &p.base,
+        source: &p.source,
+        models: models.to_vec(),
+        seeds: seeds.to_vec(),
+        sets: sets.to_vec(),
+        out: PathBuf::new(),
+        command: String::new(),
+        report_only: true,
+    };
+    let mut found: Option<(String, PathBuf)> = None;
+    for (m, cfg) in crane::compare::model_configs(&spec)? {
+        if let Some(dir) = cfg.data_options()?.1 {
+            match &found {
+                Some((m0, d0)) if *d0 != dir => {
+                    return Err(crane::error::CraneError::config(
+                        "model.item_graph_source",
+                        format!(
+                            "{m0} reads the kNN files of {} and {m} those of {}: compare them in separate runs",
+                            d0.display(),
+                            dir.display()
+                        ),
+                    ))
+                }
+                Some(_) => {}
+                None => found = Some((m, dir)),
+            }
+        }
+    }
+    Ok(found.map(|f| f.1))
 }

@@ -97,6 +97,12 @@ pub fn print_warnings(ds: &Dataset) {
 
 /// Resolves the data folder (generating synthetic data for --like) and the config.
 pub fn prepare(args: &TrainArgs) -> Result<Prepared> {
+    prepare_with_graph_dir(args, None)
+}
+
+/// [`prepare`], reading the kNN files of `graph_dir` with the data whatever the base config
+/// says (`compare`: a model's own `--set MODEL:model.item_graph_source={ files = .. }`).
+pub fn prepare_with_graph_dir(args: &TrainArgs, graph_dir: Option<PathBuf>) -> Result<Prepared> {
     // The config is resolved (and refused) before any synthetic data is generated, so a
     // refused `--set` leaves nothing behind.
     let (dir, generate) = match (&args.data_dir, &args.like) {
@@ -138,6 +144,7 @@ pub fn prepare(args: &TrainArgs) -> Result<Prepared> {
         gen::write(&dir, p.name, &gen::generate(&p, 2024))?;
     }
     let (modalities, item_graph_dir) = cfg.data_options()?;
+    let item_graph_dir = graph_dir.or(item_graph_dir);
     let opts = LoadOptions {
         split_seed: split_seed(&args.split_seed)?,
         min_user_interactions: args.min_user_interactions,
