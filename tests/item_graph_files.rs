@@ -301,3 +301,30 @@ fn compare_reads_the_knn_files_a_models_own_settings_name() {
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(e.contains("separate runs") && e.contains("graphs2"), "{e}");
 }
+
+/// With the graph given by files, FREEDOM needs no second feature file: its modality terms run
+/// over the modalities present (here the image features only; no text file in the folder).
+#[test]
+fn a_file_graph_needs_only_the_feature_files_present() {
+    let dir = dataset_dir("one-modality");
+    std::fs::create_dir_all(dir.join("graphs")).unwrap();
+    fixture(&dir.join("graphs"), ["image", "text"]);
+    let cfg = crane::config::resolve(
+        "",
+        "test",
+        &[
+            "model_preset=freedom".into(),
+            "model.knn_k=2".into(),
+            "model.item_graph_source={ files = { dir = \"graphs\", image_weight = 0.25 } }".into(),
+            "epochs=1".into(),
+            "batch_size=4".into(),
+        ],
+    )
+    .unwrap();
+    let (modalities, item_graph_dir) = cfg.data_options().unwrap();
+    let ds = load_dataset(&dir, &LoadOptions { modalities, item_graph_dir, ..LoadOptions::default() }).unwrap();
+    assert!(ds.features[0].is_some() && ds.features[1].is_none());
+    let r = crane::train::train_with(&ds, &cfg, None, false, false, None).unwrap();
+    assert_eq!(r.epochs_run, 1);
+    assert!(r.history[0].modality > 0.0, "the image modality term ran");
+}

@@ -81,6 +81,13 @@ impl ModelInputs<'_> {
                 }
                 Some(_) => {}
             }
+            // The graph is given: features are read only by the terms that project them, each
+            // over the modalities present (the attention needs one at least).
+            if cfg.item_graph_input != crane_reference::config::ItemGraphInput::Attention
+                || self.features.iter().any(Option::is_some)
+            {
+                return Ok(());
+            }
         }
         let need: &[usize] = match cfg.fusion {
             Fusion::Visual => &[0],
