@@ -599,6 +599,17 @@ fn blocked_correlation_equals_dense_for_every_block_size() {
         let e2 = dp.data.iter().zip(&dp1.data).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         assert!(e1 < 1e-5 && e2 < 1e-5, "block {block}: backward differs by {e1}, {e2}");
     }
+    // The last round's upstream gradient: zero on the first (user) rows, whose blocks the
+    // backward skips; the result equals the one-block product, which skips nothing.
+    let dg0 = Dense::from_fn(n, 4, |i, j| if i < 11 { 0.0 } else { ((i + j) % 5) as f32 / 5.0 - 0.4 });
+    let (dx1, dp1) = correlate_blocked_backward(&x, &p, &dg0, n);
+    assert!(dx1.data.iter().any(|&v| v != 0.0) && dp1.data.iter().any(|&v| v != 0.0));
+    for block in [1, 2, 5, 11, 12] {
+        let (dx, dp) = correlate_blocked_backward(&x, &p, &dg0, block);
+        let e1 = dx.data.iter().zip(&dx1.data).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        let e2 = dp.data.iter().zip(&dp1.data).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(e1 < 1e-5 && e2 < 1e-5, "block {block}, zero user rows: backward differs by {e1}, {e2}");
+    }
 }
 
 #[test]

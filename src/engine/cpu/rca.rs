@@ -97,6 +97,11 @@ pub fn correlate_blocked_backward(x: &Dense, p: &Dense, d_g: &Dense, block: usiz
     for s in (0..n).step_by(block) {
         let e = (s + block).min(n);
         let b = e - s;
+        // A block whose rows get no gradient adds exactly nothing to any of the four products:
+        // in the last round every user row is such (only the item rows of X_att feed Eq. 14).
+        if d_g.data[s * d_g.cols..e * d_g.cols].iter().all(|&v| v == 0.0) {
+            continue;
+        }
         corr_block(x, p, s, e, &mut cbuf);
         let c = MatRef::from_row_major_slice(&cbuf[..b * n], b, n);
         let dg_r = rows_of(d_g, s, e);
