@@ -13,21 +13,24 @@
 //! cut-off, a negative retained similarity, a zero feature row and a user without items.
 //! `eq20_model_loss_matches_independent_oracle` runs the whole model (`loss_and_grads`,
 //! Eq. (1)-(20) with SPEC.md's defaults) on a tiny graph against the script's transcription of
-//! the whole chain.
+//! the whole chain. Three forwards that are no paper equation have oracles too:
+//! FREEDOM's frozen raw-feature graph, CRANE-A's averaged cosine graph (Fig. 4) and the
+//! authors' multi-head attention (`crane-code`), each also against plausible misreadings.
 // The constants are the oracle's printed values; some happen to be close to 1/sqrt(2) etc.
 #![allow(clippy::approx_constant)]
 
+use crane_reference::attention::{mha, MhaParams};
 use crane_reference::config::{
     Aggregation, DegreeSource, Fusion, ItemGraphInput, ItemGraphSource, ModelConfig, RcaScale, Readout, Regularisation,
     Sigma,
 };
-use crane_reference::dense::{from_rows, mm};
+use crane_reference::dense::{add, from_rows, mm, scale};
 use crane_reference::init::Dims;
 use crane_reference::interaction_graph::retention_probabilities;
 use crane_reference::interaction_graph::{gcn_forward, gcn_layer, interaction_matrix, normalized_adjacency};
-use crane_reference::item_graph::{cosine_similarity, knn_graph, propagate, scores, user_semantic};
+use crane_reference::item_graph::{cosine_similarity, knn_graph, propagate, raw_feature_graph, scores, user_semantic};
 use crane_reference::losses::{batch_norms, batch_sq_norm, bpr, info_nce, total_loss};
-use crane_reference::model::{loss_and_grads, Batch, Graph, Params};
+use crane_reference::model::{forward, loss_and_grads, Batch, Graph, Params};
 use crane_reference::rca::{
     correlation, joint_features, joint_transform, modality_anchors, rca, rca_round, refine, residual_update, RcaParams,
 };
@@ -564,6 +567,154 @@ fn eq20_model_loss_matches_independent_oracle() {
     }
 }
 
+/// Raw features of the FREEDOM and CRANE-A oracles: 5 items, visual width 3, text width 2; item
+/// 4 has no text (a zero row).
+fn raw_features() -> [Mat<f64>; 2] {
+    [
+        from_rows(&[&[1.0, 0.0, 0.0], &[1.0, 1.0, 0.0], &[0.0, 1.0, 0.0], &[0.0, 0.0, 1.0], &[1.0, 0.0, 1.0]]),
+        from_rows(&[&[1.0, -0.5], &[0.5, 1.0], &[1.0, 0.5], &[-1.0, -0.3], &[0.0, 0.0]]),
+    ]
+}
+
+/// The same items in reverse order (item i becomes item 4 − i).
+fn reversed_rows(x: &Mat<f64>) -> Mat<f64> {
+    Mat::from_fn(x.nrows(), x.ncols(), |i, j| x[(x.nrows() - 1 - i, j)])
+}
+
+/// FREEDOM's frozen item graph (not a paper equation; SPEC.md's "FREEDOM's frozen graph"):
+/// `S = w·kNN(X_v)/k + (1−w)·kNN(X_t)/k` on the raw features, kNN the binary cosine top-k (the
+/// item itself included, ties to the smaller id), k = 2, w = 0.3: entries 0.15 (visual), 0.35
+/// (text) or 0.5 (both). By hand: row 0 keeps visual {0, 1} (items 1 and 4 tie at cosine 1/√2,
+/// the smaller id wins) and text {0, 2}; in row 2 both modalities keep item 1 (0.15 + 0.35); in
+/// row 3 every other text cosine is negative and item 4's zero text row (cosine 0) is no
+/// candidate, so text keeps item 1; row 4 has no text neighbours and sums to w. Weights swapped
+/// (w for text) or ties to the larger id (the reversed item order) are far from the oracle.
+#[test]
+fn freedom_raw_feature_graph_matches_independent_oracle() {
+    let f = raw_features();
+    let g = dense(&raw_feature_graph(&f, 2, 0.3).unwrap());
+    assert_mat("S (FREEDOM)", &g, &rows(&FREEDOM_GRAPH));
+    let by_hand = [(0, 0, 0.5), (0, 1, 0.15), (0, 2, 0.35), (0, 4, 0.0), (2, 1, 0.5), (3, 1, 0.35), (3, 4, 0.15)];
+    for (i, j, v) in by_hand {
+        assert!((g[(i, j)] - v).abs() < TOL, "({i}, {j}) by hand: {}", g[(i, j)]);
+    }
+    for i in 0..5 {
+        let sum: f64 = (0..5).map(|j| g[(i, j)]).sum();
+        let want = if i == 4 { 0.3 } else { 1.0 };
+        assert!((sum - want).abs() < TOL, "row {i} sums to {sum}, want {want}");
+    }
+    let swapped = dense(&raw_feature_graph(&f, 2, 0.7).unwrap());
+    assert!(max_diff(&swapped, &g) > 0.15, "the input tells w from 1 − w");
+    let rev = dense(&raw_feature_graph(&[reversed_rows(&f[0]), reversed_rows(&f[1])], 2, 0.3).unwrap());
+    let ties_to_larger = Mat::from_fn(5, 5, |i, j| rev[(4 - i, 4 - j)]);
+    assert!(max_diff(&ties_to_larger, &g) > 0.1, "the ties at the cut-off are live");
+}
+
+/// CRANE-A (Fig. 4, `Fusion::AverageGraphs`): `S = ½(cos(X̂^v) + cos(X̂^t))` of the projected
+/// features `X̂^m = X_m P_m + p_m`, then Eq. (14) (top-k with the item itself, clamp at 0,
+/// row-normalise), k = 3, on the FREEDOM oracle's raw features. The average is computed only
+/// inside the model's private graph builder, so the lowest public level is `forward` (its
+/// `item_graph`). p_t = 0 keeps item 4's text row zero: `S_44 = ½`, so item 4 is still a
+/// candidate (row 1 keeps it at ½ cos_v(1, 4)), and its own row is its visual kNN row (the ½
+/// cancels in the normalisation). Averaging the two modalities' kNN graphs instead (the
+/// oracle's `CRANE_A_GRAPH_IF_AVERAGED_KNN`, reproduced here from the reference's own pieces)
+/// differs by > 0.2.
+#[test]
+fn crane_a_average_graphs_matches_independent_oracle() {
+    let cfg = ModelConfig {
+        embedding_dim: 2,
+        feature_dim: 2,
+        joint_dim: 2,
+        knn_k: 3,
+        fusion: Fusion::AverageGraphs,
+        item_graph_source: ItemGraphSource::Learned,
+        ..ModelConfig::default()
+    };
+    let f = raw_features();
+    let a = interaction_matrix(2, 5, &[(0, 0), (0, 3), (1, 1), (1, 4)]).unwrap();
+    let g = Graph::new(a, f.clone());
+    let proj = [from_rows(&[&[0.6, -0.4], &[-0.3, 0.9], &[0.5, 0.2]]), from_rows(&[&[0.8, -0.6], &[0.3, 0.7]])];
+    let bias = [from_rows(&[&[0.1, -0.05]]), from_rows(&[&[0.0, 0.0]])];
+    let mut p = Params::init(&cfg, Dims { n_users: 2, n_items: 5, d_visual: 3, d_text: 2 }, 0);
+    for m in 0..2 {
+        assert_eq!((p.proj[m].nrows(), p.proj[m].ncols()), (proj[m].nrows(), proj[m].ncols()));
+        assert_eq!((p.proj_bias[m].nrows(), p.proj_bias[m].ncols()), (1, 2));
+    }
+    p.proj = proj.clone();
+    p.proj_bias = bias.clone();
+    let fw = forward(&p, &g, &cfg).unwrap();
+    let got = dense(fw.item_graph.as_ref().expect("the learned item graph"));
+    assert_mat("S̃ (CRANE-A)", &got, &rows(&CRANE_A_GRAPH));
+    // The two modalities' cosine matrices and kNN graphs, from the reference's public pieces.
+    let cos: Vec<Mat<f64>> =
+        (0..2).map(|m| cosine_similarity(&project(&f[m], &proj[m], &bias[m])).unwrap().0).collect();
+    let knn: Vec<Mat<f64>> = cos.iter().map(|s| dense(&knn_graph(s, 3).unwrap().0)).collect();
+    assert_eq!(cos[1][(4, 4)], 0.0, "item 4 has no text");
+    assert!(got[(1, 4)] > 0.1, "item 4 stays a candidate with S_44 = ½");
+    let row4 = Mat::from_fn(1, 5, |_, j| got[(4, j)]);
+    assert_mat("row 4 = item 4's visual kNN row", &row4, &Mat::from_fn(1, 5, |_, j| knn[0][(4, j)]));
+    let averaged_knn = scale(&add(&knn[0], &knn[1]), 0.5);
+    assert_mat("½(kNN(cos v) + kNN(cos t))", &averaged_knn, &rows(&CRANE_A_GRAPH_IF_AVERAGED_KNN));
+    assert!(max_diff(&averaged_knn, &got) > 0.2, "averaging the kNN graphs is told apart");
+}
+
+/// Inputs of the attention oracle: x `[4, 4]`, `[W_q, W_k, W_v, W_o]` `[4, 4]` (none symmetric)
+/// and `[b_q, b_k, b_v, b_o]` `[1, 4]` (all non-zero).
+fn attention_case() -> (Mat<f64>, [Mat<f64>; 4], [Mat<f64>; 4]) {
+    let x =
+        from_rows(&[&[0.5, -1.0, 0.25, 0.8], &[-0.3, 0.6, 1.2, -0.5], &[1.0, 0.4, -0.7, 0.2], &[0.1, -0.2, 0.3, 1.5]]);
+    let w = [
+        from_rows(&[&[0.6, -0.3, 0.8, 0.1], &[0.2, 0.9, -0.5, 0.4], &[-0.7, 0.3, 0.2, 1.0], &[0.5, -0.8, 0.6, -0.2]]),
+        from_rows(&[&[0.4, 0.7, -0.2, 0.9], &[-0.6, 0.1, 0.8, 0.3], &[0.9, -0.4, 0.5, -0.1], &[0.2, 0.6, -0.9, 0.7]]),
+        from_rows(&[&[1.0, -0.5, 0.3, 0.2], &[0.4, 0.8, -0.6, 0.5], &[-0.2, 0.1, 0.9, -0.7], &[0.6, 0.3, 0.2, 1.1]]),
+        from_rows(&[&[0.7, 0.2, -0.4, 0.1], &[-0.3, 0.9, 0.5, -0.6], &[0.8, -0.1, 0.3, 0.4], &[0.2, 0.5, -0.8, 0.9]]),
+    ];
+    let b = [
+        from_rows(&[&[0.1, -0.2, 0.3, 0.05]]),
+        from_rows(&[&[-0.15, 0.25, 0.0, 0.2]]),
+        from_rows(&[&[0.3, -0.1, 0.2, -0.25]]),
+        from_rows(&[&[0.05, 0.1, -0.2, 0.15]]),
+    ];
+    (x, w, b)
+}
+
+/// y of [`mha`] with 2 heads.
+fn mha2(x: &Mat<f64>, w: &[Mat<f64>; 4], b: &[Mat<f64>; 4]) -> Mat<f64> {
+    mha(x, &MhaParams { w: [&w[0], &w[1], &w[2], &w[3]], b: [&b[0], &b[1], &b[2], &b[3]], heads: 2 }).0
+}
+
+/// The authors' attention (`crane-code`, not a paper equation): `torch.nn.MultiheadAttention`
+/// self-attention, `Q = x W_q + b_q` (K, V likewise), per head h (columns 2h, 2h + 1)
+/// `O_h = softmax(Q_h K_hᵀ / sqrt(d_h)) V_h`, `y = [O_1 O_2] W_o + b_o`; N = 4, d = 4, 2 heads.
+/// Two slips are far from the oracle, and the reference reproduces the script's transcription
+/// of each from reparametrised weights: no `1/sqrt(d_h)` (the same as W_q, b_q scaled by
+/// sqrt(d_h) = √2) and heads taking the interleaved columns (0, 2) and (1, 3) (the same as the
+/// columns of W_q, W_k, W_v, b_q, b_k, b_v and the rows of W_o permuted by (0, 2, 1, 3)). By
+/// hand: with four equal rows every softmax is uniform, so y = (x_0 W_v + b_v) W_o + b_o.
+#[test]
+fn authors_attention_matches_independent_oracle() {
+    let (x, w, b) = attention_case();
+    let y = mha2(&x, &w, &b);
+    assert_mat("y", &y, &rows(&ATTN_Y));
+    let s = 2.0f64.sqrt();
+    let (wq, bq) = (scale(&w[0], s), scale(&b[0], s));
+    let unscaled =
+        mha2(&x, &[wq, w[1].clone(), w[2].clone(), w[3].clone()], &[bq, b[1].clone(), b[2].clone(), b[3].clone()]);
+    assert_mat("y without 1/sqrt(d_h)", &unscaled, &rows(&ATTN_Y_IF_UNSCALED));
+    assert!(max_diff(&rows(&ATTN_Y_IF_UNSCALED), &y) > 0.3, "the input tells the scale apart");
+    let perm = [0, 2, 1, 3];
+    let cols = |m: &Mat<f64>| Mat::from_fn(m.nrows(), m.ncols(), |i, j| m[(i, perm[j])]);
+    let wi = [cols(&w[0]), cols(&w[1]), cols(&w[2]), Mat::from_fn(4, 4, |i, j| w[3][(perm[i], j)])];
+    let bi = [cols(&b[0]), cols(&b[1]), cols(&b[2]), b[3].clone()];
+    assert_mat("y, interleaved heads", &mha2(&x, &wi, &bi), &rows(&ATTN_Y_IF_HEADS_INTERLEAVED));
+    assert!(max_diff(&rows(&ATTN_Y_IF_HEADS_INTERLEAVED), &y) > 0.3, "the input tells the head columns apart");
+    let same = Mat::from_fn(4, 4, |_, j| x[(0, j)]);
+    let x0 = Mat::from_fn(1, 4, |_, j| x[(0, j)]);
+    let v0 = add(&mm(&x0, &w[2]), &b[2]);
+    let y0 = add(&mm(&v0, &w[3]), &b[3]);
+    assert_mat("equal rows, by hand", &mha2(&same, &w, &b), &Mat::from_fn(4, 4, |_, j| y0[(0, j)]));
+}
+
 /// The constants below are the transcription's output, verbatim: when python3 is available
 /// the script is run and every printed number must equal its constant exactly (Python's repr
 /// and Rust's parser round-trip f64). Without python3 (it is not required on CI) this test says
@@ -622,6 +773,12 @@ fn oracle_constants_are_the_python_transcriptions_output() {
         ("EQ20_MODEL_TERMS", flat(&EQ20_MODEL_TERMS)),
         ("EQ20_MODEL_TOTAL_IF_CL_ON_LAYER0", flat(&EQ20_MODEL_TOTAL_IF_CL_ON_LAYER0)),
         ("EQ20_MODEL_TOTAL_IF_REG_ON_DISTINCT_ROWS", flat(&EQ20_MODEL_TOTAL_IF_REG_ON_DISTINCT_ROWS)),
+        ("FREEDOM_GRAPH", flat(&FREEDOM_GRAPH)),
+        ("CRANE_A_GRAPH", flat(&CRANE_A_GRAPH)),
+        ("CRANE_A_GRAPH_IF_AVERAGED_KNN", flat(&CRANE_A_GRAPH_IF_AVERAGED_KNN)),
+        ("ATTN_Y", flat(&ATTN_Y)),
+        ("ATTN_Y_IF_UNSCALED", flat(&ATTN_Y_IF_UNSCALED)),
+        ("ATTN_Y_IF_HEADS_INTERLEAVED", flat(&ATTN_Y_IF_HEADS_INTERLEAVED)),
     ];
     let mut seen = 0;
     for line in out.lines() {
@@ -809,3 +966,42 @@ const EQ20_MODEL_TERMS: [f64; 5] =
     [0.7102887888213226, 0.15711551943410348, 0.065521773120389, 0.053666666666666675, 0.9865927480424818];
 const EQ20_MODEL_TOTAL_IF_CL_ON_LAYER0: f64 = 1.0771755556300224;
 const EQ20_MODEL_TOTAL_IF_REG_ON_DISTINCT_ROWS: f64 = 0.9625927480424817;
+const FREEDOM_GRAPH: [[f64; 5]; 5] = [
+    [0.5, 0.15, 0.35, 0.0, 0.0],
+    [0.15, 0.5, 0.35, 0.0, 0.0],
+    [0.0, 0.5, 0.5, 0.0, 0.0],
+    [0.0, 0.35, 0.0, 0.5, 0.15],
+    [0.15, 0.0, 0.0, 0.0, 0.15],
+];
+const CRANE_A_GRAPH: [[f64; 5]; 5] = [
+    [0.6310573150592976, 0.07430610492767872, 0.0, 0.0, 0.2946365800130236],
+    [0.0, 0.5281602793296533, 0.340337877934655, 0.0, 0.13150184273569185],
+    [0.01114931278883785, 0.3875003552566579, 0.6013503319545043, 0.0, 0.0],
+    [0.0, 0.07338354873547927, 0.0, 0.638983177370122, 0.28763327389439886],
+    [0.32948607631764104, 0.0, 0.0, 0.31766466331346194, 0.352849260368897],
+];
+const CRANE_A_GRAPH_IF_AVERAGED_KNN: [[f64; 5]; 5] = [
+    [0.4631260770393648, 0.021997386950096814, 0.20581118225832604, 0.13077305023566563, 0.17829230351654668],
+    [0.022521325204413332, 0.4869057904041, 0.3186153148973905, 0.1719575694940962, 0.0],
+    [0.15309191521861273, 0.32545907316131295, 0.517079832924275, 0.004369178695799401, 0.0],
+    [0.0, 0.15146279087445277, 0.0, 0.6834131881640813, 0.165124020961466],
+    [0.16474303815882052, 0.0, 0.0, 0.15883233165673097, 0.1764246301844485],
+];
+const ATTN_Y: [[f64; 4]; 4] = [
+    [0.30644874692637886, -0.3139601176843292, 1.0741333036392993, -0.8071291082410088],
+    [1.6795506725362417, 0.45574838430505415, -1.2399082444357752, 1.2616281557672704],
+    [0.8576706128429137, -0.3972739774285131, 0.3647052680740159, -0.1976289161674741],
+    [0.416067606659839, -0.2729137944196999, 0.83888785498142, -0.6016526203650728],
+];
+const ATTN_Y_IF_UNSCALED: [[f64; 4]; 4] = [
+    [0.141844260646867, -0.32469269866272144, 1.3274886081444524, -1.0109013001663918],
+    [1.7654529879911478, 0.502688575506175, -1.3663410666780162, 1.3352417970129902],
+    [0.7888978040057806, -0.5667739097282629, 0.6069237466641946, -0.4313286338541492],
+    [0.23476850818865125, -0.32428152800710386, 1.1627579491186903, -0.8761410836243332],
+];
+const ATTN_Y_IF_HEADS_INTERLEAVED: [[f64; 4]; 4] = [
+    [0.22155663744038578, -0.20766829959778546, 1.0180952772795213, -0.6839342498785265],
+    [1.395389857841287, 0.4546702544481387, -1.2711958134780819, 1.2610967443865735],
+    [0.7389753376540039, -0.07001685644036118, 0.2902808206216375, 0.09374327528237622],
+    [0.3528629881496842, -0.16379006714983482, 0.77025757065177, -0.426106587421475],
+];

@@ -8,8 +8,10 @@ numbers as constants (python3 may be absent on CI) and compares the reference ag
 Rerun it to regenerate: `python3 tests/oracles/reference_forward.py`.
 
 Conventions (SPEC.md): embeddings are rows, so the paper's `W e` is `e W`; matrices are lists
-of rows; modality 0 is visual, 1 textual. The last section transcribes the whole chain,
+of rows; modality 0 is visual, 1 textual. The Eq. (20) section ends with the whole chain,
 Eq. (2)-(20) with SPEC.md's defaults, on a tiny graph (the Rust side runs `loss_and_grads`).
+Three sections after it transcribe forwards that are no paper equation: FREEDOM's frozen
+raw-feature graph, CRANE-A's averaged cosine graph (Fig. 4) and the authors' attention.
 """
 
 import math
@@ -371,3 +373,103 @@ show("EQ20_MODEL_TERMS", model_terms(E20, SQ))
 print(f"EQ20_MODEL_TOTAL_IF_CL_ON_LAYER0 = {model_terms(H0, SQ)[-1]!r}")
 SQ_DISTINCT = (sum(sqn(r) for r in UE) + sum(sqn(r) for r in IE)) / NB
 print(f"EQ20_MODEL_TOTAL_IF_REG_ON_DISTINCT_ROWS = {model_terms(E20, SQ_DISTINCT)[-1]!r}")
+
+
+# ---------------------------------------------------------------- FREEDOM's frozen graph
+# Not a paper equation (the `freedom` baseline, SPEC.md): S = w kNN(X_v)/k + (1 - w) kNN(X_t)/k
+# on the raw features, kNN(X) the binary top-k of each row of the cosine matrix (the item itself
+# included, ties to the smaller id). A zero row of a modality is no candidate there and has no
+# neighbours there. 5 items, raw widths 3 and 2, k = 2, w = 0.3; item 4 has no text (zero row).
+
+
+def cosine_matrix(x):
+    """Cosine similarities of the rows; a zero row (norm <= 1e-12) has unit row 0 (SPEC.md)."""
+    nrm = [math.sqrt(sqn(r)) for r in x]
+    unit = [[v / n for v in r] if n > 1e-12 else [0.0] * len(r) for r, n in zip(x, nrm)]
+    return mm(unit, transpose(unit))
+
+
+def ranked(s, i):
+    """The candidates of row i (S_jj > 0), largest similarity first, ties to the smaller id."""
+    return sorted((j for j in range(len(s)) if s[j][j] > 0), key=lambda j: (-s[i][j], j))
+
+
+def knn_rows(s, k, check_gap=False):
+    """Eq. (14): the top-k of each candidate row, clamped at 0, divided by the row's sum."""
+    n = len(s)
+    out = [[0.0] * n for _ in range(n)]
+    for i in range(n):
+        if s[i][i] <= 0:
+            continue
+        order = ranked(s, i)
+        if check_gap and k < len(order):
+            assert s[i][order[k - 1]] - s[i][order[k]] > 1e-3, "no near-tie at the cut-off"
+        tot = sum(max(s[i][j], 0.0) for j in order[:k])
+        for j in order[:k]:
+            out[i][j] = max(s[i][j], 0.0) / tot
+    return out
+
+
+FRV = [[1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 1.0]]
+FRT = [[1.0, -0.5], [0.5, 1.0], [1.0, 0.5], [-1.0, -0.3], [0.0, 0.0]]
+FR_K, FR_W = 2, 0.3
+FR = [[0.0] * 5 for _ in range(5)]
+for feats, w in [(FRV, FR_W), (FRT, 1 - FR_W)]:
+    s = cosine_matrix(feats)
+    for i in range(5):
+        if s[i][i] <= 0:
+            continue
+        for j in ranked(s, i)[:FR_K]:
+            FR[i][j] += w / FR_K
+show("FREEDOM_GRAPH", FR)
+
+# ---------------------------------------------------------------- CRANE-A (Fig. 4)
+# Fusion::AverageGraphs: S = 1/2 (cos(X^v) + cos(X^t)) of the projected features X^m = X_m P_m +
+# p_m, then Eq. (14) (top-k, clamp, row-normalise). The raw features above, d_f = 2, k = 3;
+# p_t = 0, so item 4's text row stays zero: S_44 = 1/2 and item 4 is still a candidate.
+CA_PV, CA_BV = [[0.6, -0.4], [-0.3, 0.9], [0.5, 0.2]], [0.1, -0.05]
+CA_PT, CA_BT = [[0.8, -0.6], [0.3, 0.7]], [0.0, 0.0]
+CA_K = 3
+ca_cos = [cosine_matrix([[v + b for v, b in zip(r, bias)] for r in mm(f, p)])
+          for f, p, bias in [(FRV, CA_PV, CA_BV), (FRT, CA_PT, CA_BT)]]
+ca_avg = [[(a + b) / 2 for a, b in zip(ra, rb)] for ra, rb in zip(ca_cos[0], ca_cos[1])]
+show("CRANE_A_GRAPH", knn_rows(ca_avg, CA_K, check_gap=True))
+# The plausible misreading: the mean of the two modalities' kNN graphs.
+ca_knn = [knn_rows(s, CA_K) for s in ca_cos]
+show("CRANE_A_GRAPH_IF_AVERAGED_KNN", [[(a + b) / 2 for a, b in zip(ra, rb)] for ra, rb in zip(ca_knn[0], ca_knn[1])])
+
+# ---------------------------------------------------------------- The authors' attention
+# torch.nn.MultiheadAttention(d, H) self-attention (`crane-code`, SPEC.md): Q = x W_q + b_q,
+# K, V likewise; per head h (columns h d_h .. (h+1) d_h), O_h = softmax(Q_h K_h^T / sqrt(d_h)) V_h
+# (row softmax); y = [O_1 ... O_H] W_o + b_o. N = 4, d = 4, H = 2.
+AX = [[0.5, -1.0, 0.25, 0.8], [-0.3, 0.6, 1.2, -0.5], [1.0, 0.4, -0.7, 0.2], [0.1, -0.2, 0.3, 1.5]]
+AW = {
+    "q": [[0.6, -0.3, 0.8, 0.1], [0.2, 0.9, -0.5, 0.4], [-0.7, 0.3, 0.2, 1.0], [0.5, -0.8, 0.6, -0.2]],
+    "k": [[0.4, 0.7, -0.2, 0.9], [-0.6, 0.1, 0.8, 0.3], [0.9, -0.4, 0.5, -0.1], [0.2, 0.6, -0.9, 0.7]],
+    "v": [[1.0, -0.5, 0.3, 0.2], [0.4, 0.8, -0.6, 0.5], [-0.2, 0.1, 0.9, -0.7], [0.6, 0.3, 0.2, 1.1]],
+    "o": [[0.7, 0.2, -0.4, 0.1], [-0.3, 0.9, 0.5, -0.6], [0.8, -0.1, 0.3, 0.4], [0.2, 0.5, -0.8, 0.9]],
+}
+AB = {"q": [0.1, -0.2, 0.3, 0.05], "k": [-0.15, 0.25, 0.0, 0.2], "v": [0.3, -0.1, 0.2, -0.25], "o": [0.05, 0.1, -0.2, 0.15]}
+A_HEADS = 2
+
+
+def attention(x, scaled=True, head_cols=None):
+    """y of the multi-head self-attention; head_cols: the columns of each head (default blocks)."""
+    d = len(x[0])
+    dh = d // A_HEADS
+    q, k, v = ([[a + b for a, b in zip(r, AB[n])] for r in mm(x, AW[n])] for n in "qkv")
+    heads = head_cols or [list(range(h * dh, (h + 1) * dh)) for h in range(A_HEADS)]
+    o = [[0.0] * d for _ in x]
+    for cols in heads:
+        for i in range(len(x)):
+            sc = [sum(q[i][c] * k[j][c] for c in cols) / (math.sqrt(dh) if scaled else 1.0) for j in range(len(x))]
+            z = sum(math.exp(t) for t in sc)
+            for c in cols:
+                o[i][c] = sum(math.exp(t) / z * v[j][c] for j, t in enumerate(sc))
+    return [[a + b for a, b in zip(r, AB["o"])] for r in mm(o, AW["o"])]
+
+
+show("ATTN_Y", attention(AX))
+# Two slips: no 1/sqrt(d_h) scale, and heads taking interleaved columns (0, 2) and (1, 3).
+show("ATTN_Y_IF_UNSCALED", attention(AX, scaled=False))
+show("ATTN_Y_IF_HEADS_INTERLEAVED", attention(AX, head_cols=[[0, 2], [1, 3]]))
