@@ -72,7 +72,9 @@ def ms(v):
     if not v:
         return "n/a"
     m = sum(v) / len(v)
-    s = math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1)) if len(v) > 1 else 0.0
+    if len(v) == 1:
+        return f"{m:.4f} (one seed)"
+    s = math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
     return f"{m:.4f} ± {s:.4f}"
 
 
