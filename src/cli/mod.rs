@@ -20,7 +20,8 @@ use std::path::PathBuf;
 /// The options of every command that trains (`train`, `bench`, `compare`, `grid`).
 #[derive(clap::Args, Clone)]
 pub struct TrainArgs {
-    /// Dataset folder in the MMRec layout.
+    /// Dataset folder: the MMRec layout (`<name>.inter`) or the LATTICE JSON layout
+    /// (`train.json`, `val.json`, `test.json`), with `<modality>_feat.npy` files beside it.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Generate (once) and use a synthetic dataset of this shape: tiny, baby, sports, clothing,
