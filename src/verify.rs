@@ -109,6 +109,13 @@ pub fn variants() -> Vec<(&'static str, ModelConfig)> {
         c.drop_edge = DropEdge::Freedom { keep_ratio: 0.7 };
         c.degree_source = DegreeSource::KeptGraph;
     };
+    // The authors' code: FREEDOM's graph and pruning, the attention as h^(0), BPR only.
+    let crane_code = |c: &mut ModelConfig| {
+        freedom(c);
+        c.modality_bpr = 0.0;
+        c.item_graph_input = ItemGraphInput::Attention;
+        c.attention_heads = 2;
+    };
     vec![
         ("crane", base.clone()),
         ("leaky_relu", with(&|c| c.sigma = Sigma::LeakyRelu(0.2))),
@@ -139,23 +146,12 @@ pub fn variants() -> Vec<(&'static str, ModelConfig)> {
             }),
         ),
         ("freedom", with(&freedom)),
-        (
-            "crane_code",
-            with(&|c| {
-                freedom(c);
-                c.modality_bpr = 0.0;
-                c.item_graph_input = ItemGraphInput::Attention;
-                c.attention_heads = 2;
-            }),
-        ),
+        ("crane_code", with(&crane_code)),
         (
             // Issue 25: the released code's parameter set, second projection and trained tables.
             "crane_code_as_released",
             with(&|c| {
-                freedom(c);
-                c.modality_bpr = 0.0;
-                c.item_graph_input = ItemGraphInput::Attention;
-                c.attention_heads = 2;
+                crane_code(c);
                 c.attention_projection = true;
                 c.train_features = true;
             }),
@@ -172,10 +168,7 @@ pub fn variants() -> Vec<(&'static str, ModelConfig)> {
             // contrastive terms make their gradients count.
             "code_attention_with_cl",
             with(&|c| {
-                freedom(c);
-                c.modality_bpr = 0.0;
-                c.item_graph_input = ItemGraphInput::Attention;
-                c.attention_heads = 2;
+                crane_code(c);
                 c.user_semantic = true;
                 c.contrastive = true;
             }),

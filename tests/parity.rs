@@ -407,31 +407,12 @@ test_backends! {
         c.feature_dim = c.embedding_dim;
         c.gcn_weights = false;
     }), false, gpu;
-    parity_freedom_baseline => with(|c| {
-        c.item_graph_source = ItemGraphSource::RawFeatures { image_weight: 0.1 };
-        c.item_graph_input = ItemGraphInput::Embeddings;
-        c.user_semantic = false;
-        c.contrastive = false;
-        c.feature_dim = c.embedding_dim;
-        c.modality_bpr = 0.3;
-        c.gcn_weights = false;
-        c.regularisation = Regularisation::BatchNorms;
-        c.drop_edge = DropEdge::Freedom { keep_ratio: 0.7 };
-        c.degree_source = DegreeSource::KeptGraph;
-    }), true, gpu;
+    parity_freedom_baseline => freedom(), true, gpu;
     // FREEDOM with its frozen graph read from kNN files (`ItemGraphSource::Files`): the
     // engines take the given CSR where they would build the raw-feature graph.
     parity_freedom_file_graph => with(|c| {
+        *c = freedom();
         c.item_graph_source = ItemGraphSource::Files { dir: "fixture".into(), image_weight: 0.1 };
-        c.item_graph_input = ItemGraphInput::Embeddings;
-        c.user_semantic = false;
-        c.contrastive = false;
-        c.feature_dim = c.embedding_dim;
-        c.modality_bpr = 0.3;
-        c.gcn_weights = false;
-        c.regularisation = Regularisation::BatchNorms;
-        c.drop_edge = DropEdge::Freedom { keep_ratio: 0.7 };
-        c.degree_source = DegreeSource::KeptGraph;
     }), true, gpu;
     parity_file_graph_user_semantic_readout => with(|c| {
         c.item_graph_source = ItemGraphSource::Files { dir: "fixture".into(), image_weight: 0.3 };

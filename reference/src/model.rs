@@ -159,16 +159,21 @@ impl Params {
     /// from the data's values; a no-op when they are already attached (a resumed run keeps
     /// its trained tables) or when the switch is off.
     pub fn attach_features(&mut self, cfg: &ModelConfig, features: [&Mat<f64>; 2]) {
-        if cfg.train_features && self.features.iter().all(|f| f.nrows() == 0 && f.ncols() == 0) {
+        if self.needs_features(cfg) {
             self.features = [features[0].clone(), features[1].clone()];
         }
     }
 
     /// [`Params::attach_features`] taking the tables by value (no copy: they can be large).
     pub fn attach_features_owned(&mut self, cfg: &ModelConfig, features: [Mat<f64>; 2]) {
-        if cfg.train_features && self.features.iter().all(|f| f.nrows() == 0 && f.ncols() == 0) {
+        if self.needs_features(cfg) {
             self.features = features;
         }
+    }
+
+    /// Whether `train_features` asks for tables these parameters do not hold yet.
+    pub fn needs_features(&self, cfg: &ModelConfig) -> bool {
+        cfg.train_features && self.features.iter().all(|f| f.nrows() == 0 && f.ncols() == 0)
     }
 
     /// A copy without the trained feature tables (`[0, 0]` in their place): the shape

@@ -31,18 +31,29 @@ pub fn run(a: CompareArgs) -> Result<()> {
     let (global_sets, scoped_sets) = crane::compare::split_scoped_sets(&args.sets, &models)?;
     let global = TrainArgs { sets: global_sets, ..args.clone() };
     let mut p = prepare(&global)?;
+    // The config source and the run folder name do not depend on the data read.
+    let (base, source, name) = (p.base.clone(), p.source.clone(), p.name.clone());
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("compare-{name}")));
+    let seeds: Vec<u64> = crane::compare::DEFAULT_SEEDS.iter().copied().chain(1..).take(seeds).collect();
+    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let spec = crane::compare::CompareSpec {
+        base_toml: &base,
+        source: &source,
+        models: models.clone(),
+        seeds: seeds.clone(),
+        sets: args.sets.clone(),
+        out: out.clone(),
+        command: command.clone(),
+        report_only,
+    };
     // A model whose own settings read a kNN folder (`--set freedom:model.item_graph_source=
     // { files = .. }`): the data is read again with it (one folder per comparison).
-    let dirs = graph_dirs(&p, &models, &args.sets, &seeds_for(seeds))?;
-    if let Some(dir) = dirs {
+    if let Some(dir) = graph_dir(&spec)? {
         if p.ds.knn_files.is_none() {
             p = super::prepare_with_graph_dir(&global, Some(dir))?;
         }
     }
-    let (ds, name, synthetic, base, source) = (&p.ds, &p.name, p.synthetic, &p.base, &p.source);
-    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(format!("compare-{name}")));
-    let seeds = seeds_for(seeds);
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
+    let (ds, synthetic) = (&p.ds, p.synthetic);
     let features = if synthetic {
         "GENERATED synthetic interactions and features (crane synth --like)".to_string()
     } else if let Some(g) = &ds.generated_features {
@@ -53,16 +64,6 @@ pub fn run(a: CompareArgs) -> Result<()> {
         "real interactions and feature files".to_string()
     };
     let features = format!("{features}; modalities: {}", ds.modalities_used());
-    let spec = crane::compare::CompareSpec {
-        base_toml: base,
-        source,
-        models: models.clone(),
-        seeds: seeds.clone(),
-        sets: args.sets.clone(),
-        out: out.clone(),
-        command: command.clone(),
-        report_only,
-    };
     // Each model's own estimate (crane-code's attention and CRANE's RCA differ widely).
     let est = crane::compare::memory_estimates(ds, &spec, args.memory_budget)?;
     let est: Vec<String> = est.iter().map(|(m, mb)| format!("{m} {mb:.0} MB")).collect();
@@ -119,26 +120,11 @@ pub fn run(a: CompareArgs) -> Result<()> {
     Ok(())
 }
 
-/// The first `n` of the paper's seeds, then 1, 2, ...
-fn seeds_for(n: usize) -> Vec<u64> {
-    crane::compare::DEFAULT_SEEDS.iter().copied().chain(1..).take(n).collect()
-}
-
 /// The kNN folder the compared models' configs read (`None` when none does); an error when two
 /// models name different folders.
-fn graph_dirs(p: &super::Prepared, models: &[String], sets: &[String], seeds: &[u64]) -> Result<Option<PathBuf>> {
-    let spec = crane::compare::CompareSpec {
-        base_toml: &p.base,
-        source: &p.source,
-        models: models.to_vec(),
-        seeds: seeds.to_vec(),
-        sets: sets.to_vec(),
-        out: PathBuf::new(),
-        command: String::new(),
-        report_only: true,
-    };
+fn graph_dir(spec: &crane::compare::CompareSpec) -> Result<Option<PathBuf>> {
     let mut found: Option<(String, PathBuf)> = None;
-    for (m, cfg) in crane::compare::model_configs(&spec)? {
+    for (m, cfg) in crane::compare::model_configs(spec)? {
         if let Some(dir) = cfg.data_options()?.1 {
             match &found {
                 Some((m0, d0)) if *d0 != dir => {

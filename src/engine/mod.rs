@@ -112,17 +112,19 @@ impl ModelInputs<'_> {
 
 /// The parameters an engine starts from: `params` with, under `train_features`, the raw
 /// feature tables attached from `inputs` (f64 copies `[N, d_m]`) unless they already are (a
-/// resumed run). Every engine calls it, so all three train the same parameter set.
-pub fn with_features(params: &Params, inputs: &ModelInputs, cfg: &ModelConfig) -> Params {
-    let mut p = params.clone();
-    if cfg.train_features {
-        let mat = |m: usize| match inputs.features[m] {
-            Some(f) => faer::Mat::from_fn(f.rows, f.cols, |i, j| f.data[i * f.cols + j] as f64),
-            None => faer::Mat::zeros(inputs.n_items, 0),
-        };
-        p.attach_features_owned(cfg, [mat(0), mat(1)]);
+/// resumed run; then, as without the switch, `params` itself, not a copy). Every engine calls
+/// it, so all three train the same parameter set.
+pub fn with_features<'a>(params: &'a Params, inputs: &ModelInputs, cfg: &ModelConfig) -> std::borrow::Cow<'a, Params> {
+    if !params.needs_features(cfg) {
+        return std::borrow::Cow::Borrowed(params);
     }
-    p
+    let mat = |m: usize| match inputs.features[m] {
+        Some(f) => faer::Mat::from_fn(f.rows, f.cols, |i, j| f.data[i * f.cols + j] as f64),
+        None => faer::Mat::zeros(inputs.n_items, 0),
+    };
+    let mut p = params.clone();
+    p.attach_features_owned(cfg, [mat(0), mat(1)]);
+    std::borrow::Cow::Owned(p)
 }
 
 /// Wall time per stage, summed since the last reset.
