@@ -107,3 +107,59 @@ fn metrics_are_invariant_to_increasing_transforms_and_blocking() {
     let r2 = rank_users(&set, Mask::train_only(&mask), n, 20, 64, fill(|s| s));
     assert_eq!(r1, r2);
 }
+
+#[test]
+fn summary_shows_recall_and_ndcg_at_10_and_20_else_every_k() {
+    let m = crane::eval::Metrics {
+        ks: vec![5, 10, 20, 50],
+        recall: vec![0.01, 0.02, 0.03, 0.04],
+        ndcg: vec![0.11, 0.12, 0.13, 0.14],
+        precision: vec![0.5; 4],
+        map: vec![0.6; 4],
+        users: 3,
+    };
+    assert_eq!(m.summary(), "R@10 0.0200 R@20 0.0300 N@10 0.1200 N@20 0.1300");
+    let only20 = crane::eval::Metrics { ks: vec![20, 50], recall: vec![0.3, 0.4], ndcg: vec![0.5, 0.6], ..m.clone() };
+    assert_eq!(only20.summary(), "R@20 0.3000 N@20 0.5000", "K = 20 alone is usual too");
+    let only10 = crane::eval::Metrics { ks: vec![5, 10], recall: vec![0.3, 0.4], ndcg: vec![0.5, 0.6], ..m.clone() };
+    assert_eq!(only10.summary(), "R@10 0.4000 N@10 0.6000");
+    let unusual = crane::eval::Metrics { ks: vec![5, 50], recall: vec![0.3, 0.4], ndcg: vec![0.5, 0.6], ..m };
+    assert_eq!(unusual.summary(), "R@5 0.3000 R@50 0.4000 N@5 0.5000 N@50 0.6000", "no usual K: every K");
+}
+
+#[test]
+fn metric_lookup_by_name_and_k() {
+    let m = crane::eval::Metrics {
+        ks: vec![10, 20],
+        recall: vec![0.1, 0.2],
+        ndcg: vec![0.3, 0.4],
+        precision: vec![0.5, 0.6],
+        map: vec![0.7, 0.8],
+        users: 1,
+    };
+    let got: Vec<_> = ["recall", "ndcg", "precision", "map"].iter().map(|n| m.get(n, 20)).collect();
+    assert_eq!(got, vec![Some(0.2), Some(0.4), Some(0.6), Some(0.8)]);
+    assert_eq!(m.get("recall", 10), Some(0.1));
+    assert_eq!(m.get("mrr", 20), None, "unknown metric");
+    assert_eq!(m.get("recall", 50), None, "K not evaluated");
+    let map = m.to_map();
+    assert_eq!(map.len(), 8);
+    assert_eq!((map["recall@10"], map["ndcg@20"], map["precision@10"], map["map@20"]), (0.1, 0.4, 0.5, 0.8));
+}
+
+#[test]
+fn mask_merges_training_items_and_absent_ids_sorted_without_repeats() {
+    let train = vec![vec![1, 4, 6], vec![]];
+    let m = Mask::new(&train, &[0, 4, 9]);
+    assert_eq!(m.merged(0), vec![0, 1, 4, 6, 9]);
+    assert_eq!(m.merged(1), vec![0, 4, 9]);
+    assert_eq!(Mask::train_only(&train).merged(0), vec![1, 4, 6]);
+}
+
+#[test]
+fn topk_file_rows_keep_the_header_width_when_candidates_run_out() {
+    let tsv = crane::eval::topk_tsv(&[3, 5], &[vec![2, 0, 1], vec![7]], |u| format!("u{u}"), |i| format!("i{i}"), 2);
+    assert_eq!(tsv, "id\ttop_1\ttop_2\nu3\ti2\ti0\nu5\ti7\t\n");
+    assert_eq!(crane::eval::short_rankings(&[vec![2, 0, 1], vec![7], vec![1, 2]], 2), 1);
+    assert_eq!(crane::eval::short_rankings(&[vec![7]], 1), 0);
+}

@@ -14,55 +14,17 @@ fn aggregation(k: u8) -> Aggregation {
     [Aggregation::Sum, Aggregation::Average, Aggregation::Max, Aggregation::Attention][k as usize % 4]
 }
 
-/// Owned RCA parameters for d_f = 3, d_j = 4.
-struct Theta {
-    /// s of Eq. (11).
-    scale: f64,
-    w_tr: Mat<f64>,
-    b_tr: Mat<f64>,
-    w_m: [Mat<f64>; 2],
-    w_a: [Mat<f64>; 2],
-    w_f: [Mat<f64>; 2],
-}
-
-impl Theta {
-    fn random(seed: u64) -> Self {
-        let mut r = rng(seed);
-        let mut x = |a, b| rand_mat(a, b, 0.8, &mut r);
-        Self {
-            scale: if seed % 2 == 0 { 1.0 } else { 1.0 / 6.0 },
-            w_tr: x(6, 4),
-            b_tr: x(1, 4),
-            w_m: [x(4, 3), x(4, 3)],
-            w_a: [x(3, 3), x(3, 3)],
-            w_f: [x(3, 3), x(3, 3)],
-        }
-    }
-    fn view(&self) -> RcaParams<'_> {
-        RcaParams {
-            w_tr: &self.w_tr,
-            b_tr: &self.b_tr,
-            w_m: [&self.w_m[0], &self.w_m[1]],
-            w_a: [&self.w_a[0], &self.w_a[1]],
-            w_f: [&self.w_f[0], &self.w_f[1]],
-            scale: self.scale,
-        }
-    }
-    /// Every tensor, mutable, with a name (for per-tensor finite differences).
-    fn each(&mut self) -> Vec<(&'static str, &mut Mat<f64>)> {
-        let [mv, mt] = &mut self.w_m;
-        let [av, at] = &mut self.w_a;
-        let [fv, ft] = &mut self.w_f;
-        vec![
-            ("W_tr", &mut self.w_tr),
-            ("b_tr", &mut self.b_tr),
-            ("W_v", mv),
-            ("W_t", mt),
-            ("W_a^v", av),
-            ("W_a^t", at),
-            ("W_f^v", fv),
-            ("W_f^t", ft),
-        ]
+/// Random RCA parameters for d_f = 3, d_j = 4 (s alternates between 1 and 1/6).
+fn random_theta(seed: u64) -> Theta {
+    let mut r = rng(seed);
+    let mut x = |a, b| rand_mat(a, b, 0.8, &mut r);
+    Theta {
+        scale: if seed % 2 == 0 { 1.0 } else { 1.0 / 6.0 },
+        w_tr: x(6, 4),
+        b_tr: x(1, 4),
+        w_m: [x(4, 3), x(4, 3)],
+        w_a: [x(3, 3), x(3, 3)],
+        w_f: [x(3, 3), x(3, 3)],
     }
 }
 
@@ -292,7 +254,7 @@ proptest! {
     fn eq13_rca_grad_matches_fd(seed in any::<u64>(), rounds in 1usize..4) {
         let mut r = rng(seed);
         let (xv, xt) = (rand_mat(6, 3, 0.7, &mut r), rand_mat(6, 3, 0.7, &mut r));
-        let mut th = Theta::random(seed ^ 13);
+        let mut th = random_theta(seed ^ 13);
         let (xatt, cache) = rca(&xv, &xt, &th.view(), rounds);
         prop_assume!(kink_margin(&cache) > KINK_MARGIN);
         let g = rand_mat(6, 6, 1.0, &mut r);
@@ -318,7 +280,7 @@ proptest! {
     fn eq13_rounds_compose_and_zero_rounds_concatenate(seed in any::<u64>()) {
         let mut r = rng(seed);
         let (xv, xt) = (rand_mat(6, 3, 0.7, &mut r), rand_mat(6, 3, 0.7, &mut r));
-        let th = Theta::random(seed);
+        let th = random_theta(seed);
         let ([v1, t1], _) = rca_round(&xv, &xt, &th.view());
         let ([v2, t2], _) = rca_round(&v1, &t1, &th.view());
         let (two, _) = rca(&xv, &xt, &th.view(), 2);
@@ -326,7 +288,7 @@ proptest! {
         prop_assert_eq!(rca(&xv, &xt, &th.view(), 0).0, hcat(&xv, &xt));
         // Within a round the textual update reads the *previous* visual features: changing
         // W_a^v leaves X^{t(1)} unchanged.
-        let mut th2 = Theta::random(seed);
+        let mut th2 = random_theta(seed);
         th2.w_a[0] = rand_mat(3, 3, 1.0, &mut r);
         let ([_, t1b], _) = rca_round(&xv, &xt, &th2.view());
         prop_assert_eq!(t1b, t1);

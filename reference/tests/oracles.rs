@@ -19,6 +19,8 @@
 // The constants are the oracle's printed values; some happen to be close to 1/sqrt(2) etc.
 #![allow(clippy::approx_constant)]
 
+mod common;
+use common::Theta;
 use crane_reference::attention::{mha, MhaParams};
 use crane_reference::config::{
     Aggregation, DegreeSource, Fusion, ItemGraphInput, ItemGraphSource, ModelConfig, RcaScale, Readout, Regularisation,
@@ -32,7 +34,7 @@ use crane_reference::item_graph::{cosine_similarity, knn_graph, propagate, raw_f
 use crane_reference::losses::{batch_norms, batch_sq_norm, bpr, info_nce, total_loss};
 use crane_reference::model::{forward, loss_and_grads, Batch, Graph, Params};
 use crane_reference::rca::{
-    correlation, joint_features, joint_transform, modality_anchors, rca, rca_round, refine, residual_update, RcaParams,
+    correlation, joint_features, joint_transform, modality_anchors, rca, rca_round, refine, residual_update,
 };
 use crane_reference::user_profiles::{project, stack_entities, user_profiles};
 use faer::Mat;
@@ -253,34 +255,15 @@ fn eq12_residual_forward_matches_independent_oracle() {
     assert_eq!((out[(0, 0)], out[(0, 1)]), (-1.25, 5.0), "worked by hand");
 }
 
-/// Owned Θ of the Eq. (13) oracle: M + N = 3 entities, d_f = 2, d_j = 2, s = 1/3.
-struct Theta {
-    w_tr: Mat<f64>,
-    b_tr: Mat<f64>,
-    w_m: [Mat<f64>; 2],
-    w_a: [Mat<f64>; 2],
-    w_f: [Mat<f64>; 2],
-}
-
-impl Theta {
-    fn new() -> Self {
-        Self {
-            w_tr: from_rows(&[&[0.5, -0.3], &[0.2, 0.8], &[-0.6, 0.1], &[0.4, 0.4]]),
-            b_tr: from_rows(&[&[0.1, -0.2]]),
-            w_m: [from_rows(&[&[1.0, 0.5], &[-0.5, 1.2]]), from_rows(&[&[0.3, -0.9], &[0.8, 0.6]])],
-            w_a: [from_rows(&[&[1.0, 0.5], &[-0.5, 1.0]]), from_rows(&[&[0.7, -0.2], &[0.4, 1.1]])],
-            w_f: [from_rows(&[&[0.9, 0.1], &[0.0, 1.1]]), from_rows(&[&[1.2, -0.3], &[0.2, 0.8]])],
-        }
-    }
-    fn view(&self) -> RcaParams<'_> {
-        RcaParams {
-            w_tr: &self.w_tr,
-            b_tr: &self.b_tr,
-            w_m: [&self.w_m[0], &self.w_m[1]],
-            w_a: [&self.w_a[0], &self.w_a[1]],
-            w_f: [&self.w_f[0], &self.w_f[1]],
-            scale: 1.0 / 3.0,
-        }
+/// Θ of the Eq. (13) oracle: M + N = 3 entities, d_f = 2, d_j = 2, s = 1/3.
+fn oracle_theta() -> Theta {
+    Theta {
+        w_tr: from_rows(&[&[0.5, -0.3], &[0.2, 0.8], &[-0.6, 0.1], &[0.4, 0.4]]),
+        b_tr: from_rows(&[&[0.1, -0.2]]),
+        w_m: [from_rows(&[&[1.0, 0.5], &[-0.5, 1.2]]), from_rows(&[&[0.3, -0.9], &[0.8, 0.6]])],
+        w_a: [from_rows(&[&[1.0, 0.5], &[-0.5, 1.0]]), from_rows(&[&[0.7, -0.2], &[0.4, 1.1]])],
+        w_f: [from_rows(&[&[0.9, 0.1], &[0.0, 1.1]]), from_rows(&[&[1.2, -0.3], &[0.2, 0.8]])],
+        scale: 1.0 / 3.0,
     }
 }
 
@@ -295,7 +278,7 @@ fn rca_inputs() -> (Mat<f64>, Mat<f64>) {
 /// `EQ13_ONE_ROUND_IF_TRANSPOSED`, which differs from the right answer by > 0.03.
 #[test]
 fn eq13_rca_rounds_forward_match_independent_oracle() {
-    let th = Theta::new();
+    let th = oracle_theta();
     let (xv, xt) = rca_inputs();
     let ([v1, t1], _) = rca_round(&xv, &xt, &th.view());
     assert_mat("X^v after one round", &v1, &rows(&EQ13_ONE_ROUND).subcols(0, 2).to_owned());
@@ -317,7 +300,7 @@ fn eq07_joint_features_match_independent_oracle() {
     let e = joint_features(&xv, &xt);
     assert_mat("E", &e, &rows(&EQ07_E));
     assert_eq!([e[(1, 0)], e[(1, 1)], e[(1, 2)], e[(1, 3)]], [0.5, 0.4, -0.3, 0.7], "row 1 by hand");
-    let (_, cache) = rca_round(&xv, &xt, &Theta::new().view());
+    let (_, cache) = rca_round(&xv, &xt, &oracle_theta().view());
     assert_mat("E in the first RCA round", &cache.e, &rows(&EQ07_E));
     assert!(max_diff(&joint_features(&xt, &xv), &e) > 0.1, "the input tells [X^v | X^t] from [X^t | X^v]");
 }
@@ -342,7 +325,7 @@ fn eq08_joint_transform_matches_independent_oracle() {
     assert!(max_diff(&joint_transform(&e, &w.transpose().to_owned(), &b), &ep) > 0.1, "the input tells W from Wᵀ");
     assert!(max_diff(&mm(&e, &w), &ep) > 1.1, "b_tr is added");
     let (xv, xt) = rca_inputs();
-    let (_, cache) = rca_round(&xv, &xt, &Theta::new().view());
+    let (_, cache) = rca_round(&xv, &xt, &oracle_theta().view());
     assert_mat("E' in the first RCA round", &cache.ep, &rows(&EQ08_EP_ROUND));
 }
 
@@ -359,7 +342,7 @@ fn eq09_modality_anchors_match_independent_oracle() {
     assert!((p[(0, 0)] + 0.35).abs() < TOL && (p[(0, 1)] + 2.2).abs() < TOL, "row 0 by hand");
     assert!(max_diff(&modality_anchors(&ep, &w.transpose().to_owned()), &p) > 0.1, "the input tells W from Wᵀ");
     let (xv, xt) = rca_inputs();
-    let (_, cache) = rca_round(&xv, &xt, &Theta::new().view());
+    let (_, cache) = rca_round(&xv, &xt, &oracle_theta().view());
     let want = rows(&EQ09_P_ROUND);
     assert_mat("P^v in the first RCA round", &cache.p[0], &want.subcols(0, 2).to_owned());
     assert_mat("P^t in the first RCA round", &cache.p[1], &want.subcols(2, 2).to_owned());
@@ -514,7 +497,7 @@ fn eq20_model_loss_matches_independent_oracle() {
     ];
     let g = Graph::new(a, features);
     let (ue, ie) = eq20_embeddings();
-    let th = Theta::new();
+    let th = oracle_theta();
     let values: Vec<(&str, Mat<f64>)> = vec![
         ("user_emb", ue),
         ("item_emb", ie),
@@ -636,9 +619,11 @@ fn crane_a_average_graphs_matches_independent_oracle() {
     let proj = [from_rows(&[&[0.6, -0.4], &[-0.3, 0.9], &[0.5, 0.2]]), from_rows(&[&[0.8, -0.6], &[0.3, 0.7]])];
     let bias = [from_rows(&[&[0.1, -0.05]]), from_rows(&[&[0.0, 0.0]])];
     let mut p = Params::init(&cfg, Dims { n_users: 2, n_items: 5, d_visual: 3, d_text: 2 }, 0);
-    for m in 0..2 {
-        assert_eq!((p.proj[m].nrows(), p.proj[m].ncols()), (proj[m].nrows(), proj[m].ncols()));
-        assert_eq!((p.proj_bias[m].nrows(), p.proj_bias[m].ncols()), (1, 2));
+    for (drawn, ours) in p.proj.iter().zip(&proj) {
+        assert_eq!((drawn.nrows(), drawn.ncols()), (ours.nrows(), ours.ncols()));
+    }
+    for drawn in &p.proj_bias {
+        assert_eq!((drawn.nrows(), drawn.ncols()), (1, 2));
     }
     p.proj = proj.clone();
     p.proj_bias = bias.clone();

@@ -7,6 +7,7 @@ use crane_reference::fd;
 use crane_reference::init::Dims;
 use crane_reference::interaction_graph::interaction_matrix;
 use crane_reference::model::{sample_edge_mask, Batch, Graph, Params};
+use crane_reference::rca::RcaParams;
 use faer::Mat;
 use nalgebra_sparse::CsrMatrix;
 use rand::seq::SliceRandom;
@@ -73,4 +74,46 @@ pub fn tiny_case(seed: u64, cfg: &ModelConfig) -> (Params, Batch, Graph) {
 /// The tiny configuration of [`tiny_case`].
 pub fn tiny_config() -> ModelConfig {
     ModelConfig { embedding_dim: 4, feature_dim: 3, joint_dim: 3, rounds: 2, knn_k: 3, ..ModelConfig::default() }
+}
+
+/// Owned RCA parameters Θ of Eq. (7)-(13) (`RcaParams` borrows them), for tests that set or
+/// perturb them.
+pub struct Theta {
+    /// s of Eq. (11).
+    pub scale: f64,
+    pub w_tr: Mat<f64>,
+    pub b_tr: Mat<f64>,
+    pub w_m: [Mat<f64>; 2],
+    pub w_a: [Mat<f64>; 2],
+    pub w_f: [Mat<f64>; 2],
+}
+
+impl Theta {
+    pub fn view(&self) -> RcaParams<'_> {
+        RcaParams {
+            w_tr: &self.w_tr,
+            b_tr: &self.b_tr,
+            w_m: [&self.w_m[0], &self.w_m[1]],
+            w_a: [&self.w_a[0], &self.w_a[1]],
+            w_f: [&self.w_f[0], &self.w_f[1]],
+            scale: self.scale,
+        }
+    }
+
+    /// Every tensor, mutable, with a name (for per-tensor finite differences).
+    pub fn each(&mut self) -> Vec<(&'static str, &mut Mat<f64>)> {
+        let [mv, mt] = &mut self.w_m;
+        let [av, at] = &mut self.w_a;
+        let [fv, ft] = &mut self.w_f;
+        vec![
+            ("W_tr", &mut self.w_tr),
+            ("b_tr", &mut self.b_tr),
+            ("W_v", mv),
+            ("W_t", mt),
+            ("W_a^v", av),
+            ("W_a^t", at),
+            ("W_f^v", fv),
+            ("W_f^t", ft),
+        ]
+    }
 }
