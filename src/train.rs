@@ -147,6 +147,55 @@ pub const EXPLODED: f64 = 1e4;
 /// An epoch's mean loss this many times the starting loss is warned about.
 pub const GROWING: f64 = 100.0;
 
+/// Model selection on validation (protocol notes, "Training protocol"): after each epoch the
+/// watched metric (`valid_metric`, Recall@20 by default), rounded to 4 decimals when
+/// `round_metric` (MMRec's rule), must *strictly* beat the best so far to become the selected
+/// epoch, whose test metrics are the ones reported; training stops once more than `patience`
+/// epochs in a row did not (MMRec: `patience + 1` epochs without an improvement).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Selection {
+    /// The best (rounded) score so far; −∞ before the first epoch.
+    pub best: f64,
+    /// The epoch that scored it.
+    pub best_epoch: usize,
+    /// Epochs since it (0 right after an improvement).
+    pub since: usize,
+}
+
+impl Default for Selection {
+    fn default() -> Self {
+        Self { best: f64::NEG_INFINITY, best_epoch: 0, since: 0 }
+    }
+}
+
+impl Selection {
+    /// The score compared across epochs: `watched`, rounded to 4 decimals if `round`.
+    pub fn score(watched: f64, round: bool) -> f64 {
+        if round {
+            (watched * 1e4).round() / 1e4
+        } else {
+            watched
+        }
+    }
+
+    /// Records `epoch`'s score; true if it is the new selected epoch (strictly better: a tie
+    /// keeps the earlier epoch).
+    pub fn observe(&mut self, epoch: usize, score: f64) -> bool {
+        if score > self.best {
+            *self = Self { best: score, best_epoch: epoch, since: 0 };
+            true
+        } else {
+            self.since += 1;
+            false
+        }
+    }
+
+    /// More than `patience` epochs in a row without an improvement: stop.
+    pub fn exhausted(&self, patience: usize) -> bool {
+        self.since > patience
+    }
+}
+
 /// The loop's state saved with each epoch, for `--resume`.
 #[derive(Serialize, serde::Deserialize)]
 struct LoopState {
@@ -276,7 +325,7 @@ pub fn train_reported(
         engine.rebuild_item_graph()?;
     }
     let mut history: Vec<EpochLog> = Vec::new();
-    let (mut best, mut best_epoch, mut since) = (f64::NEG_INFINITY, 0usize, 0usize);
+    let mut sel = Selection::default();
     let (mut best_valid, mut best_test) = (None, None);
     let mut stopped_early = false;
     let mut train_time = Duration::ZERO;
@@ -297,12 +346,12 @@ pub fn train_reported(
             engine.set_optimiser_state(&st.opt)?;
             let ls: LoopState =
                 serde_json::from_str(&st.loop_state).map_err(|e| CraneError::file(path, format!("loop state: {e}")))?;
-            (best, best_epoch, since, best_valid, best_test, history) =
-                (ls.best, ls.best_epoch, ls.since, ls.best_valid, ls.best_test, ls.history);
+            sel = Selection { best: ls.best, best_epoch: ls.best_epoch, since: ls.since };
+            (best_valid, best_test, history) = (ls.best_valid, ls.best_test, ls.history);
             resumed_scale = ls.loss_scale;
             train_time = Duration::from_secs_f64(ls.train_seconds);
             start = st.epoch + 1;
-            if since > cfg.patience {
+            if sel.exhausted(cfg.patience) {
                 stopped_early = true;
                 start = cfg.epochs;
             }
@@ -426,11 +475,7 @@ pub fn train_reported(
         jsonl.push('\n');
         history.push(log);
         let watched = valid.get(metric, metric_k).expect("valid_metric's K is among ks (checked by resolve)");
-        let score = if cfg.round_metric { (watched * 1e4).round() / 1e4 } else { watched };
-        if score > best {
-            best = score;
-            best_epoch = epoch;
-            since = 0;
+        if sel.observe(epoch, Selection::score(watched, cfg.round_metric)) {
             let test = evaluate_engine(&test_set, rank_mask, ds.n_items, &cfg.ks, cfg.eval_block, eng)?;
             best_valid = Some(valid);
             best_test = Some(test);
@@ -443,16 +488,14 @@ pub fn train_reported(
                 };
                 crate::checkpoint::save(&dir.join("checkpoint.safetensors"), &engine.params(), &meta)?;
             }
-        } else {
-            since += 1;
         }
         if let Some(dir) = out {
             write_string_atomic(&dir.join("history.jsonl"), &jsonl)?;
             write_string_atomic(&dir.join("history.csv"), &history_csv(&history))?;
             let ls = LoopState {
-                best,
-                best_epoch,
-                since,
+                best: sel.best,
+                best_epoch: sel.best_epoch,
+                since: sel.since,
                 best_valid: best_valid.clone(),
                 best_test: best_test.clone(),
                 history: history.clone(),
@@ -470,9 +513,10 @@ pub fn train_reported(
                 &ls,
             )?;
         }
-        if since > cfg.patience {
+        if sel.exhausted(cfg.patience) {
             stopped_early = true;
-            report.line(&format!("early stop: no validation {} improvement for {since} epochs", cfg.valid_metric));
+            report
+                .line(&format!("early stop: no validation {} improvement for {} epochs", cfg.valid_metric, sel.since));
             break;
         }
     }
@@ -481,7 +525,7 @@ pub fn train_reported(
         dataset: ds.stats(),
         engine: engine.name().to_string(),
         threads: rayon::current_num_threads(),
-        best_epoch,
+        best_epoch: sel.best_epoch,
         valid: best_valid.expect("at least one epoch"),
         test: best_test.expect("at least one epoch"),
         popularity_test: popularity_metrics(ds, &cfg.ks),

@@ -320,3 +320,17 @@ fn npy_shapes_that_overflow_are_refused_not_panicked_on() {
     let e = parse_features(&raw_npy("<f4", false, "(2, x)", &[0; 16]), Path::new("f.npy")).unwrap_err().to_string();
     assert!(e.contains("not a tuple of non-negative integers"), "{e}");
 }
+
+#[test]
+fn mix_seed_matches_an_independent_transcription() {
+    // Values from a Python transcription of the documented mixing (SplitMix64 finaliser per
+    // part, 64-bit wrapping arithmetic), not from this crate: they pin every seeded stream
+    // (batches, negatives, edge masks) across versions.
+    use crane::sampling::mix_seed;
+    assert_eq!(mix_seed(&[]), 0x243f_6a88_85a3_08d3);
+    assert_eq!(mix_seed(&[0]), 0x61f4_a1de_98e2_f0e9);
+    assert_eq!(mix_seed(&[9]), 0xb829_ed92_39c1_c80a);
+    assert_eq!(mix_seed(&[9, 0]), 0x48bf_95ce_a3bf_6982);
+    assert_eq!(mix_seed(&[9, 3, 1]), 0xd058_5825_4f0f_61bd);
+    assert_eq!(mix_seed(&[2023, 17, 0xd20b]), 0x7f7a_e390_41e0_15fc);
+}

@@ -383,3 +383,82 @@ fn test_split_does_not_influence_training() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+// ------------------------------------------------------------------------------------------
+// Model selection: strict improvement, MMRec's rounding, patience
+// ------------------------------------------------------------------------------------------
+
+/// The selection rule on a hand-written sequence of validation scores (protocol.md): a tie
+/// keeps the earlier epoch, scores equal at 4 decimals tie when rounding, and the run stops
+/// after `patience + 1` epochs in a row without an improvement.
+#[test]
+fn selection_keeps_the_first_of_tied_epochs_and_stops_after_patience_plus_one() {
+    use crane::train::Selection;
+    assert_eq!(Selection::score(0.123_44, true), 0.1234);
+    assert_eq!(Selection::score(0.123_46, true), 0.1235);
+    assert_eq!(Selection::score(0.123_44, false), 0.123_44);
+    // (epoch, raw score) with rounding: 0.1 | 0.2 | 0.2 (tie) | 0.200_04 (ties at 4 dp) |
+    // 0.2001 (better) | 0.1 | 0.1 | 0.1 -> selected epoch 4, stop after epoch 7 with patience 2.
+    let raw = [0.1, 0.2, 0.2, 0.200_04, 0.2001, 0.1, 0.1, 0.1];
+    let mut s = Selection::default();
+    let mut improved = Vec::new();
+    let mut stopped_after = None;
+    for (e, &v) in raw.iter().enumerate() {
+        improved.push(s.observe(e, Selection::score(v, true)));
+        if s.exhausted(2) {
+            stopped_after = Some(e);
+            break;
+        }
+    }
+    assert_eq!(improved, [true, true, false, false, true, false, false, false]);
+    assert_eq!((s.best, s.best_epoch, s.since), (0.2001, 4, 3));
+    assert_eq!(stopped_after, Some(7), "patience 2: the third epoch in a row without improvement stops");
+    // Unrounded, 0.200_04 beats 0.2.
+    let mut s = Selection::default();
+    for (e, &v) in raw[..4].iter().enumerate() {
+        s.observe(e, Selection::score(v, false));
+    }
+    assert_eq!((s.best_epoch, s.since), (3, 0));
+    assert!(!Selection { since: 2, ..s }.exhausted(2) && Selection { since: 3, ..s }.exhausted(2));
+}
+
+/// With lr = 1e-30 (Adam's steps are ~lr, far below an f32 ulp of any weight) every epoch
+/// scores exactly the same, so the strict rule selects epoch 0 and the
+/// run stops after patience + 1 more epochs; each epoch's logged loss is the sum of its logged
+/// terms and the epoch-0 BPR of a fresh model is near ln 2.
+#[test]
+fn constant_validation_selects_the_first_epoch_and_stops_after_patience_plus_one() {
+    let data = tiny_dir("flat");
+    let ds = load_dataset(&data, &LoadOptions::default()).unwrap();
+    for preset in ["crane", "freedom"] {
+        let mut sets: Vec<String> =
+            [&format!("model_preset={preset}")[..], "epochs=20", "patience=3", "lr=1e-30", "batch_size=256"]
+                .into_iter()
+                .map(String::from)
+                .collect();
+        if preset == "crane" {
+            sets.push("model.lambda=1e-2".into());
+        }
+        let cfg = resolve(dataset_preset("tiny").unwrap(), "tiny", &sets).unwrap();
+        let r = train(&ds, &cfg, None, false).unwrap();
+        assert_eq!((r.best_epoch, r.epochs_run, r.stopped_early), (0, 5, true), "{preset}");
+        assert!(r.history.iter().all(|h| h.valid == r.history[0].valid), "{preset}: lr = 1e-30 changes nothing");
+        for h in &r.history {
+            let sum = h.bpr + h.cl_user + h.cl_item + h.reg + h.modality;
+            assert!(
+                (h.loss - sum).abs() <= 1e-9 * h.loss.abs(),
+                "{preset} epoch {}: loss {} vs terms {sum}",
+                h.epoch,
+                h.loss
+            );
+            assert!(h.bpr > 0.3 && h.bpr < 1.2, "{preset}: BPR {} at a fresh start (near ln 2)", h.bpr);
+        }
+        let h = &r.history[0];
+        let terms = [("cl_user", h.cl_user), ("cl_item", h.cl_item), ("reg", h.reg), ("modality", h.modality)];
+        let on: &[&str] = if preset == "crane" { &["cl_user", "cl_item", "reg"] } else { &["modality"] };
+        for (name, v) in terms {
+            assert_eq!(v > 0.0, on.contains(&name), "{preset}: {name} = {v}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&data);
+}
