@@ -287,6 +287,13 @@ fn presets_train_exactly_their_codes_parameter_sets() {
         // Shapes as the code's (d = d_f = 64).
         assert_eq!((p.proj[0].nrows(), p.proj[0].ncols()), (12, 64), "{preset}");
         assert_eq!((p.features[1].nrows(), p.features[1].ncols()), (7, 6), "{preset}");
+        // Initialised as PyTorch's layers are: nn.Linear's bias is drawn, not zero.
+        assert_eq!(cfg.model.init, crane_reference::config::Init::TorchDefaults, "{preset}");
+        assert!(crane_reference::dense::max_abs(&p.proj_bias[0]) > 0.0, "{preset}: image_trs.bias ~ U(±1/√d_v)");
+    }
+    for preset in ["crane", "bpr", "lightgcn"] {
+        let cfg = resolve(base, "baby", &[format!("model_preset={preset}")]).unwrap();
+        assert_eq!(cfg.model.init, crane_reference::config::Init::Xavier, "{preset}: the paper's init");
     }
     // The earlier behaviour stays a config value.
     let old =

@@ -157,6 +157,23 @@ pub enum ItemGraphInput {
     Attention,
 }
 
+/// How the linear layers are initialised ([`crate::init`]). ID embeddings and RCA's weights are
+/// Xavier-uniform either way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Init {
+    /// Every weight Xavier-uniform, every bias zero (the paper, Section 4.1.3).
+    #[default]
+    Xavier,
+    /// PyTorch's defaults for the layers the peers' code declares without an explicit init:
+    /// `nn.Linear(fan_in, fan_out)` draws weight and bias from U(±1/√fan_in) (the projections
+    /// `P_m`, `p_m` and the second projections `Q_m`, `q_m`); `nn.MultiheadAttention` draws its
+    /// joint `in_proj_weight` `[3 d_f, d_f]` Xavier-uniform (so W_q, W_k, W_v from
+    /// U(±√(6 / 4 d_f))), its `out_proj.weight` W_o from U(±1/√d_f), and zero biases. MMRec's
+    /// FREEDOM and the authors' code initialise this way.
+    TorchDefaults,
+}
+
 /// The model's hyper-parameters and variant switches.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -223,6 +240,9 @@ pub struct ModelConfig {
     /// A frozen raw-feature graph (`item_graph_source = raw_features`) is built from the
     /// initial tables either way, as both codes build it once at start.
     pub train_features: bool,
+    /// Initialisation of the linear layers: the paper's Xavier, or PyTorch's defaults as the
+    /// peers' code gets them.
+    pub init: Init,
 }
 
 impl Default for ModelConfig {
@@ -257,6 +277,7 @@ impl Default for ModelConfig {
             attention_heads: 4,
             attention_projection: false,
             train_features: false,
+            init: Init::Xavier,
         }
     }
 }

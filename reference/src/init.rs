@@ -6,9 +6,19 @@ use faer::Mat;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+/// Xavier's bound `sqrt(6 / (rows + cols))`.
+pub fn xavier_bound(rows: usize, cols: usize) -> f64 {
+    (6.0 / (rows + cols) as f64).sqrt()
+}
+
+/// A bias `[1, n]` ~ U(−a, a) (PyTorch's `nn.Linear` bias with `a = 1/√fan_in`).
+pub fn uniform_bias(n: usize, a: f64, rng: &mut ChaCha8Rng) -> Mat<f64> {
+    Mat::from_fn(1, n, |_, _| rng.random_range(-a..a))
+}
+
 /// Xavier (Glorot) uniform: entries ~ U(−a, a), `a = sqrt(6 / (rows + cols))`, `[rows, cols]`.
 pub fn xavier_uniform(rows: usize, cols: usize, rng: &mut ChaCha8Rng) -> Mat<f64> {
-    let a = (6.0 / (rows + cols) as f64).sqrt();
+    let a = xavier_bound(rows, cols);
     let mut m = Mat::zeros(rows, cols);
     // Row-major fill so the stream of draws is independent of faer's storage order.
     for i in 0..rows {
@@ -30,7 +40,8 @@ pub struct Dims {
 
 impl Params {
     /// Every weight Xavier-uniform and every bias zero, drawn in the order of
-    /// [`Params::tensors`] from one ChaCha8 stream seeded with `seed`. A tensor the model does
+    /// [`Params::tensors`] from one ChaCha8 stream seeded with `seed` (with `init =
+    /// "torch_defaults"` the linear layers get PyTorch's bounds instead: [`crate::config::Init`]). A tensor the model does
     /// not use (RCA's without RCA, the projections where no term reads projected features, the
     /// attention-profile vectors without attention profiles) is drawn and then left empty
     /// (`[0, 0]`): every used tensor gets the same values whatever else is switched, and the
@@ -55,7 +66,30 @@ impl Params {
         // Drawn last, so that the streams of the tensors above do not depend on the switch.
         let q = if cfg.uses_attention_projection() { df } else { 0 };
         let mha_proj = std::array::from_fn(|_| if q > 0 { x(q, q) } else { Mat::zeros(0, 0) });
-        let mha_proj_bias = std::array::from_fn(|_| Mat::zeros(usize::from(q > 0), q));
+        let mut mha_proj_bias = std::array::from_fn(|_| Mat::zeros(usize::from(q > 0), q));
+        let (mut proj_v, mut proj_t, mut mha_w, mut mha_proj) = (proj_v, proj_t, mha_w, mha_proj);
+        let mut proj_bias = [Mat::zeros(1, df), Mat::zeros(1, df)];
+        if cfg.init == crate::config::Init::TorchDefaults {
+            // Same draws rescaled to the other bound (so every stream stays as it is); the
+            // biases torch draws are drawn after everything else.
+            let uniform =
+                |m: &mut Mat<f64>, b: f64| *m = crate::dense::scale(m, b / xavier_bound(m.nrows(), m.ncols()));
+            let linear = |fan_in: usize| 1.0 / (fan_in as f64).sqrt();
+            uniform(&mut proj_v, linear(dims.d_visual));
+            uniform(&mut proj_t, linear(dims.d_text));
+            for w in mha_w.iter_mut().take(3).filter(|w| w.nrows() > 0) {
+                uniform(w, (6.0 / (4 * w.nrows()) as f64).sqrt());
+            }
+            for w in mha_w.iter_mut().skip(3).chain(mha_proj.iter_mut()).filter(|w| w.nrows() > 0) {
+                uniform(w, linear(w.nrows()));
+            }
+            for (b, fan_in) in proj_bias.iter_mut().zip([dims.d_visual, dims.d_text]) {
+                *b = uniform_bias(df, linear(fan_in), &mut rng);
+            }
+            for b in mha_proj_bias.iter_mut().filter(|b| b.nrows() > 0) {
+                *b = uniform_bias(q, linear(q), &mut rng);
+            }
+        }
         let keep = |used: bool, m: Mat<f64>| if used { m } else { Mat::zeros(0, 0) };
         let (rca, proj) = (cfg.uses_rca(), cfg.uses_projection());
         let profiles_att = rca && cfg.aggregation == crate::config::Aggregation::Attention;
@@ -64,7 +98,7 @@ impl Params {
             item_emb,
             w_gcn,
             proj: [keep(proj, proj_v), keep(proj, proj_t)],
-            proj_bias: [keep(proj, Mat::zeros(1, df)), keep(proj, Mat::zeros(1, df))],
+            proj_bias: proj_bias.map(|b| keep(proj, b)),
             w_tr: keep(rca, w_tr),
             b_tr: keep(rca, Mat::zeros(1, dj)),
             w_m: [keep(rca, mv), keep(rca, mt)],

@@ -210,6 +210,51 @@ fn model_second_projection_keeps_the_other_tensors_initial_values() {
     assert_eq!((a.mha_proj[0].nrows(), a.mha_proj[0].ncols()), (0, 0));
 }
 
+/// `init = "torch_defaults"`: the bounds PyTorch documents (and, checked by hand with torch
+/// 2.15: `nn.Linear(4096, 64)` max |w| 0.015625 = 1/√4096, `nn.MultiheadAttention(64, 4)`
+/// max |in_proj_weight| 0.15309 = √(6/256), max |out_proj.weight| 0.125 = 1/√64, zero attention
+/// biases), reached by rescaling the same draws, so every other tensor keeps its value.
+#[test]
+fn init_torch_defaults_uses_pytorchs_bounds_and_keeps_the_other_draws() {
+    let base = ModelConfig {
+        item_graph_source: ItemGraphSource::RawFeatures { image_weight: 0.1 },
+        item_graph_input: ItemGraphInput::Attention,
+        attention_heads: 2,
+        attention_projection: true,
+        feature_dim: 8,
+        embedding_dim: 8,
+        ..tiny_config()
+    };
+    let dims = Dims { n_users: 7, n_items: 9, d_visual: 300, d_text: 40 };
+    let x = Params::init(&base, dims, 3);
+    let t = Params::init(&ModelConfig { init: Init::TorchDefaults, ..base.clone() }, dims, 3);
+    let max_abs = |m: &faer::Mat<f64>| crane_reference::dense::max_abs(m);
+    // (tensor, bound): U(±bound) must be respected and nearly reached (hundreds of draws).
+    let linear = |fan_in: usize| 1.0 / (fan_in as f64).sqrt();
+    let in_proj = (6.0f64 / (4.0 * 8.0)).sqrt();
+    let cases: Vec<(&str, &faer::Mat<f64>, f64)> = vec![
+        ("P_v", &t.proj[0], linear(300)),
+        ("P_t", &t.proj[1], linear(40)),
+        ("p_v", &t.proj_bias[0], linear(300)),
+        ("p_t", &t.proj_bias[1], linear(40)),
+        ("W_q", &t.mha_w[0], in_proj),
+        ("W_k", &t.mha_w[1], in_proj),
+        ("W_v", &t.mha_w[2], in_proj),
+        ("W_o", &t.mha_w[3], linear(8)),
+        ("Q_v", &t.mha_proj[0], linear(8)),
+        ("q_t", &t.mha_proj_bias[1], linear(8)),
+    ];
+    for (name, m, bound) in cases {
+        let reach = if m.nrows() == 1 { 0.6 } else { 0.9 };
+        assert!(max_abs(m) <= bound && max_abs(m) > reach * bound, "{name}: max |w| {} vs bound {bound}", max_abs(m));
+    }
+    assert!(t.mha_b.iter().all(|b| max_abs(b) == 0.0), "attention biases start at zero, as torch's");
+    assert_eq!((x.user_emb.clone(), x.item_emb.clone()), (t.user_emb.clone(), t.item_emb.clone()));
+    let ratio = linear(300) / crane_reference::init::xavier_bound(300, 8);
+    assert!(max_abs(&crane_reference::dense::zip(&t.proj[0], &x.proj[0], |a, b| a - ratio * b)) < 1e-15);
+    assert!(x.proj_bias.iter().all(|b| max_abs(b) == 0.0), "Xavier: zero biases");
+}
+
 /// Zero feature rows (SPEC.md, Eq. 14): the learned graph of the paper (X_att's row of the item
 /// stays non-zero through the other modality and the user side), and FREEDOM's frozen graph
 /// with the item zero in one modality (it keeps the other's neighbours) and in both (an empty
