@@ -75,15 +75,20 @@ impl Params {
             let uniform =
                 |m: &mut Mat<f64>, b: f64| *m = crate::dense::scale(m, b / xavier_bound(m.nrows(), m.ncols()));
             let linear = |fan_in: usize| 1.0 / (fan_in as f64).sqrt();
-            uniform(&mut proj_v, linear(dims.d_visual));
-            uniform(&mut proj_t, linear(dims.d_text));
+            for (w, fan_in) in [(&mut proj_v, dims.d_visual), (&mut proj_t, dims.d_text)] {
+                if fan_in > 0 {
+                    uniform(w, linear(fan_in));
+                }
+            }
             for w in mha_w.iter_mut().take(3).filter(|w| w.nrows() > 0) {
                 uniform(w, (6.0 / (4 * w.nrows()) as f64).sqrt());
             }
             for w in mha_w.iter_mut().skip(3).chain(mha_proj.iter_mut()).filter(|w| w.nrows() > 0) {
                 uniform(w, linear(w.nrows()));
             }
-            for (b, fan_in) in proj_bias.iter_mut().zip([dims.d_visual, dims.d_text]) {
+            // A missing modality (width 0) has no layer to draw for: torch's `Linear` skips the
+            // bias draw when fan_in is 0 too.
+            for (b, fan_in) in proj_bias.iter_mut().zip([dims.d_visual, dims.d_text]).filter(|(_, f)| *f > 0) {
                 *b = uniform_bias(df, linear(fan_in), &mut rng);
             }
             for b in mha_proj_bias.iter_mut().filter(|b| b.nrows() > 0) {

@@ -253,6 +253,16 @@ fn init_torch_defaults_uses_pytorchs_bounds_and_keeps_the_other_draws() {
     let ratio = linear(300) / crane_reference::init::xavier_bound(300, 8);
     assert!(max_abs(&crane_reference::dense::zip(&t.proj[0], &x.proj[0], |a, b| a - ratio * b)) < 1e-15);
     assert!(x.proj_bias.iter().all(|b| max_abs(b) == 0.0), "Xavier: zero biases");
+    // A missing modality (no text file: width 0) has no layer and nothing to draw (torch's
+    // `Linear` skips a fan_in-0 bias too); the image layer is drawn as ever.
+    let no_text = Params::init(&t_cfg(&base), Dims { d_text: 0, ..dims }, 3);
+    assert_eq!((no_text.proj[1].nrows(), max_abs(&no_text.proj_bias[1])), (0, 0.0));
+    let b = max_abs(&no_text.proj_bias[0]);
+    assert!(b > 0.0 && b <= linear(300), "image bias {b}");
+}
+
+fn t_cfg(base: &ModelConfig) -> ModelConfig {
+    ModelConfig { init: Init::TorchDefaults, ..base.clone() }
 }
 
 /// Zero feature rows (SPEC.md, Eq. 14): the learned graph of the paper (X_att's row of the item
