@@ -163,3 +163,19 @@ fn topk_file_rows_keep_the_header_width_when_candidates_run_out() {
     assert_eq!(crane::eval::short_rankings(&[vec![2, 0, 1], vec![7], vec![1, 2]], 2), 1);
     assert_eq!(crane::eval::short_rankings(&[vec![7]], 1), 0);
 }
+
+#[test]
+fn ranking_skips_training_items_and_absent_ids_given_as_two_sorted_lists() {
+    // Scores fall with the id, so the ranking of what is left is its id order.
+    let scores: Vec<f32> = (0..10).map(|i| 10.0 - i as f32).collect();
+    let got = crane::eval::top_k_outside(&scores, &[1, 4, 5], &[0, 2, 3, 8], 10);
+    assert_eq!(got, vec![6, 7, 9], "ids 0-5 and 8 are skipped, whichever list names them");
+    assert_eq!(crane::eval::top_k_outside(&scores, &[], &[1, 3, 5, 7, 9], 3), vec![0, 2, 4]);
+    assert_eq!(crane::eval::top_k_outside(&scores, &[0, 2, 4, 6, 8], &[], 3), vec![1, 3, 5]);
+    let train = vec![vec![0, 9], vec![]];
+    let m = Mask::new(&train, &[1, 2]);
+    let (t, a) = m.user(0);
+    assert_eq!(crane::eval::top_k_outside(&scores, t, a, 2), vec![3, 4]);
+    let (t, a) = m.user(1);
+    assert_eq!(crane::eval::top_k_outside(&scores, t, a, 2), vec![0, 3]);
+}
