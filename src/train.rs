@@ -152,7 +152,7 @@ pub const GROWING: f64 = 100.0;
 /// `round_metric` (MMRec's rule), must *strictly* beat the best so far to become the selected
 /// epoch, whose test metrics are the ones reported; training stops once more than `patience`
 /// epochs in a row did not (MMRec: `patience + 1` epochs without an improvement).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct Selection {
     /// The best (rounded) score so far; −∞ before the first epoch.
     pub best: f64,
@@ -199,9 +199,9 @@ impl Selection {
 /// The loop's state saved with each epoch, for `--resume`.
 #[derive(Serialize, serde::Deserialize)]
 struct LoopState {
-    best: f64,
-    best_epoch: usize,
-    since: usize,
+    /// Saved as the three fields `best`, `best_epoch`, `since` (the layout of older states).
+    #[serde(flatten)]
+    selection: Selection,
     best_valid: Option<Metrics>,
     best_test: Option<Metrics>,
     history: Vec<EpochLog>,
@@ -346,7 +346,7 @@ pub fn train_reported(
             engine.set_optimiser_state(&st.opt)?;
             let ls: LoopState =
                 serde_json::from_str(&st.loop_state).map_err(|e| CraneError::file(path, format!("loop state: {e}")))?;
-            sel = Selection { best: ls.best, best_epoch: ls.best_epoch, since: ls.since };
+            sel = ls.selection;
             (best_valid, best_test, history) = (ls.best_valid, ls.best_test, ls.history);
             resumed_scale = ls.loss_scale;
             train_time = Duration::from_secs_f64(ls.train_seconds);
@@ -493,9 +493,7 @@ pub fn train_reported(
             write_string_atomic(&dir.join("history.jsonl"), &jsonl)?;
             write_string_atomic(&dir.join("history.csv"), &history_csv(&history))?;
             let ls = LoopState {
-                best: sel.best,
-                best_epoch: sel.best_epoch,
-                since: sel.since,
+                selection: sel,
                 best_valid: best_valid.clone(),
                 best_test: best_test.clone(),
                 history: history.clone(),

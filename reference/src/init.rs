@@ -80,8 +80,10 @@ impl Params {
                     uniform(w, linear(fan_in));
                 }
             }
+            // W_q, W_k, W_v are the thirds of one `[3 d_f, d_f]` in_proj_weight torch draws
+            // Xavier as a whole.
             for w in mha_w.iter_mut().take(3).filter(|w| w.nrows() > 0) {
-                uniform(w, (6.0 / (4 * w.nrows()) as f64).sqrt());
+                uniform(w, xavier_bound(3 * w.nrows(), w.ncols()));
             }
             for w in mha_w.iter_mut().skip(3).chain(mha_proj.iter_mut()).filter(|w| w.nrows() > 0) {
                 uniform(w, linear(w.nrows()));
