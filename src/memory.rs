@@ -12,11 +12,11 @@ use crane_reference::config::{Fusion, ItemGraphInput, ItemGraphSource};
 const BASE_MB: f64 = 30.0;
 
 /// f32-equivalent copies of each raw feature table when `train_features` makes it a parameter,
-/// measured (FREEDOM, Baby x 0.3: 800 MB over the frozen run for 36 MB tables): the engine's
+/// measured (FREEDOM, Baby x 0.3: 614 MB over the frozen run for 36 MB tables): the engine's
 /// value, gradient and two Adam moments, and at the end of an epoch the f64 exports of the
-/// parameters and of both moments with their serialisation for `state.safetensors`
-/// (`tests/memory.rs`).
-pub const TRAINED_TABLE_COPIES: f64 = 22.0;
+/// parameters and of both moments with their F32 bytes and serialisation for
+/// `state.safetensors` (`tests/memory.rs`; 22 while the state was written in f64).
+pub const TRAINED_TABLE_COPIES: f64 = 17.0;
 
 /// Estimated peak resident memory in MB.
 pub fn estimate_peak_mb(ds: &Dataset, cfg: &TrainConfig) -> f64 {
@@ -41,6 +41,12 @@ pub fn estimate_peak_mb(ds: &Dataset, cfg: &TrainConfig) -> f64 {
         // The raw tables as parameters (`train_features`; at Electronics the image table and its
         // two moments alone are ~3 GB).
         el += TRAINED_TABLE_COPIES * items * feat_cols;
+    }
+    if m.modality_bpr > 0.0 {
+        // FREEDOM's modality terms: each modality's gathered feature rows (at most 2B
+        // distinct items) held to the backward, and one reused buffer of their gradient.
+        let rows = (2.0 * cfg.batch_size as f64).min(items);
+        el += rows * (feat_cols + widths.iter().cloned().fold(0.0, f64::max));
     }
     // Interaction graph: layers, readout and their gradients.
     el += (2.0 * layers + 4.0) * ent * d;

@@ -37,3 +37,35 @@ fn simd_kernels_match_scalar_loops_bit_for_bit() {
         assert!(e.iter().zip(&x).all(|(a, &v)| a.to_bits() == fast_exp(v - 0.75).to_bits()), "exp, n = {n}");
     }
 }
+
+#[test]
+fn adam_update_matches_scalar_torch_form_and_the_references_formula() {
+    for n in [1, 17, 7050] {
+        let (p0, g0) = (values(n, 3 * n as u32), values(n, 5 * n as u32 + 2));
+        let m0: Vec<f32> = values(n, 11).iter().map(|v| v * 0.01).collect();
+        let v0: Vec<f32> = values(n, 13).iter().map(|v| v * v * 1e-4).collect();
+        let (lr, t) = (1e-3, 7);
+        let s = simd::AdamStep::new(lr, t);
+        let (mut p, mut g, mut m, mut v) = (p0.clone(), g0.clone(), m0.clone(), v0.clone());
+        simd::adam_update(&mut p, &mut g, &mut m, &mut v, s);
+        assert!(g.iter().all(|&x| x == 0.0), "the gradient is consumed");
+        for k in 0..n {
+            // The same operations as a scalar loop: bit for bit.
+            let mk = s.beta1 * m0[k] + s.one_minus_beta1 * g0[k];
+            let vk = s.beta2 * v0[k] + s.one_minus_beta2 * g0[k] * g0[k];
+            let pk = p0[k] - s.step_size * (mk / (vk.sqrt() / s.c2_sqrt + s.eps));
+            assert_eq!((m[k].to_bits(), v[k].to_bits(), p[k].to_bits()), (mk.to_bits(), vk.to_bits(), pk.to_bits()));
+            // The reference's form in f64 (reference/src/init.rs): the same step, up to f32
+            // round-off of the step (1e-6 of it) and of p itself (one ulp of |p|).
+            let (c1, c2) = (1.0 - 0.9f64.powi(t as i32), 1.0 - 0.999f64.powi(t as i32));
+            let (mw, vw) =
+                (0.9 * m0[k] as f64 + 0.1 * g0[k] as f64, 0.999 * v0[k] as f64 + 0.001 * (g0[k] as f64).powi(2));
+            let step = lr * (mw / c1) / ((vw / c2).sqrt() + 1e-8);
+            assert!(
+                ((p0[k] as f64 - p[k] as f64) - step).abs()
+                    <= 1e-6 * step.abs() + f32::EPSILON as f64 * (p0[k] as f64).abs(),
+                "n = {n}, k = {k}: step {step}"
+            );
+        }
+    }
+}

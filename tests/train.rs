@@ -119,10 +119,17 @@ fn baselines_and_refresh_modes_train() {
 
 #[test]
 fn resume_after_a_kill_ends_as_the_uninterrupted_run() {
-    let ds = tiny_dataset("resume");
-    let cfg =
-        resolve(dataset_preset("tiny").unwrap(), "tiny", &["epochs=5".to_string(), "patience=10".to_string()]).unwrap();
-    let base = std::env::temp_dir().join(format!("crane-resume-{}", std::process::id()));
+    // The CPU engine's state is written as F32 tensors, the reference's as F64: both exact.
+    for engine in ["cpu", "reference"] {
+        resume_matches_uninterrupted(engine);
+    }
+}
+
+fn resume_matches_uninterrupted(engine: &str) {
+    let ds = tiny_dataset(&format!("resume-{engine}"));
+    let sets = ["epochs=5".to_string(), "patience=10".to_string(), format!("engine={engine}")];
+    let cfg = resolve(dataset_preset("tiny").unwrap(), "tiny", &sets).unwrap();
+    let base = std::env::temp_dir().join(format!("crane-resume-{engine}-{}", std::process::id()));
     let (a_dir, b_dir) = (base.join("a"), base.join("b"));
     let a = train(&ds, &cfg, Some(&a_dir), false).unwrap();
     let first = crane::train::train_with(&ds, &cfg, Some(&b_dir), false, false, Some(2)).unwrap();
@@ -141,7 +148,9 @@ fn resume_after_a_kill_ends_as_the_uninterrupted_run() {
     assert_eq!((ma.epoch, ma.config), (mb.epoch, mb.config));
     // A different config is refused instead of silently mixed; only `epochs` may change (a
     // finished run continued further, as successive halving's next rung does).
-    let sets = |extra: &str| vec!["epochs=5".to_string(), "patience=10".to_string(), extra.to_string()];
+    let sets = |extra: &str| {
+        vec!["epochs=5".to_string(), "patience=10".to_string(), format!("engine={engine}"), extra.to_string()]
+    };
     let other = resolve(dataset_preset("tiny").unwrap(), "tiny", &sets("lr=0.002")).unwrap();
     let e = crane::train::train_with(&ds, &other, Some(&b_dir), false, true, None).unwrap_err().to_string();
     assert!(e.contains("different config") && e.contains("only `epochs` may change"), "{e}");

@@ -50,6 +50,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
     println!("  propagation (GCN, G_II) {:.2} s", h.stages.propagation.as_secs_f64());
     println!("  losses                {:.2} s", h.stages.losses.as_secs_f64());
     println!("  optimiser             {:.2} s", h.stages.optimiser.as_secs_f64());
+    let st = &h.stages;
+    let staged = h.seconds_sampling
+        + [st.rca_graph, st.propagation, st.losses, st.optimiser].iter().map(|d| d.as_secs_f64()).sum::<f64>();
+    println!("  other (unattributed)  {:.2} s", (h.seconds_train - staged).max(0.0));
     println!("evaluation (validation) {:.2} s (of which z: {:.2} s)", h.seconds_eval, h.stages.scoring.as_secs_f64());
     println!("peak memory             {:.0} MB (estimated {est:.0} MB)", r.peak_memory_mb);
     if cfg.engine == crane::config::EngineKind::Gpu {

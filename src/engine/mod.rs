@@ -156,7 +156,9 @@ pub trait Engine {
     fn loss_and_grads(&mut self, batch: &[Triplet], learn_graph: bool) -> Result<LossTerms>;
     /// Rebuilds the held S̃ from the current parameters, without gradient.
     fn rebuild_item_graph(&mut self) -> Result<()>;
-    /// One Adam step with the kept gradient. Errs where the device does (GPU engine).
+    /// One Adam step with the kept gradient, which it consumes: [`Engine::grads`] is defined
+    /// from a `loss_and_grads` to the next `adam_step` (the CPU engine clears each gradient
+    /// inside the update). Errs where the device does (GPU engine).
     fn adam_step(&mut self, lr: f64) -> Result<()>;
     /// Adam's state: steps taken and the two moment estimates (zeros before the first step).
     /// Panics where a device download fails (GPU engine), as [`Engine::params`] does.

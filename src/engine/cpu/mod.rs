@@ -21,7 +21,7 @@ use crane_reference::losses::LossTerms;
 use crane_reference::{ModelConfig, Params};
 use item_graph::{KnnGraph, Unit};
 use nalgebra_sparse::CsrMatrix;
-use ops::{dot, mm, mm_tn_tall, Csr, Dense};
+use ops::{dot, gemm, mm, mm_tn_tall, Csr, Dense};
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::time::Instant;
@@ -75,6 +75,13 @@ pub struct CpuEngine {
     attention_block_rows: usize,
     z: Option<(Dense, Dense)>,
     times: StageTimes,
+    /// `g` is all zeros: [`Engine::adam_step`] clears each gradient as it consumes it, so the
+    /// next [`Engine::loss_and_grads`] need not (one pass over every table fewer per step).
+    grads_zero: bool,
+    /// Reused buffers for the modality terms' feature rows and their gradient (`[rows, d_m]`,
+    /// ~64 MB at Baby's image width): a fresh allocation of that size is a fresh mmap whose
+    /// page faults cost more than the copy.
+    scratch: [Dense; 3],
 }
 
 /// What the feature branch saved for its backward.
@@ -132,6 +139,8 @@ impl CpuEngine {
             attention_block_rows: 0,
             z: None,
             times: StageTimes::default(),
+            grads_zero: true,
+            scratch: Default::default(),
         })
     }
 
@@ -337,11 +346,17 @@ impl CpuEngine {
         self.g[kp].add_assign(&dp);
         self.g[kb].add_assign(&db);
         if self.cfg.train_features {
-            let d_x = mm(d_xhat, false, self.t(PROJ[m].0), true);
             let k = self.ix(FEATURES[m]);
+            let proj = &self.p[kp];
             match x {
-                Some((_, rows)) => scatter_add(&mut self.g[k], rows, &d_x),
-                None => self.g[k].add_assign(&d_x),
+                Some((_, rows)) => {
+                    let mut d_x = std::mem::take(&mut self.scratch[2]);
+                    d_x.reshape(d_xhat.rows, proj.rows);
+                    gemm(&mut d_x, false, d_xhat, false, proj, true, 1.0);
+                    scatter_add(&mut self.g[k], rows, &d_x);
+                    self.scratch[2] = d_x;
+                }
+                None => gemm(&mut self.g[k], true, d_xhat, false, proj, true, 1.0),
             }
         }
     }
@@ -466,6 +481,29 @@ fn gather(x: &Dense, rows: &[u32]) -> Dense {
     o
 }
 
+/// [`gather`] into a reused buffer (its allocation kept when large enough).
+fn gather_into(o: &mut Dense, x: &Dense, rows: &[u32]) {
+    o.reshape(rows.len(), x.cols);
+    for (k, &r) in rows.iter().enumerate() {
+        o.row_mut(k).copy_from_slice(x.row(r as usize));
+    }
+}
+
+/// The distinct values of `it` in first-seen order, and each item's index among them.
+fn distinct_slots(it: impl Iterator<Item = u32>) -> (Vec<u32>, Vec<usize>) {
+    let mut at = HashMap::new();
+    let mut rows = Vec::new();
+    let slot = it
+        .map(|r| {
+            *at.entry(r).or_insert_with(|| {
+                rows.push(r);
+                rows.len() - 1
+            })
+        })
+        .collect();
+    (rows, slot)
+}
+
 fn scatter_add(dst: &mut Dense, rows: &[u32], src: &Dense) {
     for (k, &r) in rows.iter().enumerate() {
         dst.row_mut(r as usize).iter_mut().zip(src.row(k)).for_each(|(a, b)| *a += b);
@@ -582,27 +620,38 @@ impl Engine for CpuEngine {
             let mut zsum = gather(&br.eu, &users_b);
             zsum.add_assign(&gather(&br.hu, &users_b));
             let w = cfg.modality_bpr as f32;
-            let rows: Vec<u32> = pos_b.iter().chain(&neg_b).copied().collect();
+            // Each distinct item row is projected once (a batch's 2B positives and negatives
+            // hold ~30% repeats); `slot[k]` is triplet row k's place among them.
+            let (rows, slot) = distinct_slots(pos_b.iter().chain(&neg_b).copied());
             for mm in (0..2).filter(|&mm| self.feats[mm].cols > 0) {
-                let x = gather(self.feat(mm), &rows);
+                let mut x = std::mem::take(&mut self.scratch[mm]);
+                gather_into(&mut x, self.feat(mm), &rows);
                 let y = self.project(mm, &x);
                 let b = batch.len();
-                let pos: Vec<f32> = (0..b).map(|k| dot(zsum.row(k), y.row(k))).collect();
-                let neg: Vec<f32> = (0..b).map(|k| dot(zsum.row(k), y.row(b + k))).collect();
+                let (yp, yn) = (|k: usize| y.row(slot[k]), |k: usize| y.row(slot[b + k]));
+                let pos: Vec<f32> = (0..b).map(|k| dot(zsum.row(k), yp(k))).collect();
+                let neg: Vec<f32> = (0..b).map(|k| dot(zsum.row(k), yn(k))).collect();
                 let (l, dpos, dneg) = losses::bpr(&pos, &neg);
                 terms.modality += cfg.modality_bpr * l;
                 let mut dz = Dense::zeros(b, d);
-                let mut dy = Dense::zeros(2 * b, d);
+                let mut dy = Dense::zeros(rows.len(), d);
+                // 1ᵀ dY summed pair by pair: the bias shifts both scores alike, so BPR cancels
+                // it and each pair's two terms cancel exactly (dneg = −dpos); summed over the
+                // pre-added rows of dy it would be round-off, which Adam makes steps of ±lr.
+                let mut d_bias = Dense::zeros(1, d);
                 for k in 0..b {
+                    let (zk, (sp, sn)) = (zsum.row(k), (slot[k], slot[b + k]));
                     for c in 0..d {
-                        dz.data[k * d + c] = w * (dpos[k] * y.data[k * d + c] + dneg[k] * y.data[(b + k) * d + c]);
-                        dy.data[k * d + c] = w * dpos[k] * zsum.data[k * d + c];
-                        dy.data[(b + k) * d + c] = w * dneg[k] * zsum.data[k * d + c];
+                        dz.data[k * d + c] = w * (dpos[k] * yp(k)[c] + dneg[k] * yn(k)[c]);
+                        let (gp, gn) = (w * dpos[k] * zk[c], w * dneg[k] * zk[c]);
+                        dy.data[sp * d + c] += gp;
+                        dy.data[sn * d + c] += gn;
+                        d_bias.data[c] += gp + gn;
                     }
                 }
                 scatter_add(&mut d_eu, &users_b, &dz);
                 scatter_add(&mut d_hu, &users_b, &dz);
-                modality.push((mm, x, rows.clone(), dy));
+                modality.push((mm, x, rows.clone(), dy, d_bias));
             }
         }
         for (name, v) in terms.named() {
@@ -613,12 +662,17 @@ impl Engine for CpuEngine {
         let t4 = Instant::now();
 
         // Backward.
-        for g in &mut self.g {
-            g.data.iter_mut().for_each(|v| *v = 0.0);
+        if !self.grads_zero {
+            self.g.iter_mut().for_each(|g| g.data.par_iter_mut().for_each(|v| *v = 0.0));
         }
-        for (mm, x, rows, dy) in &modality {
-            self.add_project_grads(*mm, Some((x, rows)), dy, None);
+        self.grads_zero = false;
+        for (mm, x, rows, dy, d_bias) in &modality {
+            self.add_project_grads(*mm, Some((x, rows)), dy, Some(d_bias.clone()));
         }
+        for (mm, x, ..) in modality {
+            self.scratch[mm] = x;
+        }
+        let t4b = Instant::now();
         if let Some(g) = &graph {
             if cfg.user_semantic {
                 d_hi.add_assign(&self.a_t.spmm(&d_hu));
@@ -704,7 +758,8 @@ impl Engine for CpuEngine {
         let att_forward = br.att.as_ref().map_or(std::time::Duration::ZERO, |a| a.1);
         self.times.propagation += (t1 - t0) + (t3 - t2).saturating_sub(att_forward) + (t5 - tb);
         self.times.rca_graph += (t2 - t1) + att_forward;
-        self.times.losses += t4 - t3;
+        // The modality terms' backward is theirs.
+        self.times.losses += (t4 - t3) + (t4b - t4);
         Ok(terms)
     }
 
@@ -737,27 +792,18 @@ impl Engine for CpuEngine {
     fn adam_step(&mut self, lr: f64) -> Result<()> {
         let t = Instant::now();
         self.step += 1;
-        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f32);
-        let c1 = (1.0 - b1.powi(self.step as i32)) as f32;
-        let c2 = (1.0 - b2.powi(self.step as i32)) as f32;
-        let (b1, b2, lr) = (b1 as f32, b2 as f32, lr as f32);
+        let s = simd::AdamStep::new(lr, self.step);
         for k in 0..self.p.len() {
-            let (p, g, m1, m2) = (&mut self.p[k], &self.g[k], &mut self.m1[k], &mut self.m2[k]);
-            // Chunks with a plain indexed loop inside, so that the update vectorises (an
-            // element-wise rayon zip of four iterators did not).
+            let (p, g, m1, m2) = (&mut self.p[k], &mut self.g[k], &mut self.m1[k], &mut self.m2[k]);
+            // Fixed chunks: parallel, and each one long enough to vectorise.
             const CHUNK: usize = 1 << 14;
             p.data
                 .par_chunks_mut(CHUNK)
-                .zip(g.data.par_chunks(CHUNK))
+                .zip(g.data.par_chunks_mut(CHUNK))
                 .zip(m1.data.par_chunks_mut(CHUNK).zip(m2.data.par_chunks_mut(CHUNK)))
-                .for_each(|((p, g), (m, v))| {
-                    for k in 0..p.len() {
-                        m[k] = b1 * m[k] + (1.0 - b1) * g[k];
-                        v[k] = b2 * v[k] + (1.0 - b2) * g[k] * g[k];
-                        p[k] -= lr * (m[k] / c1) / ((v[k] / c2).sqrt() + eps);
-                    }
-                });
+                .for_each(|((p, g), (m, v))| simd::adam_update(p, g, m, v, s));
         }
+        self.grads_zero = true;
         self.times.optimiser += t.elapsed();
         Ok(())
     }

@@ -19,6 +19,12 @@ impl Dense {
         Self { rows, cols, data: vec![0.0; rows * cols] }
     }
 
+    /// Makes this `[rows, cols]`, keeping the allocation (contents unspecified).
+    pub fn reshape(&mut self, rows: usize, cols: usize) {
+        self.data.resize(rows * cols, 0.0);
+        (self.rows, self.cols) = (rows, cols);
+    }
+
     pub fn from_fn(rows: usize, cols: usize, f: impl Fn(usize, usize) -> f32) -> Self {
         let mut d = Self::zeros(rows, cols);
         for r in 0..rows {
