@@ -85,10 +85,14 @@ def parse_mmrec_log(path):
             cur["eval_s"] = float(m.group(2))
             continue
         if cur is not None and ("valid result:" in line or "test result:" in line):
-            pending = "valid" if "valid result:" in line else "test"
+            # A header whose metrics follow on the next line; the end-of-run summary ("best
+            # valid result: ...", "test result: ..." with the metrics on the line) is not an epoch's.
+            pending = None if parse_metrics(line) else ("valid" if "valid result:" in line else "test")
             continue
         if pending and cur is not None:
-            cur[pending] = parse_metrics(line)
+            got = parse_metrics(line)
+            if got:
+                cur[pending] = got
             pending = None
     for r in runs:
         r["epochs"] = [e for e in r["epochs"] if "valid" in e and "test" in e]
@@ -169,6 +173,49 @@ def curve_table(peers, runs, n_epochs, batches):
     return out
 
 
+def curve_summary(peers, runs, n_epochs):
+    """One number per run, its mean validation Recall@20 over epochs 0..n-1 (runs that reached
+    epoch n-1 only), and Welch's test between the codes on those: the whole-curve comparison,
+    where the per-epoch tests above are ten correlated looks at the same runs."""
+    pm = [statistics.mean(e["valid"]["recall@20"] for e in r["epochs"][:n_epochs]) for r in peers if len(r["epochs"]) >= n_epochs]
+    cm = [statistics.mean(h["valid"]["recall@20"] for h in r["history"][:n_epochs]) for r in runs if len(r["history"]) >= n_epochs]
+    if not pm or not cm:
+        return f"- whole curve: no run of each code reached epoch {n_epochs - 1}"
+    p = welch(pm, cm)
+    return (f"- whole curve (per run, mean validation Recall@20 over epochs 0-{n_epochs - 1}): peer {span(pm)} ({len(pm)} run(s)), "
+            f"crane {span(cm)} ({len(cm)} run(s)); Δ means {statistics.mean(pm) - statistics.mean(cm):+.4f}"
+            + ("" if p != p else f", Welch p = {p:.2g}") + f"; peer runs inside crane's range: {inside_count(pm, cm)} of {len(pm)}")
+
+
+def prefix_best(peers, runs, n_epochs):
+    """Best-epoch test metrics when both codes select over the same first n epochs: the peer by
+    MMRec's rule over its epochs 0..n-1, crane from the results.json of runs of exactly n epochs.
+    For a code that peaks early (the authors'), this is its result whatever follows."""
+    pb = [mmrec_best(r["epochs"][:n_epochs]) for r in peers if len(r["epochs"]) >= n_epochs]
+    cr = [r for r in runs if r["results"] and r["results"].get("epochs_run") == n_epochs]
+    out = ["| run | best epoch | test R@20 | test N@20 |", "|---|---|---|---|"]
+    for r, b in zip([r for r in peers if len(r["epochs"]) >= n_epochs], pb):
+        out.append(f"| peer seed {r['seed']} | {b['epoch']} | {fmt(b['test']['recall@20'])} | {fmt(b['test']['ndcg@20'])} |")
+    cv = {"recall@20": [], "ndcg@20": []}
+    for r in cr:
+        res = r["results"]
+        i20 = res["test"]["ks"].index(20)
+        cv["recall@20"].append(res["test"]["recall"][i20])
+        cv["ndcg@20"].append(res["test"]["ndcg"][i20])
+        out.append(f"| crane seed {r['seed']} | {res['best_epoch']} | {fmt(cv['recall@20'][-1])} | {fmt(cv['ndcg@20'][-1])} |")
+    out.append("")
+    if not pb or not cr:
+        out.append(f"- no run of each code with exactly {n_epochs} epochs")
+        return out
+    for key in ("recall@20", "ndcg@20"):
+        pv = [b["test"][key] for b in pb]
+        p = welch(pv, cv[key])
+        out.append(f"- test {key}: peer {span(pv)} ({len(pv)}), crane {span(cv[key])} ({len(cv[key])}); "
+                   f"peer runs inside crane's range: {inside_count(pv, cv[key])} of {len(pv)}"
+                   + ("" if p != p else f"; Welch p = {p:.2g}"))
+    return out
+
+
 def converged_peer(run, patience):
     best = mmrec_best(run["epochs"])
     return best if len(run["epochs"]) - 1 - best["epoch"] >= patience else None
@@ -236,6 +283,9 @@ def main():
           f"peer {statistics.median(ts):.1f} / {statistics.median(te):.1f}, crane {statistics.median(cs):.1f} / {statistics.median(ce):.1f}\n")
     print(f"### Validation curve, first {a.epochs} epochs\n")
     print("\n".join(curve_table(peers, runs, a.epochs, a.batches)))
+    print(curve_summary(peers, runs, a.epochs))
+    print(f"\n### Selected over the first {a.epochs} epochs: test metrics at the best validation epoch\n")
+    print("\n".join(prefix_best(peers, runs, a.epochs)))
     print("\n### Converged runs: test metrics at the best validation epoch\n")
     table, lines = best_table(peers, runs, a.label, a.patience)
     print("\n".join(table))

@@ -5,9 +5,9 @@
 use crate::config::TrainConfig;
 use crate::error::{CraneError, Result};
 use crate::fingerprint::DataFingerprint;
-use crate::io::write_atomic;
 use crane_reference::Params;
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, SafeTensors, View};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -22,25 +22,75 @@ pub struct CheckpointMeta {
     pub data: Option<DataFingerprint>,
 }
 
-/// Writes `params` (as f32) and `meta` to `path`.
-pub fn save(path: &Path, params: &Params, meta: &CheckpointMeta) -> Result<()> {
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = params
-        .tensors()
-        .into_iter()
-        .map(|(name, t)| {
-            let mut b = Vec::with_capacity(t.nrows() * t.ncols() * 4);
-            for i in 0..t.nrows() {
-                for j in 0..t.ncols() {
-                    b.extend_from_slice(&(t[(i, j)] as f32).to_le_bytes());
-                }
-            }
-            (name, vec![t.nrows(), t.ncols()], b)
-        })
-        .collect();
-    let views: Vec<(String, TensorView)> = bytes
-        .iter()
-        .map(|(n, s, b)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), b).expect("consistent tensor view")))
-        .collect();
+/// One tensor to write: `[rows, cols]`, row-major little-endian bytes, borrowed straight from
+/// an f32 engine's table where it can be.
+pub struct Table<'a> {
+    shape: Vec<usize>,
+    dtype: Dtype,
+    bytes: Cow<'a, [u8]>,
+}
+
+impl<'a> Table<'a> {
+    /// An f32 engine's own row-major table, without a copy.
+    pub fn f32(shape: [usize; 2], values: &'a [f32]) -> Self {
+        debug_assert_eq!(shape[0] * shape[1], values.len());
+        #[cfg(target_endian = "little")]
+        let bytes = Cow::Borrowed(bytemuck::cast_slice(values));
+        #[cfg(not(target_endian = "little"))]
+        let bytes = Cow::Owned(values.iter().flat_map(|v| v.to_le_bytes()).collect());
+        Self { shape: shape.to_vec(), dtype: Dtype::F32, bytes }
+    }
+
+    /// An f64 matrix as F32 (`force_f32`, checkpoints) or as [`state_bytes`] chooses.
+    fn of_mat(t: &faer::Mat<f64>, force_f32: bool) -> Table<'static> {
+        let (dtype, bytes) = state_bytes(t, force_f32);
+        Table { shape: vec![t.nrows(), t.ncols()], dtype, bytes: Cow::Owned(bytes) }
+    }
+}
+
+impl View for &Table<'_> {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.bytes)
+    }
+    fn data_len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+/// Writes `tables` and `info` as safetensors to `path`, atomically, without assembling the file
+/// in memory first.
+fn write_tables(path: &Path, tables: &[(String, Table)], info: HashMap<String, String>) -> Result<()> {
+    crate::io::write_atomic_with(path, |tmp| {
+        let views = tables.iter().map(|(n, t)| (n.as_str(), t));
+        safetensors::serialize_to_file(views, Some(info), tmp).map_err(std::io::Error::other)?;
+        // The crate writes through a private (0600) temporary file; give it the mode every
+        // other output file gets under the usual umask.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o644))?;
+        }
+        Ok(())
+    })
+}
+
+/// The parameters to checkpoint: the engine's own f32 tables where it has them, else its
+/// f64 export converted to f32.
+pub fn param_tables(engine: &dyn crate::engine::Engine) -> Vec<(String, Table<'_>)> {
+    match engine.host_tables() {
+        Some(h) => h.tensors.into_iter().map(|(n, shape, [p, ..])| (n, Table::f32(shape, p))).collect(),
+        None => engine.params().tensors().into_iter().map(|(n, t)| (n, Table::of_mat(t, true))).collect(),
+    }
+}
+
+/// Writes the parameters `tables` (F32, from [`param_tables`]) and `meta` to `path`.
+pub fn save(path: &Path, tables: &[(String, Table)], meta: &CheckpointMeta) -> Result<()> {
     let mut info = HashMap::new();
     info.insert("config".to_string(), serde_json::to_string(&meta.config).expect("config serialises"));
     info.insert("epoch".to_string(), meta.epoch.to_string());
@@ -49,9 +99,13 @@ pub fn save(path: &Path, params: &Params, meta: &CheckpointMeta) -> Result<()> {
         info.insert("data_fingerprint".to_string(), fp.to_json());
     }
     info.insert("format".to_string(), "crane-checkpoint-1".to_string());
-    let data = safetensors::serialize(views, Some(info))
-        .map_err(|e| CraneError::file(path, format!("cannot serialise: {e}")))?;
-    write_atomic(path, |w| w.write_all(&data))
+    write_tables(path, tables, info)
+}
+
+/// [`save`] for parameters in the reference's layout.
+pub fn save_params(path: &Path, params: &Params, meta: &CheckpointMeta) -> Result<()> {
+    let tables: Vec<_> = params.tensors().into_iter().map(|(n, t)| (n, Table::of_mat(t, true))).collect();
+    save(path, &tables, meta)
 }
 
 /// The metadata of a checkpoint (config, epoch, dataset), without reading its tensors.
@@ -131,48 +185,55 @@ pub fn load(path: &Path, template: &Params) -> Result<(Params, CheckpointMeta)> 
     Ok((params, meta))
 }
 
-/// Everything needed to continue a run: parameters and Adam's moments, exactly (F32 tensors
-/// from the f32 engines, F64 from the reference: [`state_bytes`]), the step count, and the
-/// loop's own state as JSON.
+/// Everything needed to continue a run: parameters and Adam's moments, exactly (the f32
+/// engines' own tables as F32, the reference's as F64: [`state_bytes`]), the step count, and
+/// the loop's own state as JSON.
 pub fn save_state(
     path: &Path,
-    opt: &crate::engine::OptimiserState,
-    params: &Params,
+    engine: &dyn crate::engine::Engine,
     config: &TrainConfig,
     data: &DataFingerprint,
     epoch: usize,
     loop_state: &str,
 ) -> Result<()> {
-    let mut bytes: Vec<(String, Vec<usize>, Dtype, Vec<u8>)> = Vec::new();
-    for (prefix, p) in [("param", params), ("adam_m", &opt.m), ("adam_v", &opt.v)] {
-        for (name, t) in p.tensors() {
-            let (dtype, b) = state_bytes(t);
-            bytes.push((format!("{prefix}/{name}"), vec![t.nrows(), t.ncols()], dtype, b));
+    const PREFIXES: [&str; 3] = ["param", "adam_m", "adam_v"];
+    let (step, tables) = match engine.host_tables() {
+        Some(h) => {
+            let mut tables = Vec::new();
+            for (n, shape, values) in h.tensors {
+                for (prefix, v) in PREFIXES.iter().zip(values) {
+                    tables.push((format!("{prefix}/{n}"), Table::f32(shape, v)));
+                }
+            }
+            (h.step, tables)
         }
-    }
-    let views: Vec<(String, TensorView)> = bytes
-        .iter()
-        .map(|(n, s, d, b)| (n.clone(), TensorView::new(*d, s.clone(), b).expect("consistent tensor view")))
-        .collect();
+        None => {
+            let (params, opt) = (engine.params(), engine.optimiser_state());
+            let mut tables = Vec::new();
+            for (prefix, p) in PREFIXES.iter().zip([&params, &opt.m, &opt.v]) {
+                for (n, t) in p.tensors() {
+                    tables.push((format!("{prefix}/{n}"), Table::of_mat(t, false)));
+                }
+            }
+            (opt.step, tables)
+        }
+    };
     let mut info = HashMap::new();
     info.insert("config".to_string(), serde_json::to_string(config).expect("config serialises"));
     info.insert("epoch".to_string(), epoch.to_string());
-    info.insert("adam_step".to_string(), opt.step.to_string());
+    info.insert("adam_step".to_string(), step.to_string());
     info.insert("loop".to_string(), loop_state.to_string());
     info.insert("data_fingerprint".to_string(), data.to_json());
     info.insert("format".to_string(), "crane-state-1".to_string());
-    let data = safetensors::serialize(views, Some(info))
-        .map_err(|e| CraneError::file(path, format!("cannot serialise: {e}")))?;
-    write_atomic(path, |w| w.write_all(&data))
+    write_tables(path, &tables, info)
 }
 
-/// A state tensor's row-major little-endian bytes: F32 when every value is an f32 (the CPU and
-/// GPU engines' values, so nothing is lost and the file is half the size; Baby's FREEDOM state
-/// is 400 MB instead of 800), else F64 (the reference engine's). Rows are read in blocks of 64
-/// from the column-major matrix, so that the transposition stays in cache.
-fn state_bytes(t: &faer::Mat<f64>) -> (Dtype, Vec<u8>) {
+/// A state tensor's row-major little-endian bytes: F32 when `force_f32` or every value is an f32
+/// (nothing lost), else F64 (the reference engine's). Rows are read in blocks of 64 from the
+/// column-major matrix, so that the transposition stays in cache.
+fn state_bytes(t: &faer::Mat<f64>, force_f32: bool) -> (Dtype, Vec<u8>) {
     let (rows, cols) = (t.nrows(), t.ncols());
-    let exact = (0..cols).all(|j| t.col_as_slice(j).iter().all(|&v| v as f32 as f64 == v || v.is_nan()));
+    let exact = force_f32 || (0..cols).all(|j| t.col_as_slice(j).iter().all(|&v| v as f32 as f64 == v || v.is_nan()));
     let width = if exact { 4 } else { 8 };
     let mut b = vec![0u8; rows * cols * width];
     const BLOCK: usize = 64;

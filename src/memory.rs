@@ -12,11 +12,11 @@ use crane_reference::config::{Fusion, ItemGraphInput, ItemGraphSource};
 const BASE_MB: f64 = 30.0;
 
 /// f32-equivalent copies of each raw feature table when `train_features` makes it a parameter,
-/// measured (FREEDOM, Baby x 0.3: 614 MB over the frozen run for 36 MB tables): the engine's
-/// value, gradient and two Adam moments, and at the end of an epoch the f64 exports of the
-/// parameters and of both moments with their F32 bytes and serialisation for
-/// `state.safetensors` (`tests/memory.rs`; 22 while the state was written in f64).
-pub const TRAINED_TABLE_COPIES: f64 = 17.0;
+/// measured (FREEDOM, Baby x 0.3: 264 MB over the frozen run for 36 MB tables, 7.3 copies): the
+/// engine's value, gradient and two Adam moments, and the f64 copy (two f32-equivalents) the
+/// initial parameters pass through when the engine is built. Checkpoints write the engine's own
+/// tables (`Engine::host_tables`), so they add none (22 while they went through f64 exports).
+pub const TRAINED_TABLE_COPIES: f64 = 7.5;
 
 /// Estimated peak resident memory in MB.
 pub fn estimate_peak_mb(ds: &Dataset, cfg: &TrainConfig) -> f64 {

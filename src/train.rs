@@ -486,7 +486,8 @@ pub fn train_reported(
                     dataset: ds.name.clone(),
                     data: Some(ds.fingerprint.clone()),
                 };
-                crate::checkpoint::save(&dir.join("checkpoint.safetensors"), &engine.params(), &meta)?;
+                let tables = crate::checkpoint::param_tables(engine.as_ref());
+                crate::checkpoint::save(&dir.join("checkpoint.safetensors"), &tables, &meta)?;
             }
         }
         if let Some(dir) = out {
@@ -503,8 +504,7 @@ pub fn train_reported(
             let ls = serde_json::to_string(&ls).expect("loop state serialises");
             crate::checkpoint::save_state(
                 &dir.join("state.safetensors"),
-                &engine.optimiser_state(),
-                &engine.params(),
+                engine.as_ref(),
                 cfg,
                 &ds.fingerprint,
                 epoch,

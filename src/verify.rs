@@ -58,17 +58,23 @@ pub fn null_directions(cfg: &ModelConfig) -> Vec<&'static str> {
 }
 
 /// Tensors not compared after Adam steps: the [`null_directions`], and with the authors'
-/// second projection under BPR alone, both projection biases. There `p_m` reaches the loss only
-/// as the row-constant shift `1 (p_m Q_m + q_m)` of the attention's input, the direction whose
+/// attention under BPR alone, the projection biases (both, with the second projection). There
+/// `p_m` reaches the loss only as a row-constant shift of the attention's input (`1 p_m`, or
+/// `1 (p_m Q_m + q_m)` with the second projection), the direction whose
 /// value and output parts BPR cancels: what is left of its gradient measured 3e-6 of the whole
-/// gradient's norm (text modality, parity graph), so f32 computes it to ~1e-3 relative. Adam
+/// gradient's norm (text modality, parity graph), so f32 computes it to ~1e-3 relative (with
+/// one projection the parameters after three steps differed by 1.5e-4 in a dev build, after
+/// the CPU engine's Adam took PyTorch's arithmetic). Adam
 /// normalises a gradient's scale away, so the parameters inherit that relative error. The
 /// gradients themselves are still compared at every step (against the floor), and the
 /// reference's finite-difference test checks them exactly.
 pub fn adam_incomparable(cfg: &ModelConfig) -> Vec<&'static str> {
     let mut v = null_directions(cfg);
-    if cfg.uses_attention_projection() && !cfg.uses_contrastive() {
-        v.extend(["proj_bias.v", "proj_bias.t", "mha_proj_bias.v", "mha_proj_bias.t"]);
+    if cfg.uses_attention() && !cfg.uses_contrastive() {
+        v.extend(["proj_bias.v", "proj_bias.t"]);
+        if cfg.uses_attention_projection() {
+            v.extend(["mha_proj_bias.v", "mha_proj_bias.t"]);
+        }
     }
     v
 }

@@ -277,7 +277,7 @@ fn a_checkpoint_without_a_fingerprint_is_refused() {
     let engine = crane::train::build_engine(&ds, &meta.config).unwrap();
     let (params, _) = crane::checkpoint::load(&path, &engine.params()).unwrap();
     meta.data = None;
-    crane::checkpoint::save(&path, &params, &meta).unwrap();
+    crane::checkpoint::save_params(&path, &params, &meta).unwrap();
     let e = refused(crane(&["eval", "--checkpoint", "run/checkpoint.safetensors", "--data-dir", "data"], &dir));
     assert!(e.contains("has no data fingerprint"), "{e}");
 }

@@ -314,3 +314,47 @@ fn presets_train_exactly_their_codes_parameter_sets() {
         .iter()
         .all(|(n, t)| !(n.starts_with("mha_proj") || n.starts_with("features")) || t.nrows() == 0));
 }
+
+/// The CPU engine's state and checkpoint are written from its own f32 tables
+/// (`Engine::host_tables`), the reference's through its f64 export: both read back exactly as
+/// the engine's `params()` and `optimiser_state()` say, for a preset with trained feature tables.
+#[test]
+fn state_and_checkpoint_read_back_exactly_from_either_engine() {
+    let ds = tiny_dataset("state-tables");
+    for engine in ["cpu", "reference"] {
+        let sets = ["model_preset=freedom".to_string(), format!("engine={engine}")];
+        let cfg = resolve(dataset_preset("tiny").unwrap(), "tiny", &sets).unwrap();
+        let mut eng = crane::train::build_engine(&ds, &cfg).unwrap();
+        let batch = [(0u32, 1u32, 2u32), (1, 3, 4)];
+        eng.loss_and_grads(&batch, true).unwrap();
+        eng.adam_step(1e-2).unwrap();
+        assert_eq!(eng.host_tables().is_some(), engine == "cpu");
+        let dir = std::env::temp_dir().join(format!("crane-state-tables-{engine}-{}", std::process::id()));
+        let path = dir.join("state.safetensors");
+        crane::checkpoint::save_state(&path, eng.as_ref(), &cfg, &ds.fingerprint, 0, "{}").unwrap();
+        let st = crane::checkpoint::load_state(&path, &eng.params(), &ds.fingerprint).unwrap();
+        assert_eq!(st.params, eng.params(), "{engine}: parameters");
+        let opt = eng.optimiser_state();
+        assert_eq!((st.opt.step, &st.opt.m, &st.opt.v), (opt.step, &opt.m, &opt.v), "{engine}: Adam state");
+        let meta = crane::checkpoint::CheckpointMeta {
+            config: cfg.clone(),
+            epoch: 0,
+            dataset: ds.name.clone(),
+            data: Some(ds.fingerprint.clone()),
+        };
+        let ck = dir.join("checkpoint.safetensors");
+        crane::checkpoint::save(&ck, &crane::checkpoint::param_tables(eng.as_ref()), &meta).unwrap();
+        let (p, _) = crane::checkpoint::load(&ck, &eng.params()).unwrap();
+        // Checkpoints are f32: exact for the CPU engine, f32-rounded for the reference.
+        let mut f32_rounded = eng.params();
+        for (_, t) in f32_rounded.tensors_mut() {
+            for j in 0..t.ncols() {
+                for i in 0..t.nrows() {
+                    t[(i, j)] = t[(i, j)] as f32 as f64;
+                }
+            }
+        }
+        assert_eq!(p, f32_rounded, "{engine}: checkpoint");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -827,6 +827,19 @@ impl Engine for CpuEngine {
         self.export(&self.g)
     }
 
+    fn host_tables(&self) -> Option<super::HostTables<'_>> {
+        let mut names: Vec<(&String, &usize)> = self.index.iter().collect();
+        names.sort_by_key(|(_, &k)| k);
+        let tensors = names
+            .into_iter()
+            .map(|(name, &k)| {
+                let t = &self.p[k];
+                (name.clone(), [t.rows, t.cols], [&t.data[..], &self.m1[k].data[..], &self.m2[k].data[..]])
+            })
+            .collect();
+        Some(super::HostTables { step: self.step, tensors })
+    }
+
     fn set_params(&mut self, p: &Params) -> Result<()> {
         self.p = p.tensors().into_iter().map(|(_, t)| Dense::from_mat(t)).collect();
         Ok(())
