@@ -247,20 +247,24 @@ pub fn propagate(g: &KnnGraph, h0: &Dense, layers: usize) -> Vec<Dense> {
     hs
 }
 
-/// Backward of [`propagate`]: `(dh^(0), dS̃ values)`.
-pub fn propagate_backward(g: &KnnGraph, hs: &[Dense], d_h: &Dense) -> (Dense, Vec<f32>) {
-    let mut d_vals = vec![0f32; g.s.nnz()];
+/// Backward of [`propagate`]: `(dh^(0), dS̃ values)`; the values only with `graph_grad` (a
+/// held or frozen S̃ gets no gradient, and skipping them is most of this backward's time
+/// when the features are narrow, as TikTok's).
+pub fn propagate_backward(g: &KnnGraph, hs: &[Dense], d_h: &Dense, graph_grad: bool) -> (Dense, Vec<f32>) {
+    let mut d_vals = if graph_grad { vec![0f32; g.s.nnz()] } else { Vec::new() };
     let mut d = d_h.clone();
     for l in (0..hs.len() - 1).rev() {
         let prev = &hs[l];
         let dd = &d;
-        let add: Vec<f32> = (0..g.s.rows)
-            .into_par_iter()
-            .flat_map_iter(|i| {
-                (g.s.offsets[i]..g.s.offsets[i + 1]).map(move |e| dot(dd.row(i), prev.row(g.s.idx[e] as usize)))
-            })
-            .collect();
-        d_vals.iter_mut().zip(add).for_each(|(a, b)| *a += b);
+        if graph_grad {
+            let add: Vec<f32> = (0..g.s.rows)
+                .into_par_iter()
+                .flat_map_iter(|i| {
+                    (g.s.offsets[i]..g.s.offsets[i + 1]).map(move |e| dot(dd.row(i), prev.row(g.s.idx[e] as usize)))
+                })
+                .collect();
+            d_vals.iter_mut().zip(add).for_each(|(a, b)| *a += b);
+        }
         // S̃ᵀ was built with S̃'s values, which never change after `knn`.
         d = g.s_t.spmm(&d);
     }

@@ -674,10 +674,12 @@ impl Engine for CpuEngine {
         }
         let t4b = Instant::now();
         if let Some(g) = &graph {
+            let t = Instant::now();
             if cfg.user_semantic {
                 d_hi.add_assign(&self.a_t.spmm(&d_hu));
             }
-            let (d_h0, d_vals) = item_graph::propagate_backward(g, &br.hs, &d_hi);
+            let (d_h0, d_vals) = item_graph::propagate_backward(g, &br.hs, &d_hi, fcache.is_some());
+            self.times.propagation += t.elapsed();
             match cfg.item_graph_input {
                 ItemGraphInput::Readout => d_ei.add_assign(&d_h0),
                 ItemGraphInput::Embeddings => self.g[ie].add_assign(&d_h0),
