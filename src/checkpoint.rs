@@ -67,16 +67,13 @@ impl View for &Table<'_> {
 /// in memory first.
 fn write_tables(path: &Path, tables: &[(String, Table)], info: HashMap<String, String>) -> Result<()> {
     crate::io::write_atomic_with(path, |tmp| {
+        // The crate writes through its own private (0600) temporary file, renamed onto `tmp`
+        // (if crane is killed mid-write, that `.tmpXXXXXX` file is left in the run folder);
+        // the mode a file created here gets under the user's umask is put back on it after.
+        let mode = std::fs::File::create(tmp)?.metadata()?.permissions();
         let views = tables.iter().map(|(n, t)| (n.as_str(), t));
         safetensors::serialize_to_file(views, Some(info), tmp).map_err(std::io::Error::other)?;
-        // The crate writes through a private (0600) temporary file; give it the mode every
-        // other output file gets under the usual umask.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o644))?;
-        }
-        Ok(())
+        std::fs::set_permissions(tmp, mode)
     })
 }
 
@@ -224,7 +221,8 @@ pub fn save_state(
     info.insert("adam_step".to_string(), step.to_string());
     info.insert("loop".to_string(), loop_state.to_string());
     info.insert("data_fingerprint".to_string(), data.to_json());
-    info.insert("format".to_string(), "crane-state-1".to_string());
+    // 2: tensors may be F32 (1: always F64); the reader takes both.
+    info.insert("format".to_string(), "crane-state-2".to_string());
     write_tables(path, &tables, info)
 }
 

@@ -18,6 +18,11 @@ const BASE_MB: f64 = 30.0;
 /// tables (`Engine::host_tables`), so they add none (22 while they went through f64 exports).
 pub const TRAINED_TABLE_COPIES: f64 = 7.5;
 
+/// The same for engines without host f32 tables (GPU, reference), whose checkpoints still go
+/// through the f64 exports of the parameters and both moments with their bytes: the measured
+/// value from before `Engine::host_tables`.
+pub const TRAINED_TABLE_COPIES_EXPORTED: f64 = 22.0;
+
 /// Estimated peak resident memory in MB.
 pub fn estimate_peak_mb(ds: &Dataset, cfg: &TrainConfig) -> f64 {
     let m = &cfg.model;
@@ -40,7 +45,12 @@ pub fn estimate_peak_mb(ds: &Dataset, cfg: &TrainConfig) -> f64 {
     if m.train_features {
         // The raw tables as parameters (`train_features`; at Electronics the image table and its
         // two moments alone are ~3 GB).
-        el += TRAINED_TABLE_COPIES * items * feat_cols;
+        let copies = if cfg.engine == crate::config::EngineKind::Cpu {
+            TRAINED_TABLE_COPIES
+        } else {
+            TRAINED_TABLE_COPIES_EXPORTED
+        };
+        el += copies * items * feat_cols;
     }
     if m.modality_bpr > 0.0 {
         // FREEDOM's modality terms: each modality's gathered feature rows (at most 2B

@@ -51,7 +51,7 @@ fn adam_update_matches_scalar_torch_form_and_the_references_formula() {
         assert!(g.iter().all(|&x| x == 0.0), "the gradient is consumed");
         for k in 0..n {
             // The same operations as a scalar loop: bit for bit.
-            let mk = s.beta1 * m0[k] + s.one_minus_beta1 * g0[k];
+            let mk = m0[k] + s.one_minus_beta1 * (g0[k] - m0[k]);
             let vk = s.beta2 * v0[k] + s.one_minus_beta2 * g0[k] * g0[k];
             let pk = p0[k] - s.step_size * (mk / (vk.sqrt() / s.c2_sqrt + s.eps));
             assert_eq!((m[k].to_bits(), v[k].to_bits(), p[k].to_bits()), (mk.to_bits(), vk.to_bits(), pk.to_bits()));

@@ -358,3 +358,24 @@ fn state_and_checkpoint_read_back_exactly_from_either_engine() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// The CPU engine's Adam clears each gradient as it consumes it, so `loss_and_grads` clears
+/// them itself only when no step came between: a second call on the same batch gives the same
+/// gradients, not twice them, and after a step `grads()` is zero.
+#[test]
+fn gradients_are_replaced_not_accumulated_across_loss_calls() {
+    let ds = tiny_dataset("grads-replaced");
+    for preset in ["freedom", "crane"] {
+        let cfg = resolve(dataset_preset("tiny").unwrap(), "tiny", &[format!("model_preset={preset}")]).unwrap();
+        let mut eng = crane::train::build_engine(&ds, &cfg).unwrap();
+        let batch = [(0u32, 1u32, 2u32), (1, 3, 4), (2, 0, 5)];
+        eng.loss_and_grads(&batch, true).unwrap();
+        let first = eng.grads();
+        eng.loss_and_grads(&batch, true).unwrap();
+        assert_eq!(eng.grads(), first, "{preset}: a second call replaces the gradients");
+        let norm = |p: &crane_reference::Params| p.tensors().iter().map(|(_, t)| t.norm_l2()).sum::<f64>();
+        assert!(norm(&first) > 0.0, "{preset}: the batch has a gradient");
+        eng.adam_step(1e-3).unwrap();
+        assert_eq!(norm(&eng.grads()), 0.0, "{preset}: the step consumed them");
+    }
+}

@@ -133,7 +133,7 @@ impl AdamStep {
 }
 
 dispatch! {
-    /// One Adam step over a chunk, as PyTorch writes it: `m ← β1 m + (1−β1) g`,
+    /// One Adam step over a chunk, as PyTorch writes it: `m ← m + (1−β1)(g − m)` (its `lerp`),
     /// `v ← β2 v + (1−β2) g²`, `p ← p − step_size · m / (√v / √c2 + ε)`, which is the
     /// reference's `lr · (m / c1) / (√(v / c2) + ε)` with one square root and two divisions per
     /// element instead of four operations of that cost (the update is bound by them, not by
@@ -143,7 +143,7 @@ dispatch! {
         let (g, m, v) = (&mut g[..n], &mut m[..n], &mut v[..n]);
         for k in 0..n {
             let gk = g[k];
-            m[k] = s.beta1 * m[k] + s.one_minus_beta1 * gk;
+            m[k] += s.one_minus_beta1 * (gk - m[k]);
             v[k] = s.beta2 * v[k] + s.one_minus_beta2 * gk * gk;
             p[k] -= s.step_size * (m[k] / (v[k].sqrt() / s.c2_sqrt + s.eps));
             g[k] = 0.0;
