@@ -474,10 +474,8 @@ fn bpr_view(batch: &[Triplet], xu: &Dense, xi: &Dense, d_xu: &mut Dense, d_xi: &
 }
 
 fn gather(x: &Dense, rows: &[u32]) -> Dense {
-    let mut o = Dense::zeros(rows.len(), x.cols);
-    for (k, &r) in rows.iter().enumerate() {
-        o.row_mut(k).copy_from_slice(x.row(r as usize));
-    }
+    let mut o = Dense::default();
+    gather_into(&mut o, x, rows);
     o
 }
 
@@ -666,10 +664,8 @@ impl Engine for CpuEngine {
             self.g.iter_mut().for_each(|g| g.data.par_iter_mut().for_each(|v| *v = 0.0));
         }
         self.grads_zero = false;
-        for (mm, x, rows, dy, d_bias) in &modality {
-            self.add_project_grads(*mm, Some((x, rows)), dy, Some(d_bias.clone()));
-        }
-        for (mm, x, ..) in modality {
+        for (mm, x, rows, dy, d_bias) in modality {
+            self.add_project_grads(mm, Some((&x, &rows)), &dy, Some(d_bias));
             self.scratch[mm] = x;
         }
         let t4b = Instant::now();

@@ -106,7 +106,6 @@ dispatch! {
 /// `1 − β_k` is taken in f64, as PyTorch passes it: in f32, `1 − 0.999f32` is 1.3e-5 off.
 #[derive(Clone, Copy, Debug)]
 pub struct AdamStep {
-    pub beta1: f32,
     pub beta2: f32,
     pub one_minus_beta1: f32,
     pub one_minus_beta2: f32,
@@ -121,7 +120,6 @@ impl AdamStep {
         let (b1, b2) = (0.9f64, 0.999f64);
         let (c1, c2) = (1.0 - b1.powi(t as i32), 1.0 - b2.powi(t as i32));
         Self {
-            beta1: b1 as f32,
             beta2: b2 as f32,
             one_minus_beta1: (1.0 - b1) as f32,
             one_minus_beta2: (1.0 - b2) as f32,
