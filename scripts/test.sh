@@ -17,3 +17,5 @@ cargo test --workspace "$@"
 # differ in round-off: run its parity tests on the baseline (SSE2) build as well (`--workspace`
 # keeps the first run's feature set, so nothing is rebuilt).
 CRANE_NO_AVX2=1 cargo test --workspace --test parity attention
+# The sparse products' and element-wise kernels' baseline build, against the same plain loops.
+CRANE_NO_AVX2=1 cargo test --workspace --test simd

@@ -69,3 +69,58 @@ fn adam_update_matches_scalar_torch_form_and_the_references_formula() {
         }
     }
 }
+
+/// A random CSR `[rows, cols]` with 0..=max_per_row entries per row (empty rows included).
+fn random_csr(rows: usize, cols: usize, max_per_row: usize, seed: u32) -> crane::engine::cpu::ops::Csr {
+    let draws = values(rows * (max_per_row + 2), seed);
+    let mut offsets = vec![0usize];
+    let (mut idx, mut vals) = (Vec::new(), Vec::new());
+    let mut it = draws.iter().map(|v| (v + 4.0) / 8.0);
+    for _ in 0..rows {
+        let k = (it.next().unwrap() * (max_per_row + 1) as f32) as usize % (max_per_row + 1);
+        let mut row: Vec<u32> = (0..k).map(|_| (it.next().unwrap() * cols as f32) as u32 % cols as u32).collect();
+        row.sort_unstable();
+        row.dedup();
+        vals.extend(row.iter().map(|&j| 0.1 + j as f32 / cols as f32));
+        idx.extend(row);
+        offsets.push(idx.len());
+    }
+    crane::engine::cpu::ops::Csr { rows, cols, offsets, idx, vals }
+}
+
+#[test]
+fn sparse_products_match_a_plain_loop_bit_for_bit() {
+    use crane::engine::cpu::ops::Dense;
+    // 64 is the register-held width; 5 and 130 take the general path; 200 rows leave a partial
+    // block of 64 rows.
+    for (rows, cols, c, per_row) in [(200, 90, 64, 12), (200, 90, 5, 3), (70, 300, 130, 40), (1, 1, 64, 1)] {
+        let s = random_csr(rows, cols, per_row, (rows * c) as u32);
+        let x = Dense { rows: cols, cols: c, data: values(cols * c, c as u32 + 3) };
+        let add = Dense { rows, cols: c, data: values(rows * c, 11) };
+        let mut plain = Dense::zeros(rows, c);
+        for r in 0..rows {
+            let (idx, vals) = s.row(r);
+            for (&j, &v) in idx.iter().zip(vals) {
+                for t in 0..c {
+                    plain.data[r * c + t] += v * x.data[j as usize * c + t];
+                }
+            }
+        }
+        let bits = |d: &Dense| d.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&s.spmm(&x)), bits(&plain), "spmm, c = {c}");
+
+        let plus = s.spmm_plus(&x, 0.25, &add);
+        let expect: Vec<f32> = plain.data.iter().zip(&add.data).map(|(p, a)| p + 0.25 * a).collect();
+        assert_eq!(bits(&plus), expect.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "spmm_plus, c = {c}");
+
+        let mut acc = add.clone();
+        let out = s.spmm_accumulate(&x, &mut acc);
+        assert_eq!(bits(&out), bits(&plain), "spmm_accumulate's product, c = {c}");
+        let expect: Vec<f32> = add.data.iter().zip(&plain.data).map(|(a, p)| a + p).collect();
+        assert_eq!(
+            bits(&acc),
+            expect.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "spmm_accumulate's sum, c = {c}"
+        );
+    }
+}

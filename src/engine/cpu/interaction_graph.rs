@@ -37,6 +37,22 @@ pub fn forward(adj: &Csr, h0: Dense, ws: &[Option<Dense>], sigma: Sigma, readout
     let mut sum = h0;
     let (mut ahs, mut zs) = (Vec::new(), Vec::new());
     for w in ws {
+        // A weightless identity layer is its product: added into the running sum in the
+        // same pass (the readout's sum, as `sum += next` below would add it).
+        if w.is_none() && sigma == Sigma::Identity {
+            let next = match &h {
+                Some(prev) => adj.spmm_accumulate(prev, &mut sum),
+                None => {
+                    let next = adj.spmm(&sum);
+                    sum.add_assign(&next);
+                    next
+                }
+            };
+            ahs.push(Dense::default());
+            zs.push(Dense::default());
+            h = Some(next);
+            continue;
+        }
         let ah = adj.spmm(h.as_ref().unwrap_or(&sum));
         let z = match w {
             Some(w) => {
@@ -91,17 +107,15 @@ pub fn backward(
         return (d_e, Vec::new());
     }
     let share = 1.0 / (n as f32 + 1.0);
-    let direct = |l: usize| -> Option<Dense> {
-        match readout {
-            Readout::Mean => {
-                let mut g = d_e.clone();
-                g.scale(share);
-                Some(g)
-            }
-            Readout::Last => (l == n).then(|| d_e.clone()),
+    // The readout's direct path to each layer's output: share · dE (mean) or dE at the last.
+    let mut dh = match readout {
+        Readout::Mean => {
+            let mut g = d_e.clone();
+            g.scale(share);
+            g
         }
+        Readout::Last => d_e.clone(),
     };
-    let mut dh = direct(n).unwrap_or_else(|| Dense::zeros(d_e.rows, d_e.cols));
     let mut dws = vec![Dense::default(); n];
     for l in (0..n).rev() {
         let mut dz = dh;
@@ -122,10 +136,10 @@ pub fn backward(
             }
             None => dz,
         };
-        dh = adj.spmm(&d_ah);
-        if let Some(g) = direct(l) {
-            dh.add_assign(&g);
-        }
+        dh = match readout {
+            Readout::Mean => adj.spmm_plus(&d_ah, share, &d_e),
+            Readout::Last => adj.spmm(&d_ah),
+        };
     }
     (dh, dws)
 }

@@ -69,7 +69,9 @@ pub struct CpuEngine {
     m1: Vec<Dense>,
     m2: Vec<Dense>,
     step: u64,
-    graph: Option<KnnGraph>,
+    /// Shared, so that a batch holds it while the engine's other fields change (a clone per
+    /// batch copied every S̃ entry).
+    graph: Option<std::sync::Arc<KnnGraph>>,
     block_bytes: usize,
     min_block_rows: usize,
     attention_block_rows: usize,
@@ -133,7 +135,11 @@ impl CpuEngine {
             p,
             step: 0,
             // A graph read from kNN files is frozen and given: held from the start.
-            graph: inputs.fixed_item_graph.filter(|_| cfg.item_graph).map(item_graph::frozen_graph),
+            graph: inputs
+                .fixed_item_graph
+                .filter(|_| cfg.item_graph)
+                .map(item_graph::frozen_graph)
+                .map(std::sync::Arc::new),
             block_bytes: DEFAULT_BLOCK_BYTES,
             min_block_rows: 0,
             attention_block_rows: 0,
@@ -548,12 +554,12 @@ impl Engine for CpuEngine {
         let mut fcache = None;
         if learn {
             let (g, fc) = self.build_graph()?;
-            self.graph = Some(g);
+            self.graph = Some(std::sync::Arc::new(g));
             fcache = Some(fc);
         }
         let t2 = Instant::now();
         let graph = if cfg.item_graph { self.graph.clone() } else { None };
-        let br = self.branches(&e, graph.as_ref());
+        let br = self.branches(&e, graph.as_deref());
         let t3 = Instant::now();
 
         // Eq. (18) on z = e + h; without dual fusion, one BPR term per branch. The gradients
@@ -562,18 +568,22 @@ impl Engine for CpuEngine {
         let (mut d_eu, mut d_ei) = (Dense::zeros(m, d), Dense::zeros(n, d));
         let (mut d_hu, mut d_hi);
         let mut l_bpr;
+        // h_u is 0 without user profiles from the item graph (FREEDOM): then nothing reads
+        // d h_u, which stays empty under dual fusion, and z_u = e_u needs no sum.
+        let user_h = graph.is_some() && cfg.user_semantic;
         if cfg.dual_fusion {
             // Without an item graph h = 0, so z = e needs no sum.
-            let z = graph.as_ref().map(|_| {
-                let (mut zu, mut zi) = (br.eu.clone(), br.ei.clone());
-                zu.add_assign(&br.hu);
-                zi.add_assign(&br.hi);
-                (zu, zi)
-            });
-            let (xu, xi) = z.as_ref().map_or((&br.eu, &br.ei), |(zu, zi)| (zu, zi));
+            let sum = |e: &Dense, h: &Dense| {
+                let mut z = e.clone();
+                z.add_assign(h);
+                z
+            };
+            let zu = user_h.then(|| sum(&br.eu, &br.hu));
+            let zi = graph.as_ref().map(|_| sum(&br.ei, &br.hi));
+            let (xu, xi) = (zu.as_ref().unwrap_or(&br.eu), zi.as_ref().unwrap_or(&br.ei));
             l_bpr = bpr_view(batch, xu, xi, &mut d_eu, &mut d_ei);
-            (d_hu, d_hi) =
-                if graph.is_some() { (d_eu.clone(), d_ei.clone()) } else { (Dense::zeros(m, d), Dense::zeros(n, d)) };
+            d_hu = if user_h { d_eu.clone() } else { Dense::default() };
+            d_hi = if graph.is_some() { d_ei.clone() } else { Dense::zeros(n, d) };
         } else {
             (d_hu, d_hi) = (Dense::zeros(m, d), Dense::zeros(n, d));
             l_bpr = bpr_view(batch, &br.eu, &br.ei, &mut d_eu, &mut d_ei);
@@ -590,7 +600,9 @@ impl Engine for CpuEngine {
                 losses::info_nce(&gather(&br.eu, &users), &gather(&br.hu, &users), cfg.tau as f32, beta as f32);
             l_clu = l;
             scatter_add(&mut d_eu, &users, &da);
-            scatter_add(&mut d_hu, &users, &dh);
+            if user_h {
+                scatter_add(&mut d_hu, &users, &dh);
+            }
             let (l, da, dh) =
                 losses::info_nce(&gather(&br.ei, &items), &gather(&br.hi, &items), cfg.tau as f32, beta as f32);
             l_cli = l;
@@ -605,7 +617,13 @@ impl Engine for CpuEngine {
         let table_sq = |t: &Dense, rows: &[u32]| {
             rows.iter().map(|&r| dot(t.row(r as usize), t.row(r as usize)) as f64).sum::<f64>()
         };
-        let norms = [table_sq(&self.p[ue], &users_b), table_sq(&self.p[ie], &pos_b), table_sq(&self.p[ie], &neg_b)];
+        // Eq. (20)'s term is λ · (these): with λ = 0 (FREEDOM's preset) neither it nor its
+        // gradient needs them.
+        let norms = if cfg.lambda == 0.0 {
+            [0.0; 3]
+        } else {
+            [table_sq(&self.p[ue], &users_b), table_sq(&self.p[ie], &pos_b), table_sq(&self.p[ie], &neg_b)]
+        };
         let sq = match cfg.regularisation {
             Regularisation::BatchEmbeddings => norms.iter().sum::<f64>() / batch.len() as f64,
             Regularisation::BatchNorms => norms.iter().map(|v| v.sqrt()).sum::<f64>() / batch.len() as f64,
@@ -616,7 +634,9 @@ impl Engine for CpuEngine {
         let mut modality = Vec::new();
         if cfg.modality_bpr > 0.0 {
             let mut zsum = gather(&br.eu, &users_b);
-            zsum.add_assign(&gather(&br.hu, &users_b));
+            if user_h {
+                zsum.add_assign(&gather(&br.hu, &users_b));
+            }
             let w = cfg.modality_bpr as f32;
             // Each distinct item row is projected once (a batch's 2B positives and negatives
             // hold ~30% repeats); `slot[k]` is triplet row k's place among them.
@@ -637,18 +657,22 @@ impl Engine for CpuEngine {
                 // it and each pair's two terms cancel exactly (dneg = −dpos); summed over the
                 // pre-added rows of dy it would be round-off, which Adam makes steps of ±lr.
                 let mut d_bias = Dense::zeros(1, d);
-                for k in 0..b {
-                    let (zk, (sp, sn)) = (zsum.row(k), (slot[k], slot[b + k]));
+                for (k, dzk) in dz.data.chunks_exact_mut(d).enumerate() {
+                    let (zk, ypk, ynk) = (zsum.row(k), yp(k), yn(k));
+                    let (sp, sn) = (slot[k] * d, slot[b + k] * d);
+                    let (wp, wn) = (w * dpos[k], w * dneg[k]);
                     for c in 0..d {
-                        dz.data[k * d + c] = w * (dpos[k] * yp(k)[c] + dneg[k] * yn(k)[c]);
-                        let (gp, gn) = (w * dpos[k] * zk[c], w * dneg[k] * zk[c]);
-                        dy.data[sp * d + c] += gp;
-                        dy.data[sn * d + c] += gn;
+                        dzk[c] = w * (dpos[k] * ypk[c] + dneg[k] * ynk[c]);
+                        let (gp, gn) = (wp * zk[c], wn * zk[c]);
+                        dy.data[sp + c] += gp;
+                        dy.data[sn + c] += gn;
                         d_bias.data[c] += gp + gn;
                     }
                 }
                 scatter_add(&mut d_eu, &users_b, &dz);
-                scatter_add(&mut d_hu, &users_b, &dz);
+                if user_h {
+                    scatter_add(&mut d_hu, &users_b, &dz);
+                }
                 modality.push((mm, x, rows.clone(), dy, d_bias));
             }
         }
@@ -740,7 +764,9 @@ impl Engine for CpuEngine {
             }
         };
         let b = batch.len() as f32;
+        // λ = 0 (FREEDOM's preset) adds exact zeros: skipped.
         match cfg.regularisation {
+            _ if lam == 0.0 => {}
             Regularisation::BatchEmbeddings => batch_rows([2.0 * lam / b; 3], &self.p, &mut self.g),
             Regularisation::BatchNorms => {
                 let f = norms.map(|v| if v > 0.0 { lam / (b * v.sqrt() as f32) } else { 0.0 });
@@ -782,7 +808,7 @@ impl Engine for CpuEngine {
                 rca::block_rows(self.n, self.block_bytes),
             )?,
         };
-        self.graph = Some(g);
+        self.graph = Some(std::sync::Arc::new(g));
         self.times.rca_graph += t.elapsed();
         Ok(())
     }
@@ -856,7 +882,7 @@ impl Engine for CpuEngine {
         self.set_edge_mask(&vec![1.0; self.a64.nnz()])?;
         let (e, _) = self.gcn();
         let graph = if self.cfg.item_graph { self.graph.clone() } else { None };
-        let (zu, zi) = self.scoring_tables(&e, graph.as_ref());
+        let (zu, zi) = self.scoring_tables(&e, graph.as_deref());
         self.set_edge_mask(&saved)?;
         self.z = Some((zu, zi));
         self.times.scoring += t.elapsed();

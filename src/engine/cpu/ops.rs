@@ -299,21 +299,61 @@ impl Csr {
     /// `self · x`, `[r, k] x [k, c] -> [r, c]`, parallel over output rows (no atomics, so
     /// deterministic for any thread count).
     pub fn spmm(&self, x: &Dense) -> Dense {
+        self.spmm_fused(x, None, None)
+    }
+
+    /// `self · x + s · add` (`add` `[r, c]`) in one pass over the output: the backward of a
+    /// mean readout adds its share of `dE` to every layer's product. Each entry is the same
+    /// sum in the same order as `spmm` followed by `+= s · add`, so the result is identical.
+    pub fn spmm_plus(&self, x: &Dense, s: f32, add: &Dense) -> Dense {
+        self.spmm_fused(x, Some((s, add)), None)
+    }
+
+    /// `self · x`, also added into `acc` (`[r, c]`) row by row while the row is in cache: a
+    /// mean readout's running sum of the layers.
+    pub fn spmm_accumulate(&self, x: &Dense, acc: &mut Dense) -> Dense {
+        self.spmm_fused(x, None, Some(acc))
+    }
+
+    fn spmm_fused(&self, x: &Dense, add: Option<(f32, &Dense)>, acc: Option<&mut Dense>) -> Dense {
         assert_eq!(self.cols, x.rows, "spmm inner dimension");
         let c = x.cols;
-        let mut out = Dense::zeros(self.rows, c);
         if c == 0 {
-            return out;
+            return Dense::zeros(self.rows, 0);
         }
-        out.data.par_chunks_mut(c).enumerate().for_each(|(r, o)| {
-            let (idx, vals) = self.row(r);
-            for (&j, &v) in idx.iter().zip(vals) {
-                for (a, b) in o.iter_mut().zip(x.row(j as usize)) {
-                    *a += v * b;
-                }
+        if let Some((_, a)) = add {
+            assert_eq!((a.rows, a.cols), (self.rows, c), "spmm_plus shape");
+        }
+        if let Some(a) = &acc {
+            assert_eq!((a.rows, a.cols), (self.rows, c), "spmm_accumulate shape");
+        }
+        // Blocks of rows, not single rows: interaction graphs after DropEdge have one or two
+        // entries per row, where a task per row cost more than its arithmetic.
+        const BLOCK: usize = 64;
+        let n = self.rows * c;
+        // Not zeroed first (a `[M+N, d]` memset per product was 5% of a FREEDOM epoch):
+        // `spmm_rows` writes every entry.
+        let mut data: Vec<f32> = Vec::with_capacity(n);
+        let finish = |b: usize, o: &mut [std::mem::MaybeUninit<f32>], acc: Option<&mut [f32]>| {
+            super::simd::spmm_rows(&self.offsets, &self.idx, &self.vals, &x.data, c, b * BLOCK, o);
+            // SAFETY: `spmm_rows` wrote every entry of `o`.
+            let o = unsafe { &mut *(o as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
+            if let Some((s, add)) = add {
+                let a = &add.data[b * BLOCK * c..][..o.len()];
+                o.iter_mut().zip(a).for_each(|(o, a)| *o += s * a);
             }
-        });
-        out
+            if let Some(acc) = acc {
+                acc.iter_mut().zip(o.iter()).for_each(|(a, o)| *a += o);
+            }
+        };
+        let chunks = data.spare_capacity_mut()[..n].par_chunks_mut(c * BLOCK).enumerate();
+        match acc {
+            Some(acc) => chunks.zip(acc.data.par_chunks_mut(c * BLOCK)).for_each(|((b, o), a)| finish(b, o, Some(a))),
+            None => chunks.for_each(|(b, o)| finish(b, o, None)),
+        }
+        // SAFETY: the chunks cover all `n` entries and each was written above.
+        unsafe { data.set_len(n) };
+        Dense { rows: self.rows, cols: c, data }
     }
 }
 

@@ -148,3 +148,56 @@ dispatch! {
         }
     }
 }
+
+/// Row width of [`spmm_rows`]'s register-held accumulator: the embedding size of every preset.
+pub const SPMM_WIDTH: usize = 64;
+
+dispatch! {
+    /// Rows `row0..row0 + out.len() / c` of `S · x` (`S` in CSR: `offsets`, `idx`, `vals`; `x`
+    /// `[k, c]` row-major) into `out`, every entry written. Each entry is `0 + Σ v·x` in the
+    /// order of the row's entries, whatever the path, so both builds give the same bits. At
+    /// `c = 64` a row's sum stays in registers (eight AVX2 vectors) across its entries, where
+    /// summing into memory loaded and stored the output row once per entry.
+    pub fn spmm_rows(
+        offsets: &[usize],
+        idx: &[u32],
+        vals: &[f32],
+        x: &[f32],
+        c: usize,
+        row0: usize,
+        out: &mut [std::mem::MaybeUninit<f32>]
+    ) {
+        const W: usize = SPMM_WIDTH;
+        if c == W {
+            for (k, o) in out.chunks_exact_mut(W).enumerate() {
+                let r = row0 + k;
+                let mut acc = [0f32; W];
+                for e in offsets[r]..offsets[r + 1] {
+                    let v = vals[e];
+                    let xr: &[f32; W] = x[idx[e] as usize * W..][..W].try_into().expect("row of x");
+                    for t in 0..W {
+                        acc[t] += v * xr[t];
+                    }
+                }
+                for (d, s) in o.iter_mut().zip(acc) {
+                    d.write(s);
+                }
+            }
+            return;
+        }
+        for (k, o) in out.chunks_exact_mut(c).enumerate() {
+            let r = row0 + k;
+            o.iter_mut().for_each(|d| {
+                d.write(0.0);
+            });
+            // SAFETY: every entry of `o` was just written.
+            let o = unsafe { &mut *(o as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
+            for e in offsets[r]..offsets[r + 1] {
+                let v = vals[e];
+                for (a, b) in o.iter_mut().zip(&x[idx[e] as usize * c..][..c]) {
+                    *a += v * b;
+                }
+            }
+        }
+    }
+}
