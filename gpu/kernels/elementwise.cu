@@ -38,15 +38,20 @@ extern "C" __global__ void add_row_bias(float *x, const float *b, long long r, i
     if (i < r * c) x[i] += b[i % c];
 }
 
-// Adam without weight decay, bias-corrected (c1 = 1 - β1^t, c2 = 1 - β2^t), as torch.optim.Adam.
-extern "C" __global__ void adam_step(float *p, const float *g, float *m, float *v, float lr, float b1, float b2,
-                                     float eps, float c1, float c2, long long n) {
+// Adam without weight decay as torch.optim.Adam's single-tensor path writes it (and the CPU
+// engine's simd::adam_update): m += (1-b1)(g - m) (its lerp), v = b2 v + (1-b2) g^2,
+// p -= step_size * m / (sqrt(v) / c2_sqrt + eps), with step_size = lr / (1 - b1^t) and
+// c2_sqrt = sqrt(1 - b2^t) computed on the host (1 - b in double there).
+extern "C" __global__ void adam_step(float *p, const float *g, float *m, float *v, float b2, float omb1,
+                                     float omb2, float eps, float step_size, float c2_sqrt, long long n) {
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) {
         float gi = g[i];
-        m[i] = b1 * m[i] + (1.0f - b1) * gi;
-        v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
-        p[i] -= lr * (m[i] / c1) / (sqrtf(v[i] / c2) + eps);
+        float mi = m[i] + omb1 * (gi - m[i]);
+        float vi = b2 * v[i] + omb2 * gi * gi;
+        m[i] = mi;
+        v[i] = vi;
+        p[i] -= step_size * (mi / (sqrtf(vi) / c2_sqrt + eps));
     }
 }
 

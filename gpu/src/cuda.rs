@@ -5,7 +5,7 @@
 //! on a GPU**: no device was available to the sessions that wrote it. `crane verify --gpu`
 //! is the check to run first on a machine with one.
 
-use crate::device::{DevCsr, DevSegments, Device, Elem, R};
+use crate::device::{AdamConsts, DevCsr, DevSegments, Device, Elem, R};
 use crate::{probe_device, GpuError};
 use cudarc::cublas::{sys::cublasOperation_t, CudaBlas, Gemm, GemmConfig};
 use cudarc::driver::{CudaContext, CudaFunction, CudaSlice, CudaStream, LaunchConfig, PushKernelArg};
@@ -360,12 +360,7 @@ impl Device for CudaDevice {
         g: &CudaBuf<f32>,
         m: &mut CudaBuf<f32>,
         v: &mut CudaBuf<f32>,
-        lr: f32,
-        b1: f32,
-        b2: f32,
-        eps: f32,
-        c1: f32,
-        c2: f32,
+        s: AdamConsts,
     ) -> R<()> {
         let n = p.len as i64;
         launch!(
@@ -376,12 +371,12 @@ impl Device for CudaDevice {
             &g.s,
             &mut m.s,
             &mut v.s,
-            &lr,
-            &b1,
-            &b2,
-            &eps,
-            &c1,
-            &c2,
+            &s.beta2,
+            &s.one_minus_beta1,
+            &s.one_minus_beta2,
+            &s.eps,
+            &s.step_size,
+            &s.c2_sqrt,
             &n
         )
     }

@@ -13,6 +13,20 @@
 
 use crate::GpuError;
 
+/// One Adam step's constants in PyTorch's form (`torch.optim.Adam`, single-tensor path):
+/// `m ← m + (1−β1)(g − m)`, `v ← β2 v + (1−β2) g²`, `p ← p − step_size · m / (√v / c2_sqrt + ε)`
+/// with `step_size = lr / (1 − β1ᵗ)` and `c2_sqrt = √(1 − β2ᵗ)`, all computed on the host in
+/// f64 (`1 − 0.999` in f32 is 1.3e-5 off). The CPU engine's `simd::AdamStep` gives the values.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamConsts {
+    pub beta2: f32,
+    pub one_minus_beta1: f32,
+    pub one_minus_beta2: f32,
+    pub eps: f32,
+    pub step_size: f32,
+    pub c2_sqrt: f32,
+}
+
 /// Element types that live in device buffers.
 pub trait Elem:
     cudarc::driver::DeviceRepr + cudarc::driver::ValidAsZeroBits + Copy + Default + Send + Sync + std::fmt::Debug + 'static
@@ -145,20 +159,15 @@ pub trait Device {
         j: &Self::Buf<u32>,
         d: usize,
     ) -> R<()>;
-    /// One Adam step (torch.optim.Adam without weight decay): `c1 = 1 − β1^t`, `c2 = 1 − β2^t`.
-    #[allow(clippy::too_many_arguments)]
+    /// One Adam step (torch.optim.Adam without weight decay) in PyTorch's form; see
+    /// [`AdamConsts`].
     fn adam(
         &self,
         p: &mut Self::Buf<f32>,
         g: &Self::Buf<f32>,
         m: &mut Self::Buf<f32>,
         v: &mut Self::Buf<f32>,
-        lr: f32,
-        b1: f32,
-        b2: f32,
-        eps: f32,
-        c1: f32,
-        c2: f32,
+        s: AdamConsts,
     ) -> R<()>;
     /// `x = tanh(x)` in place.
     fn tanh(&self, x: &mut Self::Buf<f32>) -> R<()>;
@@ -459,24 +468,12 @@ impl Device for HostDevice {
         Ok(())
     }
 
-    fn adam(
-        &self,
-        p: &mut Vec<f32>,
-        g: &Vec<f32>,
-        m: &mut Vec<f32>,
-        v: &mut Vec<f32>,
-        lr: f32,
-        b1: f32,
-        b2: f32,
-        eps: f32,
-        c1: f32,
-        c2: f32,
-    ) -> R<()> {
+    fn adam(&self, p: &mut Vec<f32>, g: &Vec<f32>, m: &mut Vec<f32>, v: &mut Vec<f32>, s: AdamConsts) -> R<()> {
         shape("adam", g.len(), p.len())?;
         for k in 0..p.len() {
-            m[k] = b1 * m[k] + (1.0 - b1) * g[k];
-            v[k] = b2 * v[k] + (1.0 - b2) * g[k] * g[k];
-            p[k] -= lr * (m[k] / c1) / ((v[k] / c2).sqrt() + eps);
+            m[k] += s.one_minus_beta1 * (g[k] - m[k]);
+            v[k] = s.beta2 * v[k] + s.one_minus_beta2 * g[k] * g[k];
+            p[k] -= s.step_size * (m[k] / (v[k].sqrt() / s.c2_sqrt + s.eps));
         }
         Ok(())
     }

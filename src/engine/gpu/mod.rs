@@ -430,26 +430,21 @@ impl<D: Device + 'static> Engine for GpuEngine<D> {
     fn adam_step(&mut self, lr: f64) -> Result<()> {
         let t = Instant::now();
         self.step += 1;
-        let (b1, b2) = (0.9f64, 0.999f64);
-        let c1 = (1.0 - b1.powi(self.step as i32)) as f32;
-        let c2 = (1.0 - b2.powi(self.step as i32)) as f32;
+        let a = crate::engine::cpu::simd::AdamStep::new(lr, self.step);
+        let s = crane_gpu::device::AdamConsts {
+            beta2: a.beta2,
+            one_minus_beta1: a.one_minus_beta1,
+            one_minus_beta2: a.one_minus_beta2,
+            eps: a.eps,
+            step_size: a.step_size,
+            c2_sqrt: a.c2_sqrt,
+        };
         for k in 0..self.p.len() {
             if self.shapes[k].0 * self.shapes[k].1 == 0 {
                 continue;
             }
             self.dev
-                .adam(
-                    &mut self.p[k],
-                    &self.g[k],
-                    &mut self.m1[k],
-                    &mut self.m2[k],
-                    lr as f32,
-                    b1 as f32,
-                    b2 as f32,
-                    1e-8,
-                    c1,
-                    c2,
-                )
+                .adam(&mut self.p[k], &self.g[k], &mut self.m1[k], &mut self.m2[k], s)
                 .map_err(failed("Adam step"))?;
         }
         self.sync_trained_features()?;
