@@ -14,9 +14,9 @@
 use crate::GpuError;
 
 /// One Adam step's constants in PyTorch's form (`torch.optim.Adam`, single-tensor path):
-/// `m ← m + (1−β1)(g − m)`, `v ← β2 v + (1−β2) g²`, `p ← p − step_size · m / (√v / c2_sqrt + ε)`
-/// with `step_size = lr / (1 − β1ᵗ)` and `c2_sqrt = √(1 − β2ᵗ)`, all computed on the host in
-/// f64 (`1 − 0.999` in f32 is 1.3e-5 off). The CPU engine's `simd::AdamStep` gives the values.
+/// `m ← m + (1−β1)(g − m)` (its `lerp`), `v ← β2 v + (1−β2) g²`,
+/// `p ← p − step_size · m / (√v / c2_sqrt + ε)` with `step_size = lr / (1 − β1ᵗ)` and
+/// `c2_sqrt = √(1 − β2ᵗ)`. Both engines use it (the CPU engine as `simd::AdamStep`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamConsts {
     pub beta2: f32,
@@ -25,6 +25,23 @@ pub struct AdamConsts {
     pub eps: f32,
     pub step_size: f32,
     pub c2_sqrt: f32,
+}
+
+impl AdamConsts {
+    /// The constants of step `t` (1-based) at learning rate `lr`, β = (0.9, 0.999), ε = 1e-8,
+    /// computed in f64 as PyTorch passes them (`1 − 0.999` in f32 is 1.3e-5 off).
+    pub fn new(lr: f64, t: u64) -> Self {
+        let (b1, b2) = (0.9f64, 0.999f64);
+        let (c1, c2) = (1.0 - b1.powi(t as i32), 1.0 - b2.powi(t as i32));
+        Self {
+            beta2: b2 as f32,
+            one_minus_beta1: (1.0 - b1) as f32,
+            one_minus_beta2: (1.0 - b2) as f32,
+            eps: 1e-8,
+            step_size: (lr / c1) as f32,
+            c2_sqrt: c2.sqrt() as f32,
+        }
+    }
 }
 
 /// Element types that live in device buffers.

@@ -113,15 +113,7 @@ fn ops_agree<D: Device>(dev: &D) {
     let grad = values(50, 12);
     let (mut dp, mut dm, mut dv2) = (dev.upload(&hp).unwrap(), dev.zeros(50).unwrap(), dev.zeros(50).unwrap());
     for step in 1..=3 {
-        let (c1, c2) = (1.0 - 0.9f64.powi(step), 1.0 - 0.999f64.powi(step));
-        let s = crane_gpu::device::AdamConsts {
-            beta2: 0.999,
-            one_minus_beta1: (1.0 - 0.9f64) as f32,
-            one_minus_beta2: (1.0 - 0.999f64) as f32,
-            eps: 1e-8,
-            step_size: (1e-3 / c1) as f32,
-            c2_sqrt: c2.sqrt() as f32,
-        };
+        let s = crane_gpu::device::AdamConsts::new(1e-3, step);
         host.adam(&mut hp, &grad, &mut hm, &mut hv2, s).unwrap();
         dev.adam(&mut dp, &dev.upload(&grad).unwrap(), &mut dm, &mut dv2, s).unwrap();
     }

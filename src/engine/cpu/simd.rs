@@ -101,34 +101,10 @@ dispatch! {
     }
 }
 
-/// Adam's per-step constants in the form [`adam_update`] uses: `step_size = lr / c1`,
-/// `c2_sqrt = √c2` with `c_k = 1 − β_kᵗ` (PyTorch's `torch.optim.Adam`, single-tensor path).
-/// `1 − β_k` is taken in f64, as PyTorch passes it: in f32, `1 − 0.999f32` is 1.3e-5 off.
-#[derive(Clone, Copy, Debug)]
-pub struct AdamStep {
-    pub beta2: f32,
-    pub one_minus_beta1: f32,
-    pub one_minus_beta2: f32,
-    pub eps: f32,
-    pub step_size: f32,
-    pub c2_sqrt: f32,
-}
-
-impl AdamStep {
-    /// The constants of step `t` (1-based).
-    pub fn new(lr: f64, t: u64) -> Self {
-        let (b1, b2) = (0.9f64, 0.999f64);
-        let (c1, c2) = (1.0 - b1.powi(t as i32), 1.0 - b2.powi(t as i32));
-        Self {
-            beta2: b2 as f32,
-            one_minus_beta1: (1.0 - b1) as f32,
-            one_minus_beta2: (1.0 - b2) as f32,
-            eps: 1e-8,
-            step_size: (lr / c1) as f32,
-            c2_sqrt: c2.sqrt() as f32,
-        }
-    }
-}
+/// Adam's per-step constants in the form [`adam_update`] uses (`step_size = lr / c1`,
+/// `c2_sqrt = √c2`, `c_k = 1 − β_kᵗ`, `1 − β_k` taken in f64): the GPU crate's type, so that
+/// both engines' steps are built by the same `AdamStep::new`.
+pub type AdamStep = crane_gpu::device::AdamConsts;
 
 dispatch! {
     /// One Adam step over a chunk, as PyTorch writes it: `m ← m + (1−β1)(g − m)` (its `lerp`),

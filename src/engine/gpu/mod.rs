@@ -430,15 +430,7 @@ impl<D: Device + 'static> Engine for GpuEngine<D> {
     fn adam_step(&mut self, lr: f64) -> Result<()> {
         let t = Instant::now();
         self.step += 1;
-        let a = crate::engine::cpu::simd::AdamStep::new(lr, self.step);
-        let s = crane_gpu::device::AdamConsts {
-            beta2: a.beta2,
-            one_minus_beta1: a.one_minus_beta1,
-            one_minus_beta2: a.one_minus_beta2,
-            eps: a.eps,
-            step_size: a.step_size,
-            c2_sqrt: a.c2_sqrt,
-        };
+        let s = crane_gpu::device::AdamConsts::new(lr, self.step);
         for k in 0..self.p.len() {
             if self.shapes[k].0 * self.shapes[k].1 == 0 {
                 continue;
