@@ -284,6 +284,11 @@ fn negatives_avoid_history_and_epochs_are_deterministic() {
     assert_eq!(e0, sampler.epoch(7, 0, 256), "same (seed, epoch), same batches");
     assert_ne!(e0, sampler.epoch(7, 1, 256), "reshuffled every epoch");
     assert_eq!(e0.len(), train.len().div_ceil(256));
+    // The sizes the trainer plans with (progress bars, epoch means) agree with the epoch drawn.
+    assert_eq!((sampler.len(), sampler.is_empty()), (train.len(), false));
+    assert_eq!(sampler.n_batches(256), e0.len());
+    assert_eq!(sampler.n_batches(train.len() + 1), 1);
+    assert!(Sampler::new(&[], &[]).unwrap().is_empty());
     assert_eq!(e0.last().unwrap().len(), train.len() - 256 * (e0.len() - 1), "last partial batch kept");
     let mut seen: Vec<(u32, u32)> = e0.iter().flatten().map(|t| (t.0, t.1)).collect();
     let mut want = train.clone();

@@ -162,6 +162,8 @@ fn topk_file_rows_keep_the_header_width_when_candidates_run_out() {
     assert_eq!(tsv, "id\ttop_1\ttop_2\nu3\ti2\ti0\nu5\ti7\t\n");
     assert_eq!(crane::eval::short_rankings(&[vec![2, 0, 1], vec![7], vec![1, 2]], 2), 1);
     assert_eq!(crane::eval::short_rankings(&[vec![7]], 1), 0);
+    // Longer than k is not short.
+    assert_eq!(crane::eval::short_rankings(&[vec![1, 2, 3], vec![4, 5, 6]], 2), 0);
 }
 
 #[test]
