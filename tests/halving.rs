@@ -66,4 +66,5 @@ fn successive_halving_keeps_the_best_third_continues_their_runs_and_resumes() {
     assert_eq!(key(&again), key(&rows));
     let md = crane::compare::halving_markdown(&rows, &["# search".into()]);
     assert!(md.contains("## Rung 3 (4 epochs, 1 points)") && md.contains("Selected on validation recall@20"));
+    let _ = std::fs::remove_dir_all(&base);
 }
