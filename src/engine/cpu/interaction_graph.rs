@@ -37,17 +37,11 @@ pub fn forward(adj: &Csr, h0: Dense, ws: &[Option<Dense>], sigma: Sigma, readout
     let mut sum = h0;
     let (mut ahs, mut zs) = (Vec::new(), Vec::new());
     for w in ws {
-        // A weightless identity layer is its product: added into the running sum in the
-        // same pass (the readout's sum, as `sum += next` below would add it).
-        if w.is_none() && sigma == Sigma::Identity {
-            let next = match &h {
-                Some(prev) => adj.spmm_accumulate(prev, &mut sum),
-                None => {
-                    let next = adj.spmm(&sum);
-                    sum.add_assign(&next);
-                    next
-                }
-            };
+        // A weightless identity layer after the first is its product, added into the running
+        // sum in the same pass (as `sum += next` below would add it; the first layer reads
+        // `sum` itself, so it takes the general path).
+        if let (None, Sigma::Identity, Some(prev)) = (w, sigma, &h) {
+            let next = adj.spmm_accumulate(prev, &mut sum);
             ahs.push(Dense::default());
             zs.push(Dense::default());
             h = Some(next);

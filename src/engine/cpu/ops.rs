@@ -337,7 +337,7 @@ impl Csr {
         let finish = |b: usize, o: &mut [std::mem::MaybeUninit<f32>], acc: Option<&mut [f32]>| {
             super::simd::spmm_rows(&self.offsets, &self.idx, &self.vals, &x.data, c, b * BLOCK, o);
             // SAFETY: `spmm_rows` wrote every entry of `o`.
-            let o = unsafe { &mut *(o as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
+            let o = unsafe { super::simd::assume_init(o) };
             if let Some((s, add)) = add {
                 let a = &add.data[b * BLOCK * c..][..o.len()];
                 o.iter_mut().zip(a).for_each(|(o, a)| *o += s * a);

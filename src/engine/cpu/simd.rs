@@ -125,6 +125,16 @@ dispatch! {
     }
 }
 
+/// `o` as initialised values.
+///
+/// # Safety
+/// Every entry of `o` must have been written.
+#[inline(always)]
+pub(super) unsafe fn assume_init(o: &mut [std::mem::MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: `MaybeUninit<f32>` has `f32`'s layout, and the caller wrote every entry.
+    unsafe { &mut *(o as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) }
+}
+
 /// Row width of [`spmm_rows`]'s register-held accumulator: the embedding size of every preset.
 pub const SPMM_WIDTH: usize = 64;
 
@@ -167,7 +177,7 @@ dispatch! {
                 d.write(0.0);
             });
             // SAFETY: every entry of `o` was just written.
-            let o = unsafe { &mut *(o as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
+            let o = unsafe { assume_init(o) };
             for e in offsets[r]..offsets[r + 1] {
                 let v = vals[e];
                 for (a, b) in o.iter_mut().zip(&x[idx[e] as usize * c..][..c]) {
