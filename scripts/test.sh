@@ -13,9 +13,12 @@ if [ ! -e "$nvrtc_dir/nvidia/cu13/lib/libnvrtc.so.13" ]; then
 fi
 export LD_LIBRARY_PATH="$nvrtc_dir/nvidia/cu13/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 cargo test --workspace "$@"
-# The attention's products use fused multiply-adds in the AVX2 build only, so its two builds
-# differ in round-off: run its parity tests on the baseline (SSE2) build as well (`--workspace`
+# The kernels dispatch at run time to the widest build the CPU has (AVX-512, AVX2, baseline).
+# The attention's products use fused multiply-adds in the AVX2 and AVX-512 builds only, so the
+# baseline differs in round-off: run its parity tests on each narrower build too (`--workspace`
 # keeps the first run's feature set, so nothing is rebuilt).
 CRANE_NO_AVX2=1 cargo test --workspace --test parity attention
-# The sparse products' and element-wise kernels' baseline build, against the same plain loops.
+CRANE_NO_AVX512=1 cargo test --workspace --test parity attention
+# The sparse products' and element-wise kernels' narrower builds, against the same plain loops.
 CRANE_NO_AVX2=1 cargo test --workspace --test simd
+CRANE_NO_AVX512=1 cargo test --workspace --test simd

@@ -97,7 +97,11 @@ fn vector_units() -> String {
             "{}{}; element-wise kernels: {}",
             if avx512 { "AVX-512, " } else { "no AVX-512, " },
             if avx2 { "AVX2+FMA" } else { "no AVX2" },
-            if crate::engine::cpu::simd::avx2_in_use() { "AVX2" } else { "baseline SSE2" }
+            match crate::engine::cpu::simd::level() {
+                crate::engine::cpu::simd::Level::Avx512 => "AVX-512",
+                crate::engine::cpu::simd::Level::Avx2 => "AVX2",
+                crate::engine::cpu::simd::Level::Baseline => "baseline SSE2",
+            }
         )
     }
     #[cfg(not(target_arch = "x86_64"))]

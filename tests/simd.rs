@@ -19,7 +19,7 @@ fn values(n: usize, seed: u32) -> Vec<f32> {
 
 #[test]
 fn simd_kernels_match_scalar_loops_bit_for_bit() {
-    eprintln!("AVX2 build in use: {}", simd::avx2_in_use());
+    eprintln!("kernel build in use: {:?}", simd::level());
     for n in [1, 15, 16, 17, 1000, 7050] {
         let x = values(n, n as u32);
         let y = values(n, 7 * n as u32 + 1);

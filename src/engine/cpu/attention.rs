@@ -4,7 +4,7 @@
 //! a running maximum and sum per row (online softmax) and saves the log-sum-exp; the backward
 //! recomputes each tile's probabilities from it and uses `D_i = Σ_j P_ij dP_ij = dO_i · O_i`,
 //! so it needs no whole row either. All six products go through one register-blocked kernel,
-//! [`mac`], with fused multiply-adds in the AVX2 build. Same function as
+//! [`mac`], with fused multiply-adds in the AVX2 and AVX-512 builds. Same function as
 //! `crane_reference::attention` (tested for parity on small N with every row block and key
 //! tile, and with the whole model in `tests/parity.rs`, on both builds).
 //!

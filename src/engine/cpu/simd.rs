@@ -1,21 +1,26 @@
 //! The element-wise passes over `[block, N]` buffers (RCA's tanh and 1 − C², the attention's
-//! exponentials), compiled twice: for the baseline x86-64 target (SSE2, 4 lanes)
-//! and for AVX2 + FMA (8 lanes), chosen at run time. faer dispatches its GEMMs this way; these
-//! loops did not, and `perf` had them at 58% of crane-code's attention time, all in 4-lane SSE.
-//! The two builds of these element-wise kernels compute the same f32 operations in the same
-//! order per element (Rust never fuses `a * b + c` into an FMA on its own, and the reductions
-//! use explicit lanes), so their results are bit-identical whichever runs (tested). The
-//! attention's products (`attention.rs`) are the exception: they ask for fused multiply-adds
-//! in the AVX2 build ([`madd`]), about 15% faster there, so crane-code's numbers differ in
-//! round-off between the two builds (tested against the reference in both).
+//! exponentials), compiled three times: for the baseline x86-64 target (SSE2, 4 lanes), for
+//! AVX2 + FMA (8 lanes) and for AVX-512 (16 lanes), chosen at run time ([`level`]). faer
+//! dispatches its GEMMs this way; these loops did not, and `perf` had them at 58% of
+//! crane-code's attention time, all in 4-lane SSE. The builds of these element-wise kernels
+//! compute the same f32 operations in the same order per element (Rust never fuses `a * b + c`
+//! into an FMA on its own, and the reductions use explicit lanes), so their results are
+//! bit-identical whichever runs (tested). The attention's products (`attention.rs`) are the
+//! exception: they ask for fused multiply-adds in the AVX2 and AVX-512 builds ([`madd`]), about
+//! 15% faster, so crane-code's numbers differ in round-off between those two and the baseline
+//! (tested against the reference in each); the AVX2 and AVX-512 builds give the same bits.
+//! AVX-512 halves the exponentials' time in crane-code's attention backward (18% of it → 9%),
+//! but not the register-blocked products', which stay bound by L2 traffic at 16 lanes
+//! (`crane bench-attention`; docs/BENCHMARKS.md, "An AVX-512 build").
 
 use super::ops::{fast_exp, fast_tanh};
 
-/// Defines `$vis fn $name(args) -> ret` running `$body` compiled for AVX2 + FMA when the CPU
-/// has them, else for the baseline target. Everything `$body` calls must be `#[inline]` (or
-/// `#[inline(always)]`) to be compiled into the AVX2 build; `attention.rs` uses it too.
-/// `$body` sees a constant `FMA: bool`, true in the AVX2 build, for code that wants fused
-/// multiply-adds there (see [`madd`]); the element-wise kernels of this file do not use it.
+/// Defines `$vis fn $name(args) -> ret` running `$body` compiled for AVX-512 or AVX2 + FMA when
+/// the CPU has them ([`level`]), else for the baseline target. Everything `$body` calls must be
+/// `#[inline]` (or `#[inline(always)]`) to be compiled into the wider builds; `attention.rs`
+/// uses it too. `$body` sees a constant `FMA: bool`, true in the AVX2 and AVX-512 builds, for
+/// code that wants fused multiply-adds there (see [`madd`]); the element-wise kernels of this
+/// file do not use it.
 macro_rules! dispatch {
     ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? $body:block) => {
         $(#[$meta])*
@@ -26,14 +31,22 @@ macro_rules! dispatch {
             fn generic<const FMA: bool>($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
             {
+                #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                fn avx512($($arg: $ty),*) $(-> $ret)? {
+                    generic::<true>($($arg),*)
+                }
                 #[target_feature(enable = "avx2,fma")]
                 #[allow(clippy::too_many_arguments)]
                 fn avx2($($arg: $ty),*) $(-> $ret)? {
                     generic::<true>($($arg),*)
                 }
-                if $crate::engine::cpu::simd::use_avx2() {
-                    // SAFETY: `use_avx2` checked that this CPU has AVX2 and FMA.
-                    return unsafe { avx2($($arg),*) };
+                match $crate::engine::cpu::simd::level() {
+                    // SAFETY: `level` checked that this CPU has AVX-512F/VL, AVX2 and FMA.
+                    $crate::engine::cpu::simd::Level::Avx512 => return unsafe { avx512($($arg),*) },
+                    // SAFETY: `level` checked that this CPU has AVX2 and FMA.
+                    $crate::engine::cpu::simd::Level::Avx2 => return unsafe { avx2($($arg),*) },
+                    $crate::engine::cpu::simd::Level::Baseline => {}
                 }
             }
             generic::<false>($($arg),*)
@@ -41,8 +54,8 @@ macro_rules! dispatch {
     };
 }
 
-/// `a · b + c`: one fused multiply-add (one rounding) when `FMA` (the AVX2 build, where it is
-/// one instruction), else a multiply and an add (where `mul_add` would be a slow library call).
+/// `a · b + c`: one fused multiply-add (one rounding) when `FMA` (the AVX2 and AVX-512 builds,
+/// where it is one instruction), else a multiply and an add (where `mul_add` would be a slow library call).
 #[inline(always)]
 pub fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     if FMA {
@@ -54,30 +67,60 @@ pub fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
 
 pub(super) use dispatch;
 
-/// Whether the AVX2 builds run: the CPU has AVX2 and FMA, and `CRANE_NO_AVX2` is not set (the
-/// switch lets a test compare both builds on one machine).
-#[cfg(target_arch = "x86_64")]
-pub(crate) fn use_avx2() -> bool {
-    static USE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *USE.get_or_init(|| std::env::var_os("CRANE_NO_AVX2").is_none() && cpu_has_avx2_fma())
+/// The build of the [`dispatch`]ed kernels that runs on this machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    /// Baseline x86-64 (SSE2), or not x86-64.
+    Baseline,
+    /// AVX2 + FMA (8 lanes).
+    Avx2,
+    /// AVX-512F/VL + AVX2 + FMA (16 lanes). The same operations per element as the AVX2 build
+    /// (fused multiply-adds in both), so the same bits.
+    Avx512,
 }
 
-/// Whether this CPU has AVX2 and FMA (whatever `CRANE_NO_AVX2` says).
-#[cfg(target_arch = "x86_64")]
-pub fn cpu_has_avx2_fma() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+/// The build in use: the best this CPU has, lowered by `CRANE_NO_AVX512` (to AVX2) or
+/// `CRANE_NO_AVX2` (to the baseline), switches that let a test compare the builds on one
+/// machine.
+pub fn level() -> Level {
+    static LEVEL: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let off = |v: &str| std::env::var_os(v).is_some();
+        match cpu_level() {
+            _ if off("CRANE_NO_AVX2") => Level::Baseline,
+            Level::Avx512 if off("CRANE_NO_AVX512") => Level::Avx2,
+            l => l,
+        }
+    })
 }
 
-/// Whether the AVX2 builds are in use (for reports and tests).
-pub fn avx2_in_use() -> bool {
+/// The best build this CPU can run (whatever the switches say).
+pub fn cpu_level() -> Level {
     #[cfg(target_arch = "x86_64")]
     {
-        use_avx2()
+        use std::arch::is_x86_feature_detected as has;
+        if !(has!("avx2") && has!("fma")) {
+            return Level::Baseline;
+        }
+        if has!("avx512f") && has!("avx512vl") {
+            return Level::Avx512;
+        }
+        Level::Avx2
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        false
+        Level::Baseline
     }
+}
+
+/// Whether this CPU has AVX2 and FMA (whatever `CRANE_NO_AVX2` says).
+pub fn cpu_has_avx2_fma() -> bool {
+    cpu_level() != Level::Baseline
+}
+
+/// Whether an AVX2 (or AVX-512) build is in use (for reports and tests).
+pub fn avx2_in_use() -> bool {
+    level() != Level::Baseline
 }
 
 dispatch! {
