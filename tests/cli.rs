@@ -1,6 +1,7 @@
 //! The `crane` binary end to end on small generated data: synth, stats, train (checkpoint),
 //! eval with a top-K export in original ids, recommend, and a clean failure on bad input.
 
+mod common;
 use std::path::Path;
 use std::process::Command;
 
@@ -10,7 +11,7 @@ fn crane(args: &[&str], cwd: &Path) -> std::process::Output {
 
 #[test]
 fn synth_stats_train_eval_recommend() {
-    let dir = std::env::temp_dir().join(format!("crane-cli-{}", std::process::id()));
+    let dir = common::scratch("cli");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let out = crane(&["synth", "--like", "tiny", "--out", "data/tiny"], &dir);
@@ -76,7 +77,7 @@ fn synth_stats_train_eval_recommend() {
 
 #[test]
 fn bad_input_exits_nonzero_with_a_named_error_and_no_panic() {
-    let dir = std::env::temp_dir().join(format!("crane-cli-bad-{}", std::process::id()));
+    let dir = common::scratch("cli-bad");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("d")).unwrap();
     std::fs::write(dir.join("d/d.inter"), "userID\titemID\trating\ttimestamp\tx_label\n0\t1\t5\t0\t9\n").unwrap();
@@ -107,7 +108,7 @@ fn verify_gpu_fails_cleanly_without_a_device() {
     let out = crane(&["verify", "--cpu", "--tf32"], &std::env::temp_dir());
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--gpu"));
     // Refused before any synthetic data is generated: nothing is left behind.
-    let cwd = std::env::temp_dir().join(format!("crane-cli-tf32-{}", std::process::id()));
+    let cwd = common::scratch("cli-tf32");
     let _ = std::fs::remove_dir_all(&cwd);
     std::fs::create_dir_all(&cwd).unwrap();
     let out = crane(&["bench", "--like", "tiny", "--set", "tf32=true"], &cwd);

@@ -1,5 +1,6 @@
 //! `crane compare`, its statistics, and run manifests.
 
+mod common;
 use crane::compare::{markdown, run_all, CompareSpec};
 use crane::config::dataset_preset;
 use crane::data::{load_dataset, synth, LoadOptions};
@@ -46,7 +47,7 @@ fn paired_t_test_matches_a_hand_computed_case() {
 
 #[test]
 fn compare_trains_each_model_and_seed_once_and_reports() {
-    let base = std::env::temp_dir().join(format!("crane-compare-{}", std::process::id()));
+    let base = common::scratch("compare");
     let data = base.join("tiny");
     let p = synth::preset("tiny").unwrap();
     synth::write(&data, "tiny", &synth::generate(&p, 5)).unwrap();
@@ -167,7 +168,7 @@ fn scoped_sets_apply_to_their_model_only() {
 
     // Trained: the scoped value reaches bpr's runs and not lightgcn's, and a bad scoped key is
     // refused before anything trains.
-    let base = std::env::temp_dir().join(format!("crane-compare-scoped-{}", std::process::id()));
+    let base = common::scratch("compare-scoped");
     let data = base.join("tiny");
     synth::write(&data, "tiny", &synth::generate(&synth::preset("tiny").unwrap(), 5)).unwrap();
     let ds = load_dataset(&data, &LoadOptions::default()).unwrap();
@@ -195,7 +196,7 @@ fn scoped_sets_apply_to_their_model_only() {
 
 #[test]
 fn grid_selects_on_validation_and_labels_the_test_selected_point() {
-    let base = std::env::temp_dir().join(format!("crane-grid-{}", std::process::id()));
+    let base = common::scratch("grid");
     let data = base.join("tiny");
     let p = synth::preset("tiny").unwrap();
     synth::write(&data, "tiny", &synth::generate(&p, 6)).unwrap();
@@ -231,7 +232,7 @@ fn grid_selects_on_validation_and_labels_the_test_selected_point() {
 
 #[test]
 fn compare_estimates_memory_per_model_and_names_the_one_over_budget() {
-    let base = std::env::temp_dir().join(format!("crane-compare-memory-{}", std::process::id()));
+    let base = common::scratch("compare-memory");
     let data = base.join("tiny");
     synth::write(&data, "tiny", &synth::generate(&synth::preset("tiny").unwrap(), 5)).unwrap();
     let ds = load_dataset(&data, &LoadOptions::default()).unwrap();

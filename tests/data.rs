@@ -1,15 +1,14 @@
 //! Loading, validation errors, splits, synthetic data and negative sampling.
 
+mod common;
+use common::Scratch;
 use crane::data::npy::{features_to_bytes, parse_features, FeatureMatrix};
 use crane::data::{inter, load_dataset, split, synth, LoadOptions, SplitSource};
 use crane::sampling::Sampler;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("crane-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn tmpdir(name: &str) -> Scratch {
+    common::scratch(&format!("test-{name}"))
 }
 
 fn write(dir: &Path, file: &str, text: &str) {

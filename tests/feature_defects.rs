@@ -3,17 +3,16 @@
 //! all-zero image row), which used to stop FREEDOM with "Eq. (14): item 3 has a zero feature
 //! row"; where the shared folder is absent it prints `SKIP` and returns.
 
+mod common;
+use common::Scratch;
 use crane::config::{dataset_preset, resolve};
 use crane::data::npy::{write_features, FeatureMatrix};
 use crane::data::{inter, load_dataset, LoadOptions};
 use crane::train::train;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-fn scratch(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("crane-feature-defects-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn scratch(tag: &str) -> Scratch {
+    common::scratch(&format!("feature-defects-{tag}"))
 }
 
 /// Trains `preset` for one epoch with k = 2 (as the case's `run.sh`) and checks finite metrics.

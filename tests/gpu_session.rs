@@ -4,6 +4,7 @@
 //! ran, and the script exits non-zero. The test binaries are stand-ins here (the real ones are
 //! release builds made by scripts/build-for-device.sh); `crane` is the real binary.
 
+mod common;
 use std::path::Path;
 use std::process::Command;
 
@@ -26,7 +27,7 @@ fn the_session_script_fails_fast_without_a_gpu_and_leaves_its_files() {
         return;
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let tmp = std::env::temp_dir().join(format!("crane-gpu-session-{}", std::process::id()));
+    let tmp = common::scratch("gpu-session");
     let _ = std::fs::remove_dir_all(&tmp);
     let (bin, out) = (tmp.join("bin"), tmp.join("out"));
     std::fs::create_dir_all(&bin).unwrap();

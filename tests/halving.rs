@@ -1,6 +1,7 @@
 //! `crane grid --halving`: successive halving over a seeded sample of the grid, selecting on
 //! validation only, each rung continuing its points' runs, resumable.
 
+mod common;
 use crane::compare::{grid_points, run_halving, Halving};
 use crane::config::dataset_preset;
 use crane::data::{load_dataset, synth, LoadOptions};
@@ -8,7 +9,7 @@ use crane::train::Reporter;
 
 #[test]
 fn successive_halving_keeps_the_best_third_continues_their_runs_and_resumes() {
-    let base = std::env::temp_dir().join(format!("crane-halving-{}", std::process::id()));
+    let base = common::scratch("halving");
     let _ = std::fs::remove_dir_all(&base);
     let p = synth::preset("tiny").unwrap();
     synth::write(&base.join("data"), "tiny", &synth::generate(&p, 2024)).unwrap();

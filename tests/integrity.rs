@@ -8,7 +8,9 @@
 //! where that folder is absent they print `SKIP` and return. The other tests make inputs of the
 //! same kinds.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::Scratch;
+use std::path::Path;
 use std::process::{Command, Output};
 
 fn crane(args: &[&str], cwd: &Path) -> Output {
@@ -47,11 +49,8 @@ fn refused(o: Output) -> String {
     e
 }
 
-fn scratch(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("crane-integrity-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn scratch(tag: &str) -> Scratch {
+    common::scratch(&format!("integrity-{tag}"))
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -68,7 +67,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// A copy of `../shared/cases/integrity/<name>` in a scratch folder, or `None` (after printing
 /// SKIP) when the shared cases are not on this machine.
-fn case(name: &str, test: &str) -> Option<PathBuf> {
+fn case(name: &str, test: &str) -> Option<Scratch> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/cases/integrity").join(name);
     if !src.is_dir() {
         eprintln!("SKIP {test}: {} absent", src.display());

@@ -1,6 +1,8 @@
 //! Issue 20 parts 1 and 2: modalities by name, and FREEDOM's frozen item graph read from
 //! per-modality kNN files (`ItemGraphSource::Files`, `data::knn_files`).
 
+mod common;
+use common::Scratch;
 use crane::data::knn_files::KnnFiles;
 use crane::data::npy::{write_features, FeatureMatrix};
 use crane::data::{load_dataset, parse_modalities, LoadOptions};
@@ -9,11 +11,8 @@ use std::path::{Path, PathBuf};
 
 const REAL: &str = "../shared/data/amazon-baby/real-item-graphs";
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("crane-igf-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn tmp(name: &str) -> Scratch {
+    common::scratch(&format!("igf-{name}"))
 }
 
 fn write_ids(path: &Path, rows: usize, cols: usize, ids: &[i64]) {
@@ -174,18 +173,21 @@ fn real_baby_graph_matches_the_readme_construction() {
 
 const INTER: &str = "userID\titemID\trating\ttimestamp\tx_label\n0\t0\t1\t0\t0\n0\t1\t1\t0\t0\n0\t2\t1\t0\t1\n0\t3\t1\t0\t2\n1\t1\t1\t0\t0\n1\t2\t1\t0\t0\n1\t3\t1\t0\t1\n1\t0\t1\t0\t2\n2\t2\t1\t0\t0\n2\t3\t1\t0\t0\n2\t0\t1\t0\t1\n2\t1\t1\t0\t2\n";
 
-fn dataset_dir(tag: &str) -> PathBuf {
-    let dir = tmp(tag).join("ds");
+/// The dataset folder `ds` (its name is the dataset's) inside a scratch folder, which removes
+/// both when dropped.
+fn dataset_dir(tag: &str) -> (Scratch, PathBuf) {
+    let root = tmp(tag);
+    let dir = root.join("ds");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("ds.inter"), INTER).unwrap();
     write_sims(&dir.join("image_feat.npy"), 4, 3, (0..12).map(|v| v as f32 + 1.0).collect());
     write_sims(&dir.join("audio_feat.npy"), 4, 2, (0..8).map(|v| v as f32 + 1.0).collect());
-    dir
+    (root, dir)
 }
 
 #[test]
 fn modalities_pick_the_feature_files_and_reach_the_fingerprint() {
-    let dir = dataset_dir("modalities");
+    let (_root, dir) = dataset_dir("modalities");
     // Default: image and text, text absent: loads, with a warning pointing at the audio file.
     let ds = load_dataset(&dir, &LoadOptions::default()).unwrap();
     assert!(ds.features[1].is_none());
@@ -225,7 +227,7 @@ fn modalities_pick_the_feature_files_and_reach_the_fingerprint() {
 
 #[test]
 fn item_graph_dir_is_read_relative_to_the_dataset_and_fingerprinted() {
-    let dir = dataset_dir("graphdir");
+    let (_root, dir) = dataset_dir("graphdir");
     std::fs::create_dir_all(dir.join("graphs")).unwrap();
     fixture(&dir.join("graphs"), ["image", "audio"]);
     let cfg = crane::config::resolve(
@@ -265,7 +267,7 @@ fn item_graph_dir_is_read_relative_to_the_dataset_and_fingerprinted() {
 /// different folders are refused before anything trains.
 #[test]
 fn compare_reads_the_knn_files_a_models_own_settings_name() {
-    let dir = dataset_dir("compare-scoped");
+    let (_root, dir) = dataset_dir("compare-scoped");
     for g in ["graphs", "graphs2"] {
         std::fs::create_dir_all(dir.join(g)).unwrap();
         fixture(&dir.join(g), ["image", "audio"]);
@@ -306,7 +308,7 @@ fn compare_reads_the_knn_files_a_models_own_settings_name() {
 /// over the modalities present (here the image features only; no text file in the folder).
 #[test]
 fn a_file_graph_needs_only_the_feature_files_present() {
-    let dir = dataset_dir("one-modality");
+    let (_root, dir) = dataset_dir("one-modality");
     std::fs::create_dir_all(dir.join("graphs")).unwrap();
     fixture(&dir.join("graphs"), ["image", "text"]);
     let cfg = crane::config::resolve(

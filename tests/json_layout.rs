@@ -4,14 +4,13 @@
 //! file; other defects name the file, the key and what was expected. Loaded through
 //! `load_dataset`, as `crane data stats` and `crane train` do.
 
+mod common;
+use common::Scratch;
 use crane::data::{load_dataset, Dataset, LoadOptions};
 use std::path::{Path, PathBuf};
 
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("crane-json-layout-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn tmpdir(name: &str) -> Scratch {
+    common::scratch(&format!("json-layout-{name}"))
 }
 
 fn write(dir: &Path, file: &str, text: &str) {
@@ -19,7 +18,7 @@ fn write(dir: &Path, file: &str, text: &str) {
 }
 
 /// Three users, five items, all five files of the layout.
-fn small_json(name: &str) -> PathBuf {
+fn small_json(name: &str) -> Scratch {
     let d = tmpdir(name);
     write(&d, "train.json", r#"{"0": [0, 1, 2], "1": [1, 3], "2": [0, 2, 3]}"#);
     write(&d, "val.json", r#"{"0": [3], "1": [2], "2": [1]}"#);

@@ -1,14 +1,13 @@
 //! The LATTICE JSON layout: detection, messy-input errors, import to the MMRec layout and back,
 //! original ids in exports, and features generated for an existing interaction set.
 
+mod common;
+use common::Scratch;
 use crane::data::{lattice, load_dataset, synth, Layout, LoadOptions};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("crane-layout-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn tmpdir(name: &str) -> Scratch {
+    common::scratch(&format!("layout-{name}"))
 }
 
 fn write(dir: &Path, file: &str, text: &str) {
@@ -16,7 +15,7 @@ fn write(dir: &Path, file: &str, text: &str) {
 }
 
 /// Three users, five items; item 4 only in test; mapping files present.
-fn small_json(name: &str) -> PathBuf {
+fn small_json(name: &str) -> Scratch {
     let d = tmpdir(name);
     write(&d, "train.json", r#"{"0": [0, 1, 2], "1": [1, 3], "2": [0, 2, 3]}"#);
     write(&d, "val.json", r#"{"0": [3], "1": [2], "2": [1]}"#);
@@ -52,7 +51,8 @@ fn json_layout_is_detected_and_keeps_original_ids() {
 #[test]
 fn import_round_trips_to_the_same_dataset() {
     let d = small_json("roundtrip-src");
-    let out = tmpdir("roundtrip-out").join("small");
+    let out_root = tmpdir("roundtrip-out");
+    let out = out_root.join("small");
     let written = lattice::import(&d, &out).unwrap();
     assert!(written.iter().any(|p| p.ends_with("small.inter")));
     let (a, b) = (load(&d), load(&out));
@@ -185,7 +185,8 @@ fn real_amazon_baby_json_matches_table_2_and_the_mmrec_file() {
         assert_eq!(sorted(&json.test), sorted(&m.test));
     }
     // Import and reload: identical, with the ASINs kept.
-    let out = tmpdir("real-import").join("amazon-baby");
+    let out_root = tmpdir("real-import");
+    let out = out_root.join("amazon-baby");
     lattice::import(&shared.join("amazon-baby"), &out).unwrap();
     let back = load(&out);
     assert_eq!((&json.train, &json.valid, &json.test), (&back.train, &back.valid, &back.test));

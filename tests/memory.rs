@@ -2,6 +2,7 @@
 //! (VmHWM) on two dataset sizes, and `--memory-budget` refusing a run over budget. Runs the
 //! binary, so that nothing else in the test process counts towards the peak.
 
+mod common;
 use std::path::Path;
 use std::process::Command;
 
@@ -18,7 +19,7 @@ fn bench(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
 
 #[test]
 fn memory_estimate_is_within_25_percent_of_the_measured_peak_on_two_sizes() {
-    let base = std::env::temp_dir().join(format!("crane-memory-{}", std::process::id()));
+    let base = common::scratch("memory");
     for scale in [0.15, 0.3] {
         let p = crane::data::synth::preset("baby").unwrap().scaled(scale).unwrap();
         let data = base.join(format!("baby-{scale}"));
@@ -48,7 +49,7 @@ fn memory_estimate_is_within_25_percent_of_the_measured_peak_on_two_sizes() {
 /// per-entry count. (FREEDOM's own estimate without the switch is not what this checks.)
 #[test]
 fn memory_estimate_counts_trained_feature_tables() {
-    let base = std::env::temp_dir().join(format!("crane-memory-tf-{}", std::process::id()));
+    let base = common::scratch("memory-tf");
     let p = crane::data::synth::preset("baby").unwrap().scaled(0.3).unwrap();
     let data = base.join("baby-0.3");
     let syn = crate_generate(&p);

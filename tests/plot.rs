@@ -1,15 +1,14 @@
 //! `crane plot`: each figure drawn from small fixtures in a temp folder; the PNG's header size
 //! and the SVG's elements (lines, bars, markers, their extents) checked against the data.
 
+mod common;
+use common::Scratch;
 use crane::plot::{self, PALETTE};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn temp(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("crane-plot-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn temp(tag: &str) -> Scratch {
+    common::scratch(&format!("plot-{tag}"))
 }
 
 fn write(path: &Path, text: &str) {
@@ -156,7 +155,7 @@ fn lines_of(svg: &str, colour: plotters::style::RGBColor, width: &str) -> Vec<Ve
 fn curves_of_a_comparison_draw_every_seed_their_mean_and_best_epochs() {
     let dir = temp("curves");
     write_comparison(&dir);
-    let files = plot::curves::plot(std::slice::from_ref(&dir), None).unwrap();
+    let files = plot::curves::plot(&[dir.to_path_buf()], None).unwrap();
     assert_eq!(files[0], dir.join("curves.png"));
     let svg = check_files(&files);
     let (bpr, crane) = (PALETTE[0], PALETTE[3]);
@@ -195,7 +194,7 @@ fn curves_of_a_comparison_draw_every_seed_their_mean_and_best_epochs() {
 fn curves_of_one_run_with_one_epoch_render() {
     let dir = temp("one-epoch");
     write_run(&dir, "bpr", 9, 1, 0, false);
-    let files = plot::curves::plot(std::slice::from_ref(&dir), Some(&dir.join("one"))).unwrap();
+    let files = plot::curves::plot(&[dir.to_path_buf()], Some(&dir.join("one"))).unwrap();
     let svg = check_files(&files);
     let lines = lines_of(&svg, PALETTE[0], "3");
     assert!(lines.iter().filter(|l| l.len() == 1).count() >= 2, "a one-point line per panel");
@@ -209,7 +208,7 @@ fn curves_of_one_run_with_one_epoch_render() {
     assert!(!svg.contains("GENERATED"), "no caveat for real features");
     // An unfinished run (no results.json) still draws, its best epoch the best so far.
     std::fs::remove_file(dir.join("results.json")).unwrap();
-    check_files(&plot::curves::plot(std::slice::from_ref(&dir), None).unwrap());
+    check_files(&plot::curves::plot(&[dir.to_path_buf()], None).unwrap());
 }
 
 #[test]

@@ -10,12 +10,13 @@
 //!   saved checkpoint), the best epoch is the argmax of the validation metric in the history,
 //!   and the test split has no influence on training.
 
+mod common;
 use crane::config::{dataset_preset, resolve, TrainConfig};
 use crane::data::split::split_user;
 use crane::data::{load_dataset, synth, Dataset, LoadOptions};
 use crane::eval::{evaluate, evaluate_engine, metrics_from_rankings, top_k, EvalSet, Mask, Metrics};
 use crane::train::{train, RunResult};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 // ------------------------------------------------------------------------------------------
 // The seeded split
@@ -225,15 +226,15 @@ fn metrics_break_ties_at_the_cut_off_by_smaller_id_and_rank_nan_last() {
 // Model selection and the test split
 // ------------------------------------------------------------------------------------------
 
-fn tiny_dir(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("crane-protocol-{}-{tag}", std::process::id()));
+fn tiny_dir(tag: &str) -> common::Scratch {
+    let dir = common::scratch(&format!("protocol-{tag}"));
     let p = synth::preset("tiny").unwrap();
     synth::write(&dir, "tiny", &synth::generate(&p, 2024)).unwrap();
     dir
 }
 
-fn out_dir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("crane-protocol-out-{}-{tag}", std::process::id()));
+fn out_dir(tag: &str) -> common::Scratch {
+    let d = common::scratch(&format!("protocol-out-{tag}"));
     let _ = std::fs::remove_dir_all(&d);
     d
 }

@@ -2,6 +2,7 @@
 //! top-k lists reproduce given kNN files, one feature file per modality found, the measured
 //! overlap in `features.json`, and the files loadable as the dataset's features.
 
+mod common;
 use npyz::WriterBuilder;
 use std::path::Path;
 use std::process::Command;
@@ -23,7 +24,7 @@ fn write_i64(path: &Path, rows: usize, cols: usize, data: &[i64]) {
 
 #[test]
 fn graph_features_reproduce_the_given_knn_lists_and_record_the_overlap() {
-    let dir = std::env::temp_dir().join(format!("crane-synth-graph-{}", std::process::id()));
+    let dir = common::scratch("synth-graph");
     let _ = std::fs::remove_dir_all(&dir);
     let (data, graphs) = (dir.join("data"), dir.join("graphs"));
     std::fs::create_dir_all(&graphs).unwrap();

@@ -1,5 +1,6 @@
 //! Configs, presets, and end-to-end training on the bundled synthetic data.
 
+mod common;
 use crane::config::{dataset_preset, resolve, TrainConfig};
 use crane::data::{load_dataset, synth, LoadOptions};
 use crane::engine::GraphRefresh;
@@ -69,18 +70,20 @@ fn set_overrides_any_field_and_refuses_unknown_ones() {
     );
 }
 
-fn tiny_dataset(tag: &str) -> crane::data::Dataset {
-    let dir = std::env::temp_dir().join(format!("crane-train-{}-{tag}", std::process::id()));
+/// The tiny synthetic dataset, and its folder (removed when dropped: keep it while the data's
+/// files may be read).
+fn tiny_dataset(tag: &str) -> (crane::data::Dataset, common::Scratch) {
+    let dir = common::scratch(&format!("train-{tag}"));
     let p = synth::preset("tiny").unwrap();
     synth::write(&dir, "tiny", &synth::generate(&p, 2024)).unwrap();
-    load_dataset(&dir, &LoadOptions::default()).unwrap()
+    (load_dataset(&dir, &LoadOptions::default()).unwrap(), dir)
 }
 
 #[test]
 fn crane_beats_popularity_on_tiny_and_is_deterministic() {
-    let ds = tiny_dataset("crane");
+    let (ds, _data) = tiny_dataset("crane");
     let cfg = resolve(dataset_preset("tiny").unwrap(), "tiny", &["epochs=12".to_string()]).unwrap();
-    let out = std::env::temp_dir().join(format!("crane-train-out-{}", std::process::id()));
+    let out = common::scratch("train-out");
     let a = train(&ds, &cfg, Some(&out), false).unwrap();
     let crane_r20 = a.test.get("recall", 20).unwrap();
     let pop_r20 = a.popularity_test.get("recall", 20).unwrap();
@@ -98,7 +101,7 @@ fn crane_beats_popularity_on_tiny_and_is_deterministic() {
 
 #[test]
 fn baselines_and_refresh_modes_train() {
-    let ds = tiny_dataset("baselines");
+    let (ds, _data) = tiny_dataset("baselines");
     for sets in [
         vec!["model_preset=bpr", "epochs=2"],
         vec!["model_preset=lightgcn", "epochs=2"],
@@ -126,10 +129,10 @@ fn resume_after_a_kill_ends_as_the_uninterrupted_run() {
 }
 
 fn resume_matches_uninterrupted(engine: &str) {
-    let ds = tiny_dataset(&format!("resume-{engine}"));
+    let (ds, _data) = tiny_dataset(&format!("resume-{engine}"));
     let sets = ["epochs=5".to_string(), "patience=10".to_string(), format!("engine={engine}")];
     let cfg = resolve(dataset_preset("tiny").unwrap(), "tiny", &sets).unwrap();
-    let base = std::env::temp_dir().join(format!("crane-resume-{engine}-{}", std::process::id()));
+    let base = common::scratch(&format!("resume-{engine}"));
     let (a_dir, b_dir) = (base.join("a"), base.join("b"));
     let a = train(&ds, &cfg, Some(&a_dir), false).unwrap();
     let first = crane::train::train_with(&ds, &cfg, Some(&b_dir), false, false, Some(2)).unwrap();
@@ -165,7 +168,7 @@ fn resume_matches_uninterrupted(engine: &str) {
 /// implement are refused with the reason.
 #[test]
 fn gpu_engine_on_host_ops_trains_like_the_cpu_engine() {
-    let ds = tiny_dataset("gpu-host");
+    let (ds, _data) = tiny_dataset("gpu-host");
     for preset in ["crane", "lightgcn", "bpr", "freedom", "crane-code"] {
         let run = |engine: &str| {
             let sets = [format!("model_preset={preset}"), "epochs=2".into(), format!("engine={engine}")];
@@ -185,7 +188,7 @@ fn gpu_engine_on_host_ops_trains_like_the_cpu_engine() {
 fn crane_code_attention_block_rows_change_only_round_off_and_the_memory_estimate() {
     // The attention's query-row blocks are a memory/speed setting: the same run with 1-row,
     // 7-row and `block_mb`-derived blocks (0) must train the same model up to f32 round-off.
-    let ds = tiny_dataset("attention-blocks");
+    let (ds, _data) = tiny_dataset("attention-blocks");
     let run = |rows: usize| {
         let sets = ["model_preset=crane-code".to_string(), "epochs=2".into(), format!("attention_block_rows={rows}")];
         let cfg = resolve(dataset_preset("tiny").unwrap(), "tiny", &sets).unwrap();
@@ -212,7 +215,7 @@ fn crane_code_attention_block_rows_change_only_round_off_and_the_memory_estimate
 
 #[test]
 fn refresh_every_n_steps_spans_every_step_and_every_epoch_and_weight_change_shows_who_learns() {
-    let ds = tiny_dataset("refresh-n");
+    let (ds, _data) = tiny_dataset("refresh-n");
     let run = |refresh: &str| {
         let sets = vec!["epochs=2".to_string(), format!("refresh={refresh}")];
         let cfg = resolve(dataset_preset("tiny").unwrap(), "tiny", &sets).unwrap();
@@ -320,7 +323,7 @@ fn presets_train_exactly_their_codes_parameter_sets() {
 /// the engine's `params()` and `optimiser_state()` say, for a preset with trained feature tables.
 #[test]
 fn state_and_checkpoint_read_back_exactly_from_either_engine() {
-    let ds = tiny_dataset("state-tables");
+    let (ds, _data) = tiny_dataset("state-tables");
     for engine in ["cpu", "reference"] {
         let sets = ["model_preset=freedom".to_string(), format!("engine={engine}")];
         let cfg = resolve(dataset_preset("tiny").unwrap(), "tiny", &sets).unwrap();
@@ -329,7 +332,7 @@ fn state_and_checkpoint_read_back_exactly_from_either_engine() {
         eng.loss_and_grads(&batch, true).unwrap();
         eng.adam_step(1e-2).unwrap();
         assert_eq!(eng.host_tables().is_some(), engine == "cpu");
-        let dir = std::env::temp_dir().join(format!("crane-state-tables-{engine}-{}", std::process::id()));
+        let dir = common::scratch(&format!("state-tables-{engine}"));
         let path = dir.join("state.safetensors");
         crane::checkpoint::save_state(&path, eng.as_ref(), &cfg, &ds.fingerprint, 0, "{}").unwrap();
         let st = crane::checkpoint::load_state(&path, &eng.params(), &ds.fingerprint).unwrap();
@@ -364,7 +367,7 @@ fn state_and_checkpoint_read_back_exactly_from_either_engine() {
 /// gradients, not twice them, and after a step `grads()` is zero.
 #[test]
 fn gradients_are_replaced_not_accumulated_across_loss_calls() {
-    let ds = tiny_dataset("grads-replaced");
+    let (ds, _data) = tiny_dataset("grads-replaced");
     for preset in ["freedom", "crane"] {
         let cfg = resolve(dataset_preset("tiny").unwrap(), "tiny", &[format!("model_preset={preset}")]).unwrap();
         let mut eng = crane::train::build_engine(&ds, &cfg).unwrap();
