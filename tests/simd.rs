@@ -35,6 +35,13 @@ fn simd_kernels_match_scalar_loops_bit_for_bit() {
         let mut e = x.clone();
         simd::exp_shift(&mut e, 0.75);
         assert!(e.iter().zip(&x).all(|(a, &v)| a.to_bits() == fast_exp(v - 0.75).to_bits()), "exp, n = {n}");
+
+        let mut e = x.clone();
+        simd::exp_shift_each(&mut e, &y);
+        assert!(
+            e.iter().zip(x.iter().zip(&y)).all(|(a, (&v, &l))| a.to_bits() == fast_exp(v - l).to_bits()),
+            "exp each, n = {n}"
+        );
     }
 }
 

@@ -2,8 +2,8 @@
 //! of query rows and walks the N keys in tiles of [`KEY_TILE`], so a thread holds one `[rows,
 //! KEY_TILE]` score tile (in L2) and never the released code's N² per head. The forward keeps
 //! a running maximum and sum per row (online softmax) and saves the log-sum-exp; the backward
-//! recomputes each tile's probabilities from it and uses `D_i = Σ_j P_ij dP_ij = dO_i · O_i`,
-//! so it needs no whole row either. All six products go through one register-blocked kernel,
+//! recomputes each tile's probabilities from it, transposed (`[KEY_TILE, rows]`), and uses
+//! `D_i = Σ_j P_ij dP_ij = dO_i · O_i`, so it needs no whole row either. All seven products go through one register-blocked kernel,
 //! [`mac`], with fused multiply-adds in the AVX2 and AVX-512 builds. Same function as
 //! `crane_reference::attention` (tested for parity on small N with every row block and key
 //! tile, and with the whole model in `tests/parity.rs`, on both builds).
@@ -80,8 +80,9 @@ fn head_t(m: &Dense, h: usize, dh: usize, s: f32) -> Vec<f32> {
 /// `out[x·ldo + j] (+)= Σ_y a[x·lda + y] · b[y·ldb + j]` for `x < nx`, `j < t`, `y < ny`: rows
 /// of `b` combined with weights from rows of `a`, `R` output rows × `C` columns held in
 /// registers while `y` runs (`R · C / 8` AVX2 accumulators). Every product of the attention has
-/// this shape: scores `Q Kᵀ` (`b = Kᵀ`), `dP = dO Vᵀ`, the head output `O += P V`, `dQ += dS K`,
-/// and the transposed key and value gradients `dKᵀ += Qᵀ dS`, `dVᵀ += dOᵀ P`.
+/// this shape: the forward's scores `Q Kᵀ` (`b = Kᵀ`) and head output `O += P V`; the
+/// backward's transposed tiles `Sᵀ = K Qᵀ` (`b = Qᵀ`), `dPᵀ = V dOᵀ`, and `dQᵀ += Kᵀ dSᵀ`,
+/// `dK += dSᵀ Q`, `dV += Pᵀ dO`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn mac<const R: usize, const C: usize, const FMA: bool>(
@@ -201,27 +202,31 @@ dispatch! {
 }
 
 dispatch! {
-    /// One head's backward for `r` query rows starting at row `s`: `qs` `[r, dh]`, the head's
-    /// `d_o` (read in place: row `i` at `i · ld`), both transposed `[dh, N]` (`qt`, `dot`, read
-    /// at columns `s..s + r`), the rows' log-sum-exp `lse` and `D = dO · O` `[r]`, keys `kt`
-    /// `[dh, N]` and `k` (in place, row `j` at `j · ld`), values `vt` `[dh, N]`; adds
-    /// `dQ·sqrt(dh)` into `dq` `[r, dh]` and the rows' share of `dKᵀ`, `dVᵀ` into `dkt`, `dvt`
-    /// `[dh, N]`. `p`, `ds` `[r, keys]` are scratch.
-    fn backward_rows(qs: &[f32], qt: &[f32], d_o: &[f32], dot: &[f32], s: usize, lse: &[f32], dd: &[f32], kt: &[f32], k: &[f32], ld: usize, vt: &[f32], n: usize, dh: usize, keys: usize, dq: &mut [f32], dkt: &mut [f32], dvt: &mut [f32], p: &mut [f32], ds: &mut [f32]) {
+    /// One head's backward for `r` query rows starting at row `s`, in transposed tiles (keys ×
+    /// rows): `qs` `[r, dh]` (scaled), the head's `d_o` (read in place: row `i` at `i · ld`),
+    /// both transposed `[dh, N]` (`qt`, `dot`, read at columns `s..s + r`), the rows'
+    /// log-sum-exp `lse` and `D = dO · O` `[r]`, keys `kt` `[dh, N]`, keys and values `k`, `v`
+    /// in place (row `j` at `j · ld`); adds `dQᵀ·sqrt(dh)` into `dqt` `[dh, r]` and the rows'
+    /// share of `dK`, `dV` into `dk`, `dv` `[N, dh]`. `pt`, `dst` `[keys, r]` are scratch.
+    /// Holding `Pᵀ` and `dSᵀ` (not `P`, `dS`) makes the key and value gradients products with
+    /// a 16-wide right side in L1 (`dK += dSᵀ Q`), where the untransposed tiles streamed the
+    /// `[r, keys]` tile from L2 once per two output rows for each of them; every output is the
+    /// same sum in the same order as before, so the same bits.
+    fn backward_rows(qs: &[f32], qt: &[f32], d_o: &[f32], dot: &[f32], s: usize, lse: &[f32], dd: &[f32], kt: &[f32], k: &[f32], v: &[f32], ld: usize, n: usize, dh: usize, keys: usize, dqt: &mut [f32], dk: &mut [f32], dv: &mut [f32], pt: &mut [f32], dst: &mut [f32]) {
         let r = lse.len();
         for j0 in (0..n).step_by(keys) {
             let t = keys.min(n - j0);
-            mac::<{ WIDE.0 }, { WIDE.1 }, FMA>(p, keys, r, t, qs, dh, dh, &kt[j0..], n, false);
-            mac::<{ WIDE.0 }, { WIDE.1 }, FMA>(ds, keys, r, t, d_o, ld, dh, &vt[j0..], n, false);
-            for i in 0..r {
-                let (pr, dr) = (&mut p[i * keys..i * keys + t], &mut ds[i * keys..i * keys + t]);
-                let (l, di) = (lse[i], dd[i]);
-                simd::exp_shift(pr, l);
-                dr.iter_mut().zip(pr.iter()).for_each(|(dv, &pv)| *dv = pv * (*dv - di));
+            // Sᵀ = K Qsᵀ and dPᵀ = V dOᵀ, `[t, r]`.
+            mac::<{ WIDE.0 }, { WIDE.1 }, FMA>(pt, r, t, r, &k[j0 * ld..], ld, dh, &qt[s..], n, false);
+            mac::<{ WIDE.0 }, { WIDE.1 }, FMA>(dst, r, t, r, &v[j0 * ld..], ld, dh, &dot[s..], n, false);
+            for j in 0..t {
+                let (pr, dr) = (&mut pt[j * r..(j + 1) * r], &mut dst[j * r..(j + 1) * r]);
+                simd::exp_shift_each(pr, lse);
+                dr.iter_mut().zip(pr.iter()).zip(dd).for_each(|((dv, &pv), &di)| *dv = pv * (*dv - di));
             }
-            mac::<{ NARROW.0 }, { NARROW.1 }, FMA>(dq, dh, r, dh, ds, keys, t, &k[j0 * ld..], ld, true);
-            mac::<{ WIDE.0 }, { WIDE.1 }, FMA>(&mut dkt[j0..], n, dh, t, &qt[s..], n, r, ds, keys, true);
-            mac::<{ WIDE.0 }, { WIDE.1 }, FMA>(&mut dvt[j0..], n, dh, t, &dot[s..], n, r, p, keys, true);
+            mac::<{ WIDE.0 }, { WIDE.1 }, FMA>(dqt, r, dh, r, &kt[j0..], n, t, dst, r, true);
+            mac::<{ NARROW.0 }, { NARROW.1 }, FMA>(&mut dk[j0 * dh..], dh, t, dh, dst, r, r, qs, dh, true);
+            mac::<{ NARROW.0 }, { NARROW.1 }, FMA>(&mut dv[j0 * dh..], dh, t, dh, pt, r, r, d_o, ld, true);
         }
     }
 }
@@ -286,7 +291,6 @@ pub fn backward_tiled(p: &Mha, c: &MhaCache, dy: &Dense, block: usize, keys: usi
     let qs: Vec<Vec<f32>> = (0..hn).map(|h| head(&c.q, h, dh, scale)).collect();
     let qt: Vec<Vec<f32>> = (0..hn).map(|h| head_t(&c.q, h, dh, scale)).collect();
     let kt: Vec<Vec<f32>> = (0..hn).map(|h| head_t(&c.k, h, dh, 1.0)).collect();
-    let vt: Vec<Vec<f32>> = (0..hn).map(|h| head_t(&c.v, h, dh, 1.0)).collect();
     let dot: Vec<Vec<f32>> = (0..hn).map(|h| head_t(&d_o, h, dh, 1.0)).collect();
     let lse: Vec<Vec<f32>> = (0..hn).map(|h| (0..n).map(|i| c.lse[i * hn + h]).collect()).collect();
     // D_i = Σ_j P_ij dP_ij = dO_i · O_i per head: the softmax backward without a whole row.
@@ -300,7 +304,7 @@ pub fn backward_tiled(p: &Mha, c: &MhaCache, dy: &Dense, block: usize, keys: usi
                 .collect()
         })
         .collect();
-    // Tasks: (head, group of row blocks); each writes its rows of dQ_h and sums its own dKᵀ, dVᵀ.
+    // Tasks: (head, group of row blocks); each writes its rows of dQ_h and sums its own dK, dV.
     let blocks = n.div_ceil(block);
     let group_rows = blocks.div_ceil(GROUPS) * block;
     let mut dq_heads: Vec<Vec<f32>> = vec![vec![0f32; n * dh]; hn];
@@ -314,10 +318,13 @@ pub fn backward_tiled(p: &Mha, c: &MhaCache, dy: &Dense, block: usize, keys: usi
         .par_iter_mut()
         .map(|(h, s0, dq)| {
             let (h, s0) = (*h, *s0);
-            let (mut dkt, mut dvt) = (vec![0f32; dh * n], vec![0f32; dh * n]);
+            let (mut dk, mut dv) = (vec![0f32; n * dh], vec![0f32; n * dh]);
             let (mut pt, mut dst) = (vec![0f32; block * keys], vec![0f32; block * keys]);
+            let mut dqt = vec![0f32; dh * block];
             for (bi, dqb) in dq.chunks_mut(block * dh).enumerate() {
                 let (s, r) = (s0 + bi * block, dqb.len() / dh);
+                let dqt = &mut dqt[..dh * r];
+                dqt.fill(0.0);
                 backward_rows(
                     &qs[h][s * dh..(s + r) * dh],
                     &qt[h],
@@ -328,34 +335,39 @@ pub fn backward_tiled(p: &Mha, c: &MhaCache, dy: &Dense, block: usize, keys: usi
                     &dd[h][s..s + r],
                     &kt[h],
                     &c.k.data[h * dh..],
+                    &c.v.data[h * dh..],
                     d,
-                    &vt[h],
                     n,
                     dh,
                     keys,
-                    dqb,
-                    &mut dkt,
-                    &mut dvt,
+                    dqt,
+                    &mut dk,
+                    &mut dv,
                     &mut pt[..r * keys],
                     &mut dst[..r * keys],
                 );
+                for i in 0..r {
+                    for cc in 0..dh {
+                        dqb[i * dh + cc] = dqt[cc * r + i];
+                    }
+                }
             }
-            (h, dkt, dvt)
+            (h, dk, dv)
         })
         .collect();
     let (mut dq, mut dk, mut dv) = (Dense::zeros(n, d), Dense::zeros(n, d), Dense::zeros(n, d));
     for h in 0..hn {
         // Groups added in task order: the same sums whatever the thread count.
-        let (mut kt_sum, mut vt_sum) = (vec![0f32; dh * n], vec![0f32; dh * n]);
+        let (mut k_sum, mut v_sum) = (vec![0f32; n * dh], vec![0f32; n * dh]);
         for (_, a, b) in sums.iter().filter(|t| t.0 == h) {
-            kt_sum.iter_mut().zip(a).for_each(|(s, v)| *s += v);
-            vt_sum.iter_mut().zip(b).for_each(|(s, v)| *s += v);
+            k_sum.iter_mut().zip(a).for_each(|(s, v)| *s += v);
+            v_sum.iter_mut().zip(b).for_each(|(s, v)| *s += v);
         }
         for i in 0..n {
             for cc in 0..dh {
                 dq.data[i * d + h * dh + cc] = dq_heads[h][i * dh + cc] * scale;
-                dk.data[i * d + h * dh + cc] = kt_sum[cc * n + i];
-                dv.data[i * d + h * dh + cc] = vt_sum[cc * n + i];
+                dk.data[i * d + h * dh + cc] = k_sum[i * dh + cc];
+                dv.data[i * d + h * dh + cc] = v_sum[i * dh + cc];
             }
         }
     }

@@ -138,6 +138,14 @@ dispatch! {
 }
 
 dispatch! {
+    /// `row[i] ← exp(row[i] − l[i])`: a column of softmax rows (a row of a transposed
+    /// probability tile) recomputed from the rows' log-sum-exps `l` `[row.len()]`.
+    pub fn exp_shift_each(row: &mut [f32], l: &[f32]) {
+        row.iter_mut().zip(l).for_each(|(v, &l)| *v = fast_exp(*v - l));
+    }
+}
+
+dispatch! {
     /// `row ← exp(row − l)`: a softmax row recomputed from its log-sum-exp `l`.
     pub fn exp_shift(row: &mut [f32], l: f32) {
         row.iter_mut().for_each(|v| *v = fast_exp(*v - l));
