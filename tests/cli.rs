@@ -154,3 +154,24 @@ fn verify_cpu_passes_with_a_table() {
     assert!(text.contains("params after 3 Adam steps") && text.contains("metrics R/N/P/MAP@5,10"));
     assert!(text.contains(", 0 failed"), "{text}");
 }
+
+/// `--resume` tells the user what it found: nothing to resume (and trains from epoch 0), the
+/// epoch it continues after, and a missing best checkpoint (whose parameters are then lost).
+#[test]
+fn resume_reports_what_it_found() {
+    let dir = common::scratch("cli-resume");
+    let run = |epochs: &str| {
+        let out = crane(&["train", "--like", "tiny", "--set", epochs, "--out", "r", "--resume", "--no-progress"], &dir);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{err}");
+        err
+    };
+    let err = run("epochs=2");
+    assert!(err.contains("no resumable state in") && err.contains("training from epoch 0"), "{err}");
+    let err = run("epochs=3");
+    assert!(err.contains("resuming after epoch 1"), "{err}");
+    assert!(!err.contains("is missing"), "{err}");
+    std::fs::remove_file(dir.join("r/checkpoint.safetensors")).unwrap();
+    let err = run("epochs=4");
+    assert!(err.contains("resuming after epoch 2") && err.contains("checkpoint.safetensors is missing"), "{err}");
+}

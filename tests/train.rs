@@ -161,6 +161,9 @@ fn resume_matches_uninterrupted(engine: &str) {
     let c = crane::train::train_with(&ds, &longer, Some(&b_dir), false, true, None).unwrap();
     assert_eq!(c.epochs_run, 6, "continued by one epoch");
     assert_eq!(losses(&c)[..5], losses(&b)[..], "the first five epochs are the resumed run's");
+    // Resuming where nothing was saved trains from epoch 0: the uninterrupted run, not an error.
+    let fresh = crane::train::train_with(&ds, &cfg, Some(&base.join("c")), false, true, None).unwrap();
+    assert_eq!((fresh.epochs_run, losses(&fresh)), (5, losses(&a)), "--resume without a state file");
 }
 
 /// The GPU engine's code (ops on the host) trains CRANE, LightGCN, BPR-MF and FREEDOM as the
