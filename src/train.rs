@@ -144,6 +144,12 @@ pub fn build_engine(ds: &Dataset, cfg: &TrainConfig) -> Result<Box<dyn Engine>> 
 /// it is still finite (a loss of 1e37 would otherwise run to the last epoch).
 pub const EXPLODED: f64 = 1e4;
 
+/// Whether a batch loss has diverged: over [`EXPLODED`] times the run's starting loss `scale`
+/// (taken as at least 1e-3, so that a run starting near zero is not stopped by noise).
+pub fn diverged(loss: f64, scale: f64) -> bool {
+    loss.abs() > EXPLODED * scale.max(1e-3)
+}
+
 /// An epoch's mean loss this many times the starting loss is warned about.
 pub const GROWING: f64 = 100.0;
 
@@ -404,7 +410,7 @@ pub fn train_reported(
                 other => other,
             })?;
             let scale = *loss_scale.get_or_insert(t.total().abs());
-            if t.total().abs() > EXPLODED * scale.max(1e-3) {
+            if diverged(t.total(), scale) {
                 return Err(CraneError::Invalid(format!(
                     "epoch {epoch}, batch {b}: the loss diverged: {:.3e} (bpr {:.3e}, cl {:.3e}, reg {:.3e}, mod {:.3e}) \
                      is over {EXPLODED:.0e} times its starting value {scale:.3e}; lower lr (now {}) or raise the \

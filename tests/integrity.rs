@@ -564,3 +564,23 @@ fn a_diverging_finite_loss_stops_with_a_diagnosis() {
     ));
     assert!(e.contains("the loss diverged") && e.contains("lower lr"), "{e}");
 }
+
+/// The divergence rule at its edges: over `EXPLODED` (1e4) times the starting loss, the start
+/// taken as at least 1e-3; either sign.
+#[test]
+fn divergence_is_ten_thousand_times_the_starting_loss() {
+    use crane::train::diverged;
+    assert!(!diverged(1e4, 1.0) && diverged(1.0001e4, 1.0) && diverged(-1.0001e4, 1.0));
+    assert!(!diverged(1e3, 100.0) && !diverged(1e6, 100.0) && diverged(1.01e6, 100.0));
+    assert!(!diverged(9.0, 1e-6) && diverged(10.5, 1e-6), "a start near zero counts as 1e-3");
+    assert!(!diverged(0.5, 0.69));
+}
+
+#[test]
+fn a_non_finite_loss_names_the_epoch_and_batch() {
+    let dir = scratch("non-finite");
+    write_inter(&dir.join("data"), "data", &small_rows());
+    // Adam at lr 1e30: the embeddings leap to ~1e30 in one step and the scores overflow f32.
+    let e = refused(crane(&train_args("data", "run", &["--set", "lr=1e30", "--set", "epochs=5"]), &dir));
+    assert!(e.contains("error: epoch ") && e.contains(", batch 0: non-finite loss") && e.contains("lower lr"), "{e}");
+}
