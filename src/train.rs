@@ -153,6 +153,12 @@ pub fn diverged(loss: f64, scale: f64) -> bool {
 /// An epoch's mean loss this many times the starting loss is warned about.
 pub const GROWING: f64 = 100.0;
 
+/// Whether an epoch's mean loss is warned about as growing: over [`GROWING`] times the run's
+/// starting loss `scale` (taken as at least 1e-3, as in [`diverged`]).
+pub fn growing(loss: f64, scale: f64) -> bool {
+    loss.abs() > GROWING * scale.max(1e-3)
+}
+
 /// Model selection on validation (protocol notes, "Training protocol"): after each epoch the
 /// watched metric (`valid_metric`, Recall@20 by default), rounded to 4 decimals when
 /// `round_metric` (MMRec's rule), must *strictly* beat the best so far to become the selected
@@ -470,7 +476,7 @@ pub fn train_reported(
             log.seconds_train,
             log.seconds_eval
         ));
-        if let Some(scale) = loss_scale.filter(|s| log.loss.abs() > GROWING * s.max(1e-3)) {
+        if let Some(scale) = loss_scale.filter(|&s| growing(log.loss, s)) {
             report.line(&format!(
                 "warning: the mean loss {:.3e} is {:.0} times the starting {scale:.3e}: training is diverging (lower lr)",
                 log.loss,

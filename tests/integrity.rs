@@ -574,6 +574,11 @@ fn divergence_is_ten_thousand_times_the_starting_loss() {
     assert!(!diverged(1e3, 100.0) && !diverged(1e6, 100.0) && diverged(1.01e6, 100.0));
     assert!(!diverged(9.0, 1e-6) && diverged(10.5, 1e-6), "a start near zero counts as 1e-3");
     assert!(!diverged(0.5, 0.69));
+    // The warning before it: an epoch's mean loss over GROWING (100) times the start.
+    use crane::train::growing;
+    assert!(!growing(100.0, 1.0) && growing(100.01, 1.0) && growing(-100.01, 1.0));
+    assert!(!growing(1.0, 100.0) && !growing(1e4, 100.0) && growing(1.01e4, 100.0));
+    assert!(!growing(0.09, 1e-6) && growing(0.11, 1e-6) && !growing(0.5, 0.69));
 }
 
 #[test]

@@ -164,6 +164,9 @@ fn resume_matches_uninterrupted(engine: &str) {
     // Resuming where nothing was saved trains from epoch 0: the uninterrupted run, not an error.
     let fresh = crane::train::train_with(&ds, &cfg, Some(&base.join("c")), false, true, None).unwrap();
     assert_eq!((fresh.epochs_run, losses(&fresh)), (5, losses(&a)), "--resume without a state file");
+    // Seconds per epoch: the training time (summed over the resumed parts too) per epoch run.
+    let total: f64 = b.history.iter().map(|h| h.seconds_train).sum();
+    assert!((b.seconds_per_epoch * 5.0 - total).abs() <= 1e-6 * total.max(1e-3), "{} vs {total}", b.seconds_per_epoch);
 }
 
 /// The GPU engine's code (ops on the host) trains CRANE, LightGCN, BPR-MF and FREEDOM as the
