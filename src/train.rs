@@ -144,19 +144,24 @@ pub fn build_engine(ds: &Dataset, cfg: &TrainConfig) -> Result<Box<dyn Engine>> 
 /// it is still finite (a loss of 1e37 would otherwise run to the last epoch).
 pub const EXPLODED: f64 = 1e4;
 
-/// Whether a batch loss has diverged: over [`EXPLODED`] times the run's starting loss `scale`
-/// (taken as at least 1e-3, so that a run starting near zero is not stopped by noise).
+/// Whether `|loss|` is over `times` the run's starting loss `scale`, taken as at least 1e-3 so
+/// that a run starting near zero is not flagged for noise.
+fn over_start(loss: f64, scale: f64, times: f64) -> bool {
+    loss.abs() > times * scale.max(1e-3)
+}
+
+/// Whether a batch loss has diverged: over [`EXPLODED`] times the run's starting loss `scale`.
 pub fn diverged(loss: f64, scale: f64) -> bool {
-    loss.abs() > EXPLODED * scale.max(1e-3)
+    over_start(loss, scale, EXPLODED)
 }
 
 /// An epoch's mean loss this many times the starting loss is warned about.
 pub const GROWING: f64 = 100.0;
 
 /// Whether an epoch's mean loss is warned about as growing: over [`GROWING`] times the run's
-/// starting loss `scale` (taken as at least 1e-3, as in [`diverged`]).
+/// starting loss `scale`.
 pub fn growing(loss: f64, scale: f64) -> bool {
-    loss.abs() > GROWING * scale.max(1e-3)
+    over_start(loss, scale, GROWING)
 }
 
 /// Model selection on validation (protocol notes, "Training protocol"): after each epoch the

@@ -12,8 +12,6 @@ fn crane(args: &[&str], cwd: &Path) -> std::process::Output {
 #[test]
 fn synth_stats_train_eval_recommend() {
     let dir = common::scratch("cli");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
     let out = crane(&["synth", "--like", "tiny", "--out", "data/tiny"], &dir);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = crane(&["data", "stats", "data/tiny"], &dir);
@@ -78,7 +76,6 @@ fn synth_stats_train_eval_recommend() {
 #[test]
 fn bad_input_exits_nonzero_with_a_named_error_and_no_panic() {
     let dir = common::scratch("cli-bad");
-    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("d")).unwrap();
     std::fs::write(dir.join("d/d.inter"), "userID\titemID\trating\ttimestamp\tx_label\n0\t1\t5\t0\t9\n").unwrap();
     let out = crane(&["data", "stats", "d"], &dir);
@@ -109,13 +106,10 @@ fn verify_gpu_fails_cleanly_without_a_device() {
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--gpu"));
     // Refused before any synthetic data is generated: nothing is left behind.
     let cwd = common::scratch("cli-tf32");
-    let _ = std::fs::remove_dir_all(&cwd);
-    std::fs::create_dir_all(&cwd).unwrap();
     let out = crane(&["bench", "--like", "tiny", "--set", "tf32=true"], &cwd);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("tf32") && err.contains("engine = \"gpu\""), "{err}");
     assert!(!cwd.join("runs").exists(), "a refused config generated data");
-    std::fs::remove_dir_all(&cwd).unwrap();
 }
 
 /// `crane verify --gpu-host` runs the GPU engine's code on the host: every variant, the

@@ -136,7 +136,6 @@ fn compare_trains_each_model_and_seed_once_and_reports() {
     let spec2 = CompareSpec { sets: vec!["epochs=3".into()], ..spec };
     let e = run_all(&ds, &spec2, &Reporter::default()).unwrap_err().to_string();
     assert!(e.contains("different config"), "{e}");
-    let _ = std::fs::remove_dir_all(&base);
 }
 
 #[test]
@@ -191,7 +190,6 @@ fn scoped_sets_apply_to_their_model_only() {
     let unscoped = crane::config::resolve(spec.base_toml, "tiny", &["model_preset=lightgcn".to_string()]).unwrap();
     assert_eq!(lambda("lightgcn"), unscoped.model.lambda);
     assert_ne!(lambda("lightgcn"), 0.1);
-    let _ = std::fs::remove_dir_all(&base);
 }
 
 #[test]
@@ -227,7 +225,6 @@ fn grid_selects_on_validation_and_labels_the_test_selected_point() {
     assert_eq!(md.matches("(selected on validation)").count(), 1);
     assert!(md.contains("leaks the test set"));
     assert!(crane::compare::parse_grid_axis("model.lambda").is_err());
-    let _ = std::fs::remove_dir_all(&base);
 }
 
 #[test]
@@ -263,5 +260,4 @@ fn compare_estimates_memory_per_model_and_names_the_one_over_budget() {
     let e = crane::compare::memory_estimates(&ds, &spec, Some(gb)).unwrap_err().to_string();
     assert!(e.contains("crane-code") && e.contains("over the budget"), "{e}");
     assert!(crane::compare::memory_estimates(&ds, &spec, Some(est[1].1 / 1024.0 + 0.01)).is_ok());
-    let _ = std::fs::remove_dir_all(&base);
 }

@@ -64,7 +64,6 @@ fn case_08_zero_image_row_is_reported_and_every_model_trains() {
     for preset in ["freedom", "crane"] {
         trains_to_finite_metrics(&ds, preset);
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The same without the shared folder: a generated dataset whose image file has a zero row and a
@@ -104,5 +103,4 @@ fn zero_and_duplicate_rows_are_reported_and_freedom_and_crane_train() {
     for preset in ["freedom", "crane"] {
         trains_to_finite_metrics(&ds, preset);
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -28,7 +28,6 @@ fn the_session_script_fails_fast_without_a_gpu_and_leaves_its_files() {
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let tmp = common::scratch("gpu-session");
-    let _ = std::fs::remove_dir_all(&tmp);
     let (bin, out) = (tmp.join("bin"), tmp.join("out"));
     std::fs::create_dir_all(&bin).unwrap();
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_crane"), bin.join("crane")).unwrap();

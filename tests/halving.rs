@@ -10,7 +10,6 @@ use crane::train::Reporter;
 #[test]
 fn successive_halving_keeps_the_best_third_continues_their_runs_and_resumes() {
     let base = common::scratch("halving");
-    let _ = std::fs::remove_dir_all(&base);
     let p = synth::preset("tiny").unwrap();
     synth::write(&base.join("data"), "tiny", &synth::generate(&p, 2024)).unwrap();
     let ds = load_dataset(&base.join("data"), &LoadOptions::default()).unwrap();
@@ -67,5 +66,4 @@ fn successive_halving_keeps_the_best_third_continues_their_runs_and_resumes() {
     assert_eq!(key(&again), key(&rows));
     let md = crane::compare::halving_markdown(&rows, &["# search".into()]);
     assert!(md.contains("## Rung 3 (4 epochs, 1 points)") && md.contains("Selected on validation recall@20"));
-    let _ = std::fs::remove_dir_all(&base);
 }

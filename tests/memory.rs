@@ -40,7 +40,6 @@ fn memory_estimate_is_within_25_percent_of_the_measured_peak_on_two_sizes() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("over the budget of 0.01 GB"), "{err}");
-    let _ = std::fs::remove_dir_all(&base);
 }
 
 /// `train_features` (issue 25): the raw tables become parameters. On FREEDOM at Baby x 0.3
@@ -80,7 +79,6 @@ fn memory_estimate_counts_trained_feature_tables() {
     let cols: usize = ds.features.iter().flatten().map(|f| f.cols).sum();
     let want = crane::memory::TRAINED_TABLE_COPIES * 4.0 * (ds.n_items * cols) as f64 / 1048576.0;
     assert!((est[1] - est[0] - want).abs() < 1.5, "estimates {est:?}: the tables add {want} MB");
-    let _ = std::fs::remove_dir_all(&base);
 }
 
 fn crate_generate(p: &crane::data::synth::Preset) -> crane::data::synth::Synthetic {

@@ -314,8 +314,6 @@ fn reported_test_metrics_are_the_best_validation_epochs() {
         assert!((v - w).abs() <= 1e-12 * w.abs().max(1e-3), "results.json's test {name}: {v} vs {w}");
     }
     assert_eq!(json["best_epoch"].as_u64(), Some(best as u64));
-    let _ = std::fs::remove_dir_all(&out);
-    let _ = std::fs::remove_dir_all(&data);
 }
 
 /// Every test pair of `ds` moved to another item the user has not interacted with, so the test
@@ -380,9 +378,6 @@ fn test_split_does_not_influence_training() {
     };
     assert!(params(&out_a) == params(&out_b), "the best epoch's parameters");
     assert_ne!(a.test, b.test, "the replaced test split is what the test metrics read");
-    for d in [out_a, out_b, data] {
-        let _ = std::fs::remove_dir_all(d);
-    }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -461,5 +456,4 @@ fn constant_validation_selects_the_first_epoch_and_stops_after_patience_plus_one
             assert_eq!(v > 0.0, on.contains(&name), "{preset}: {name} = {v}");
         }
     }
-    let _ = std::fs::remove_dir_all(&data);
 }

@@ -25,7 +25,6 @@ fn write_i64(path: &Path, rows: usize, cols: usize, data: &[i64]) {
 #[test]
 fn graph_features_reproduce_the_given_knn_lists_and_record_the_overlap() {
     let dir = common::scratch("synth-graph");
-    let _ = std::fs::remove_dir_all(&dir);
     let (data, graphs) = (dir.join("data"), dir.join("graphs"));
     std::fs::create_dir_all(&graphs).unwrap();
     // 24 items in six clusters of four; 8 users, each touching every cluster.

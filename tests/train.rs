@@ -364,7 +364,6 @@ fn state_and_checkpoint_read_back_exactly_from_either_engine() {
             }
         }
         assert_eq!(p, f32_rounded, "{engine}: checkpoint");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 

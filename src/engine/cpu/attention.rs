@@ -3,10 +3,11 @@
 //! KEY_TILE]` score tile (in L2) and never the released code's N² per head. The forward keeps
 //! a running maximum and sum per row (online softmax) and saves the log-sum-exp; the backward
 //! recomputes each tile's probabilities from it, transposed (`[KEY_TILE, rows]`), and uses
-//! `D_i = Σ_j P_ij dP_ij = dO_i · O_i`, so it needs no whole row either. All seven products go through one register-blocked kernel,
-//! [`mac`], with fused multiply-adds in the AVX2 and AVX-512 builds. Same function as
-//! `crane_reference::attention` (tested for parity on small N with every row block and key
-//! tile, and with the whole model in `tests/parity.rs`, on both builds).
+//! `D_i = Σ_j P_ij dP_ij = dO_i · O_i`, so it needs no whole row either. All seven products go
+//! through one register-blocked kernel, [`mac`], with fused multiply-adds in the AVX2 and
+//! AVX-512 builds. Same function as `crane_reference::attention` (tested for parity on small N
+//! with every row block and key tile, and with the whole model in `tests/parity.rs`, on each
+//! build).
 //!
 //! Notation: N items, d = `x.cols`, H heads of width `dh = d / H`; per head `Q_h, K_h, V_h`
 //! `[N, dh]`, probabilities `P = softmax(Q_h K_hᵀ / sqrt(dh))` `[N, N]` (never held), head

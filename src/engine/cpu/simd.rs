@@ -55,7 +55,8 @@ macro_rules! dispatch {
 }
 
 /// `a · b + c`: one fused multiply-add (one rounding) when `FMA` (the AVX2 and AVX-512 builds,
-/// where it is one instruction), else a multiply and an add (where `mul_add` would be a slow library call).
+/// where it is one instruction), else a multiply and an add (where `mul_add` would be a slow
+/// library call).
 #[inline(always)]
 pub fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     if FMA {
@@ -116,11 +117,6 @@ pub fn cpu_level() -> Level {
 /// Whether this CPU has AVX2 and FMA (whatever `CRANE_NO_AVX2` says).
 pub fn cpu_has_avx2_fma() -> bool {
     cpu_level() != Level::Baseline
-}
-
-/// Whether an AVX2 (or AVX-512) build is in use (for reports and tests).
-pub fn avx2_in_use() -> bool {
-    level() != Level::Baseline
 }
 
 dispatch! {
