@@ -6,7 +6,7 @@ use crate::config::TrainConfig;
 use crate::error::{CraneError, Result};
 use crate::fingerprint::DataFingerprint;
 use crane_reference::Params;
-use safetensors::tensor::{Dtype, SafeTensors, View};
+use safetensors::tensor::{Dtype, Metadata, View};
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
@@ -107,20 +107,16 @@ pub fn save_params(path: &Path, params: &Params, meta: &CheckpointMeta) -> Resul
 
 /// The metadata of a checkpoint (config, epoch, dataset), without reading its tensors.
 pub fn read_meta(path: &Path) -> Result<CheckpointMeta> {
-    let bytes = std::fs::read(path).map_err(|e| CraneError::io(path, "read", e))?;
-    meta_of(&bytes, path)
+    meta_of(&TensorFile::open(path)?.info(), path)
 }
 
-fn meta_of(bytes: &[u8], path: &Path) -> Result<CheckpointMeta> {
-    let (_, md) = SafeTensors::read_metadata(bytes)
-        .map_err(|e| CraneError::file(path, format!("not a crane checkpoint: {e}")))?;
-    let info = md.metadata().clone().unwrap_or_default();
+fn meta_of(info: &HashMap<String, String>, path: &Path) -> Result<CheckpointMeta> {
     let field =
         |k: &str| info.get(k).cloned().ok_or_else(|| CraneError::file(path, format!("metadata field `{k}` missing")));
     let config: TrainConfig = serde_json::from_str(&field("config")?)
         .map_err(|e| CraneError::file(path, format!("metadata `config`: {e}")))?;
     let epoch = field("epoch")?.parse().map_err(|_| CraneError::file(path, "metadata `epoch` is not a number"))?;
-    Ok(CheckpointMeta { config, epoch, dataset: field("dataset")?, data: fingerprint_of(&info, path)? })
+    Ok(CheckpointMeta { config, epoch, dataset: field("dataset")?, data: fingerprint_of(info, path)? })
 }
 
 /// The `data_fingerprint` metadata field, when present.
@@ -147,40 +143,48 @@ pub fn check_data(path: &Path, made_from: Option<&DataFingerprint>, now: &DataFi
 
 /// Reads a checkpoint; `template` gives the expected tensor names and shapes.
 pub fn load(path: &Path, template: &Params) -> Result<(Params, CheckpointMeta)> {
-    let bytes = std::fs::read(path).map_err(|e| CraneError::io(path, "read", e))?;
-    let st =
-        SafeTensors::deserialize(&bytes).map_err(|e| CraneError::file(path, format!("not a safetensors file: {e}")))?;
-    let meta = meta_of(&bytes, path)?;
+    let mut f = TensorFile::open(path)?;
+    let meta = meta_of(&f.info(), path)?;
+    check_checkpoint(&f, &shapes_of(template), &meta)?;
     let mut params = template.clone();
     for (name, dst) in params.tensors_mut() {
-        let v = st.tensor(&name).map_err(|e| CraneError::file(path, format!("tensor `{name}`: {e}")))?;
-        if v.dtype() != Dtype::F32 || v.shape() != [dst.nrows(), dst.ncols()] {
-            return Err(CraneError::file(
-                path,
-                format!(
-                    "tensor `{name}` is {:?} {:?}, expected F32 [{}, {}]: the checkpoint belongs to dataset `{}`{}",
-                    v.dtype(),
-                    v.shape(),
-                    dst.nrows(),
-                    dst.ncols(),
-                    meta.dataset,
-                    meta.data
-                        .as_ref()
-                        .map_or(String::new(), |d| format!(" ({} users, {} items)", d.n_users, d.n_items))
-                ),
-            ));
-        }
-        let data = v.data();
-        let cols = dst.ncols();
-        for i in 0..dst.nrows() {
-            for j in 0..cols {
-                let k = 4 * (i * cols + j);
-                dst[(i, j)] = f32::from_le_bytes([data[k], data[k + 1], data[k + 2], data[k + 3]]) as f64;
-            }
-        }
+        f.read_mat(&name, dst)?;
     }
     Ok((params, meta))
 }
+
+/// Reads a checkpoint's parameters into `engine` (straight into its f32 host tables where it
+/// has them, as [`StateFile::restore`]; else through [`load`]).
+pub fn load_into(path: &Path, engine: &mut dyn crate::engine::Engine) -> Result<CheckpointMeta> {
+    let mut f = TensorFile::open(path)?;
+    let meta = meta_of(&f.info(), path)?;
+    check_checkpoint(&f, &engine_shapes(engine), &meta)?;
+    if let Some(h) = engine.host_tables_mut() {
+        for (name, shape, [p, _, _]) in h.tensors {
+            f.read_f32(&name, shape, p)?;
+        }
+        return Ok(meta);
+    }
+    let (params, meta) = load(path, &engine.params())?;
+    engine.set_params(&params)?;
+    Ok(meta)
+}
+
+/// A checkpoint holds these tensors as F32; a mismatch names the dataset it belongs to.
+fn check_checkpoint(f: &TensorFile, shapes: &[(String, [usize; 2])], meta: &CheckpointMeta) -> Result<()> {
+    for (name, shape) in shapes {
+        f.check(name, *shape, &[Dtype::F32]).map_err(|m| {
+            let counts =
+                meta.data.as_ref().map_or(String::new(), |d| format!(" ({} users, {} items)", d.n_users, d.n_items));
+            CraneError::file(&f.path, format!("{m}: the checkpoint belongs to dataset `{}`{counts}", meta.dataset))
+        })?;
+    }
+    Ok(())
+}
+
+/// The name prefixes of a state's three tables per parameter: the value, Adam's first and
+/// second moments.
+const STATE_PREFIXES: [&str; 3] = ["param", "adam_m", "adam_v"];
 
 /// Everything needed to continue a run: parameters and Adam's moments, exactly (the f32
 /// engines' own tables as F32, the reference's as F64: [`state_bytes`]), the step count, and
@@ -193,12 +197,11 @@ pub fn save_state(
     epoch: usize,
     loop_state: &str,
 ) -> Result<()> {
-    const PREFIXES: [&str; 3] = ["param", "adam_m", "adam_v"];
     let (step, tables) = match engine.host_tables() {
         Some(h) => {
             let mut tables = Vec::new();
             for (n, shape, values) in h.tensors {
-                for (prefix, v) in PREFIXES.iter().zip(values) {
+                for (prefix, v) in STATE_PREFIXES.iter().zip(values) {
                     tables.push((format!("{prefix}/{n}"), Table::f32(shape, v)));
                 }
             }
@@ -207,7 +210,7 @@ pub fn save_state(
         None => {
             let (params, opt) = (engine.params(), engine.optimiser_state());
             let mut tables = Vec::new();
-            for (prefix, p) in PREFIXES.iter().zip([&params, &opt.m, &opt.v]) {
+            for (prefix, p) in STATE_PREFIXES.iter().zip([&params, &opt.m, &opt.v]) {
                 for (n, t) in p.tensors() {
                     tables.push((format!("{prefix}/{n}"), Table::of_mat(t, false)));
                 }
@@ -265,61 +268,241 @@ pub struct TrainState {
 /// Reads what [`save_state`] wrote; `template` gives the tensor names and shapes. Refuses, before
 /// reading any tensor, a state made from other data than `now` (or with no fingerprint).
 pub fn load_state(path: &Path, template: &Params, now: &DataFingerprint) -> Result<TrainState> {
-    let bytes = std::fs::read(path).map_err(|e| CraneError::io(path, "read", e))?;
-    let st =
-        SafeTensors::deserialize(&bytes).map_err(|e| CraneError::file(path, format!("not a safetensors file: {e}")))?;
-    let (_, md) = SafeTensors::read_metadata(&bytes).map_err(|e| CraneError::file(path, format!("bad header: {e}")))?;
-    let info = md.metadata().clone().unwrap_or_default();
-    let field =
-        |k: &str| info.get(k).cloned().ok_or_else(|| CraneError::file(path, format!("metadata field `{k}` missing")));
-    let data = fingerprint_of(&info, path)?;
-    check_data(path, data.as_ref(), now)?;
-    let config: TrainConfig = serde_json::from_str(&field("config")?)
-        .map_err(|e| CraneError::file(path, format!("metadata `config`: {e}")))?;
-    let num = |k: &str| -> Result<u64> {
-        field(k)?.parse().map_err(|_| CraneError::file(path, format!("metadata `{k}` is not a number")))
-    };
-    let read = |prefix: &str| -> Result<Params> {
-        let mut p = template.clone();
-        for (name, dst) in p.tensors_mut() {
-            let key = format!("{prefix}/{name}");
-            let v = st.tensor(&key).map_err(|e| CraneError::file(path, format!("tensor `{key}`: {e}")))?;
-            if !matches!(v.dtype(), Dtype::F64 | Dtype::F32) || v.shape() != [dst.nrows(), dst.ncols()] {
-                return Err(CraneError::file(
-                    path,
-                    format!(
-                        "tensor `{key}` is {:?} {:?}, expected F32 or F64 [{}, {}]",
-                        v.dtype(),
-                        v.shape(),
-                        dst.nrows(),
-                        dst.ncols()
-                    ),
-                ));
+    let mut f = StateFile::open(path, now)?;
+    f.check_shapes(&shapes_of(template))?;
+    Ok(TrainState {
+        params: f.read_params("param", template)?,
+        opt: crate::engine::OptimiserState {
+            step: f.step,
+            m: f.read_params("adam_m", template)?,
+            v: f.read_params("adam_v", template)?,
+        },
+        config: f.config,
+        data: f.data,
+        epoch: f.epoch,
+        loop_state: f.loop_state,
+    })
+}
+
+/// The names and `[rows, cols]` of `p`'s tensors.
+fn shapes_of(p: &Params) -> Vec<(String, [usize; 2])> {
+    p.tensors().into_iter().map(|(n, t)| (n, [t.nrows(), t.ncols()])).collect()
+}
+
+/// A safetensors file opened for reading one tensor at a time: the header is parsed at open
+/// and the file's length checked against it (a truncated file is refused there); each tensor
+/// is then read from the file in blocks, straight into its destination. So neither the file's
+/// bytes nor an f64 copy of every table is held (resuming crane-code on Baby, with the feature
+/// tables trained, peaked 2,240 MB reading the whole state, 1,306 MB so; a fresh run 1,310 MB).
+struct TensorFile {
+    path: std::path::PathBuf,
+    file: std::fs::File,
+    /// Byte offset of the data section: 8 + the header's length.
+    data_start: u64,
+    md: Metadata,
+}
+
+impl TensorFile {
+    fn open(path: &Path) -> Result<Self> {
+        use std::io::Read;
+        let bad = |m: String| CraneError::file(path, m);
+        let mut file = std::fs::File::open(path).map_err(|e| CraneError::io(path, "open", e))?;
+        let len = file.metadata().map_err(|e| CraneError::io(path, "read", e))?.len();
+        let mut n = [0u8; 8];
+        file.read_exact(&mut n)
+            .map_err(|_| bad("not a safetensors file: shorter than its 8-byte header length".into()))?;
+        let n = u64::from_le_bytes(n);
+        // safetensors' own bound on a header (100 MB).
+        if n > 100_000_000 || 8 + n > len {
+            return Err(bad(format!("not a safetensors file: header length {n} for a file of {len} bytes")));
+        }
+        let mut header = vec![0u8; n as usize];
+        file.read_exact(&mut header).map_err(|e| CraneError::io(path, "read", e))?;
+        let header =
+            std::str::from_utf8(&header).map_err(|_| bad("not a safetensors file: header is not UTF-8".into()))?;
+        let md: Metadata =
+            serde_json::from_str(header).map_err(|e| bad(format!("not a safetensors file: bad header: {e}")))?;
+        let expected = 8 + n + md.data_len() as u64;
+        if expected != len {
+            return Err(bad(format!("is {len} bytes but its header describes {expected}: truncated or damaged")));
+        }
+        Ok(Self { path: path.to_path_buf(), file, data_start: 8 + n, md })
+    }
+
+    /// The string metadata (`__metadata__`).
+    fn info(&self) -> HashMap<String, String> {
+        self.md.metadata().clone().unwrap_or_default()
+    }
+
+    /// Tensor `key`'s dtype and byte range, checked to be one of `dtypes` and `[rows, cols]`.
+    fn tensor(&self, key: &str, shape: [usize; 2], dtypes: &[Dtype]) -> Result<(Dtype, (usize, usize))> {
+        self.check(key, shape, dtypes).map_err(|m| CraneError::file(&self.path, m))
+    }
+
+    /// [`TensorFile::tensor`], the error as a message.
+    fn check(
+        &self,
+        key: &str,
+        [rows, cols]: [usize; 2],
+        dtypes: &[Dtype],
+    ) -> std::result::Result<(Dtype, (usize, usize)), String> {
+        let t = self.md.info(key).ok_or_else(|| format!("tensor `{key}` missing"))?;
+        if !dtypes.contains(&t.dtype) || t.shape != [rows, cols] {
+            let want: Vec<_> = dtypes.iter().map(|d| format!("{d:?}")).collect();
+            return Err(format!(
+                "tensor `{key}` is {:?} {:?}, expected {} [{rows}, {cols}]",
+                t.dtype,
+                t.shape,
+                want.join(" or ")
+            ));
+        }
+        Ok((t.dtype, t.data_offsets))
+    }
+
+    /// Streams tensor `key` (`[rows, cols]`, row-major, F32 or F64) through `put(first index,
+    /// values)` in blocks of 128 Ki values, converted to f64 (exact for either width).
+    fn stream(&mut self, key: &str, shape: [usize; 2], mut put: impl FnMut(usize, &[f64])) -> Result<()> {
+        use std::io::{Read, Seek, SeekFrom};
+        let (dtype, (start, end)) = self.tensor(key, shape, &[Dtype::F32, Dtype::F64])?;
+        let width = if dtype == Dtype::F32 { 4 } else { 8 };
+        let path = self.path.clone();
+        let io = |e| CraneError::io(&path, "read", e);
+        self.file.seek(SeekFrom::Start(self.data_start + start as u64)).map_err(io)?;
+        const BLOCK: usize = 1 << 17;
+        let (mut bytes, mut vals) = (vec![0u8; BLOCK * width], Vec::with_capacity(BLOCK));
+        let (total, mut done) = ((end - start) / width, 0);
+        while done < total {
+            let n = BLOCK.min(total - done);
+            self.file.read_exact(&mut bytes[..n * width]).map_err(io)?;
+            vals.clear();
+            if width == 4 {
+                vals.extend(
+                    bytes[..n * 4].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4")) as f64),
+                );
+            } else {
+                vals.extend(bytes[..n * 8].chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("8"))));
             }
-            let (data, cols) = (v.data(), dst.ncols());
-            let f32s = v.dtype() == Dtype::F32;
-            for i in 0..dst.nrows() {
-                for j in 0..cols {
-                    dst[(i, j)] = if f32s {
-                        let k = 4 * (i * cols + j);
-                        f32::from_le_bytes(data[k..k + 4].try_into().expect("4 bytes")) as f64
-                    } else {
-                        let k = 8 * (i * cols + j);
-                        f64::from_le_bytes(data[k..k + 8].try_into().expect("8 bytes"))
-                    };
-                }
+            put(done, &vals);
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Tensor `key` into an f64 matrix.
+    fn read_mat(&mut self, key: &str, dst: &mut faer::Mat<f64>) -> Result<()> {
+        let cols = dst.ncols();
+        self.stream(key, [dst.nrows(), cols], |at, v| {
+            for (k, &x) in (at..).zip(v) {
+                dst[(k / cols, k % cols)] = x;
+            }
+        })
+    }
+
+    /// Tensor `key` into an f32 engine's row-major table.
+    fn read_f32(&mut self, key: &str, shape: [usize; 2], dst: &mut [f32]) -> Result<()> {
+        self.stream(key, shape, |at, v| {
+            for (d, &x) in dst[at..at + v.len()].iter_mut().zip(v) {
+                *d = x as f32;
+            }
+        })
+    }
+}
+
+/// A training state file opened for resuming ([`TensorFile`]: the header read and checked at
+/// [`StateFile::open`], each tensor read when restored).
+pub struct StateFile {
+    file: TensorFile,
+    pub config: TrainConfig,
+    /// The data it was trained on (checked against the data now at open).
+    pub data: Option<DataFingerprint>,
+    /// The last epoch the state includes.
+    pub epoch: usize,
+    /// Adam's step count.
+    pub step: u64,
+    /// The training loop's own state (JSON).
+    pub loop_state: String,
+}
+
+impl StateFile {
+    /// Opens `path` and reads its metadata; refuses a state made from other data than `now` (or
+    /// with no fingerprint), and a file whose length disagrees with its header.
+    pub fn open(path: &Path, now: &DataFingerprint) -> Result<Self> {
+        let file = TensorFile::open(path)?;
+        let info = file.info();
+        let field = |k: &str| {
+            info.get(k).cloned().ok_or_else(|| CraneError::file(path, format!("metadata field `{k}` missing")))
+        };
+        let data = fingerprint_of(&info, path)?;
+        check_data(path, data.as_ref(), now)?;
+        let config: TrainConfig = serde_json::from_str(&field("config")?)
+            .map_err(|e| CraneError::file(path, format!("metadata `config`: {e}")))?;
+        let num = |k: &str| -> Result<u64> {
+            field(k)?.parse().map_err(|_| CraneError::file(path, format!("metadata `{k}` is not a number")))
+        };
+        Ok(Self {
+            config,
+            data,
+            epoch: num("epoch")? as usize,
+            step: num("adam_step")?,
+            loop_state: field("loop")?,
+            file,
+        })
+    }
+
+    /// Checks that the file holds `param/`, `adam_m/` and `adam_v/` tensors of these names and
+    /// shapes, as F32 or F64 (so that restoring them cannot fail on the format).
+    pub fn check_shapes(&self, shapes: &[(String, [usize; 2])]) -> Result<()> {
+        for (name, shape) in shapes {
+            for prefix in STATE_PREFIXES {
+                self.file.tensor(&format!("{prefix}/{name}"), *shape, &[Dtype::F32, Dtype::F64])?;
             }
         }
+        Ok(())
+    }
+
+    /// [`StateFile::check_shapes`] against the engine's tensors (from its host tables where it
+    /// has them, without a copy).
+    pub fn check_engine(&self, engine: &dyn crate::engine::Engine) -> Result<()> {
+        self.check_shapes(&engine_shapes(engine))
+    }
+
+    /// The tensors `{prefix}/{name}` for every tensor of `template`, in its layout (f64).
+    pub fn read_params(&mut self, prefix: &str, template: &Params) -> Result<Params> {
+        let mut p = template.clone();
+        for (name, dst) in p.tensors_mut() {
+            self.file.read_mat(&format!("{prefix}/{name}"), dst)?;
+        }
         Ok(p)
-    };
-    Ok(TrainState {
-        params: read("param")?,
-        opt: crate::engine::OptimiserState { step: num("adam_step")?, m: read("adam_m")?, v: read("adam_v")? },
-        config,
-        data,
-        epoch: num("epoch")? as usize,
-        loop_state: field("loop")?,
-    })
+    }
+
+    /// Writes the state into the engine: straight into its f32 host tables where it has them
+    /// ([`crate::engine::Engine::host_tables_mut`], no copy of the state), else through an f64
+    /// copy ([`crate::engine::Engine::set_params`], `set_optimiser_state`).
+    pub fn restore(mut self, engine: &mut dyn crate::engine::Engine) -> Result<()> {
+        self.check_engine(engine)?;
+        if let Some(h) = engine.host_tables_mut() {
+            for (name, shape, tables) in h.tensors {
+                for (prefix, dst) in STATE_PREFIXES.iter().zip(tables) {
+                    self.file.read_f32(&format!("{prefix}/{name}"), shape, dst)?;
+                }
+            }
+            *h.step = self.step;
+            return Ok(());
+        }
+        let template = engine.params();
+        engine.set_params(&self.read_params("param", &template)?)?;
+        let (m, v) = (self.read_params("adam_m", &template)?, self.read_params("adam_v", &template)?);
+        engine.set_optimiser_state(&crate::engine::OptimiserState { step: self.step, m, v })
+    }
+}
+
+/// The names and `[rows, cols]` of an engine's tensors: from its host tables where it has them
+/// (no copy), else from its parameters.
+fn engine_shapes(engine: &dyn crate::engine::Engine) -> Vec<(String, [usize; 2])> {
+    match engine.host_tables() {
+        Some(h) => h.tensors.iter().map(|(n, s, _)| (n.clone(), *s)).collect(),
+        None => shapes_of(&engine.params()),
+    }
 }
 
 /// A checkpoint opened for scoring, with the data it was trained on.
@@ -350,8 +533,7 @@ pub fn open_for_scoring(path: &Path, dir: &Path) -> Result<Opened> {
     let est = crate::memory::estimate_peak_mb(&ds, &meta.config);
     crate::memory::check_available(est, &ds, "scoring with this checkpoint is")?;
     let mut engine = crate::train::build_engine(&ds, &meta.config)?;
-    let (params, _) = load(path, &engine.params())?;
-    engine.set_params(&params)?;
+    load_into(path, engine.as_mut())?;
     engine.rebuild_item_graph()?;
     engine.prepare_scoring()?;
     Ok(Opened { ds, engine, meta })

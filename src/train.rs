@@ -303,10 +303,21 @@ pub fn train_reported(
     // f64 copy of them would raise the peak; their change is not reported).
     let init = engine.params().without_features();
     let state_path = out.map(|d| d.join("state.safetensors"));
-    // Read (and checked against this data) before anything in the folder is rewritten.
+    // Opened and checked (data, config, tensor shapes) before anything in the folder is rewritten.
     let resumed = match (resume, &state_path) {
         (true, Some(path)) if path.exists() => {
-            Some(crate::checkpoint::load_state(path, &engine.params(), &ds.fingerprint)?)
+            let st = crate::checkpoint::StateFile::open(path, &ds.fingerprint)?;
+            // Only `epochs` may differ: a resumed run can be continued further (successive
+            // halving's next rung), never with other settings.
+            if (TrainConfig { epochs: cfg.epochs, ..st.config.clone() }) != *cfg {
+                return Err(CraneError::file(
+                    path,
+                    "was written with a different config; resume with the same --config/--set values (only \
+                     `epochs` may change)",
+                ));
+            }
+            st.check_engine(engine.as_ref())?;
+            Some(st)
         }
         (true, Some(path)) => {
             report.line(&format!(
@@ -350,29 +361,20 @@ pub fn train_reported(
     let mut resumed_scale = None;
     if let (Some(st), Some(path)) = (resumed, &state_path) {
         {
-            // Only `epochs` may differ: a resumed run can be continued further (successive
-            // halving's next rung), never with other settings.
-            if (TrainConfig { epochs: cfg.epochs, ..st.config.clone() }) != *cfg {
-                return Err(CraneError::file(
-                    path,
-                    "was written with a different config; resume with the same --config/--set values (only \
-                     `epochs` may change)",
-                ));
-            }
-            engine.set_params(&st.params)?;
-            engine.set_optimiser_state(&st.opt)?;
             let ls: LoopState =
                 serde_json::from_str(&st.loop_state).map_err(|e| CraneError::file(path, format!("loop state: {e}")))?;
+            let epoch = st.epoch;
+            st.restore(engine.as_mut())?;
             sel = ls.selection;
             (best_valid, best_test, history) = (ls.best_valid, ls.best_test, ls.history);
             resumed_scale = ls.loss_scale;
             train_time = Duration::from_secs_f64(ls.train_seconds);
-            start = st.epoch + 1;
+            start = epoch + 1;
             if sel.exhausted(cfg.patience) {
                 stopped_early = true;
                 start = cfg.epochs;
             }
-            report.line(&format!("resuming after epoch {} from {}", st.epoch, path.display()));
+            report.line(&format!("resuming after epoch {epoch} from {}", path.display()));
             let ckpt = path.with_file_name("checkpoint.safetensors");
             if !ckpt.exists() {
                 report.line(&format!(

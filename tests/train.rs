@@ -155,8 +155,10 @@ fn resume_matches_uninterrupted(engine: &str) {
         vec!["epochs=5".to_string(), "patience=10".to_string(), format!("engine={engine}"), extra.to_string()]
     };
     let other = resolve(dataset_preset("tiny").unwrap(), "tiny", &sets("lr=0.002")).unwrap();
+    let manifest = std::fs::read(b_dir.join("manifest.json")).unwrap();
     let e = crane::train::train_with(&ds, &other, Some(&b_dir), false, true, None).unwrap_err().to_string();
     assert!(e.contains("different config") && e.contains("only `epochs` may change"), "{e}");
+    assert_eq!(std::fs::read(b_dir.join("manifest.json")).unwrap(), manifest, "a refused resume rewrites nothing");
     let longer = resolve(dataset_preset("tiny").unwrap(), "tiny", &sets("epochs=6")).unwrap();
     let c = crane::train::train_with(&ds, &longer, Some(&b_dir), false, true, None).unwrap();
     assert_eq!(c.epochs_run, 6, "continued by one epoch");
@@ -345,6 +347,25 @@ fn state_and_checkpoint_read_back_exactly_from_either_engine() {
         assert_eq!(st.params, eng.params(), "{engine}: parameters");
         let opt = eng.optimiser_state();
         assert_eq!((st.opt.step, &st.opt.m, &st.opt.v), (opt.step, &opt.m, &opt.v), "{engine}: Adam state");
+        // Restored into a fresh engine (the CPU engine's straight into its f32 tables, read from
+        // the file a block at a time), exactly.
+        let mut fresh = crane::train::build_engine(&ds, &cfg).unwrap();
+        assert_ne!(fresh.params(), eng.params(), "{engine}: a fresh engine differs before the restore");
+        let f = crane::checkpoint::StateFile::open(&path, &ds.fingerprint).unwrap();
+        assert_eq!((f.epoch, f.step, f.loop_state.as_str()), (0, 1, "{}"));
+        f.restore(fresh.as_mut()).unwrap();
+        assert_eq!(fresh.params(), eng.params(), "{engine}: restored parameters");
+        let got = fresh.optimiser_state();
+        assert_eq!((got.step, &got.m, &got.v), (opt.step, &opt.m, &opt.v), "{engine}: restored Adam state");
+        // A state cut short (a full disk, a copy interrupted) is refused at open, naming the file.
+        let bytes = std::fs::read(&path).unwrap();
+        let cut = dir.join("cut.safetensors");
+        std::fs::write(&cut, &bytes[..bytes.len() - 4]).unwrap();
+        let e = crane::checkpoint::StateFile::open(&cut, &ds.fingerprint).err().unwrap().to_string();
+        assert!(e.contains("cut.safetensors") && e.contains("truncated or damaged"), "{e}");
+        std::fs::write(&cut, &bytes[..5]).unwrap();
+        let e = crane::checkpoint::StateFile::open(&cut, &ds.fingerprint).err().unwrap().to_string();
+        assert!(e.contains("cut.safetensors") && e.contains("not a safetensors file"), "{e}");
         let meta = crane::checkpoint::CheckpointMeta {
             config: cfg.clone(),
             epoch: 0,
@@ -364,6 +385,10 @@ fn state_and_checkpoint_read_back_exactly_from_either_engine() {
             }
         }
         assert_eq!(p, f32_rounded, "{engine}: checkpoint");
+        // Read into an engine (the CPU engine's tables directly): the same parameters.
+        let mut fresh = crane::train::build_engine(&ds, &cfg).unwrap();
+        let m = crane::checkpoint::load_into(&ck, fresh.as_mut()).unwrap();
+        assert_eq!((fresh.params(), m.epoch), (f32_rounded, 0), "{engine}: checkpoint into an engine");
     }
 }
 

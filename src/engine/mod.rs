@@ -137,6 +137,15 @@ pub struct HostTables<'a> {
     pub tensors: Vec<HostTable<'a>>,
 }
 
+/// [`HostTable`], writable.
+pub type HostTableMut<'a> = (String, [usize; 2], [&'a mut [f32]; 3]);
+
+/// See [`Engine::host_tables_mut`]: the tables of [`HostTables`], writable, and the step count.
+pub struct HostTablesMut<'a> {
+    pub step: &'a mut u64,
+    pub tensors: Vec<HostTableMut<'a>>,
+}
+
 /// Wall time per stage, summed since the last reset.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct StageTimes {
@@ -183,6 +192,11 @@ pub trait Engine {
     /// GPU's device tables): checkpoints are then written from them without an f64 copy of
     /// every table (at FREEDOM on Baby, 0.8 GB of copies and ~2 s per epoch).
     fn host_tables(&self) -> Option<HostTables<'_>> {
+        None
+    }
+    /// [`Engine::host_tables`], writable: a resumed run's state is read from the file straight
+    /// into them (`checkpoint::StateFile::restore`), with no f64 copy.
+    fn host_tables_mut(&mut self) -> Option<HostTablesMut<'_>> {
         None
     }
     /// Overwrites the parameters (resets nothing else).

@@ -864,6 +864,20 @@ impl Engine for CpuEngine {
         Some(super::HostTables { step: self.step, tensors })
     }
 
+    fn host_tables_mut(&mut self) -> Option<super::HostTablesMut<'_>> {
+        let mut names = vec![String::new(); self.p.len()];
+        for (name, &k) in &self.index {
+            names[k] = name.clone();
+        }
+        let tables = self.p.iter_mut().zip(self.m1.iter_mut().zip(self.m2.iter_mut()));
+        let tensors = names
+            .into_iter()
+            .zip(tables)
+            .map(|(name, (p, (m, v)))| (name, [p.rows, p.cols], [&mut p.data[..], &mut m.data[..], &mut v.data[..]]))
+            .collect();
+        Some(super::HostTablesMut { step: &mut self.step, tensors })
+    }
+
     fn set_params(&mut self, p: &Params) -> Result<()> {
         self.p = p.tensors().into_iter().map(|(_, t)| Dense::from_mat(t)).collect();
         Ok(())
