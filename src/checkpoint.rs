@@ -300,6 +300,8 @@ struct TensorFile {
     /// Byte offset of the data section: 8 + the header's length.
     data_start: u64,
     md: Metadata,
+    /// Values read per block (small in a test, so that tensors span blocks).
+    block: usize,
 }
 
 impl TensorFile {
@@ -308,9 +310,11 @@ impl TensorFile {
         let bad = |m: String| CraneError::file(path, m);
         let mut file = std::fs::File::open(path).map_err(|e| CraneError::io(path, "open", e))?;
         let len = file.metadata().map_err(|e| CraneError::io(path, "read", e))?.len();
+        if len < 8 {
+            return Err(bad(format!("not a safetensors file: {len} bytes, shorter than its 8-byte header length")));
+        }
         let mut n = [0u8; 8];
-        file.read_exact(&mut n)
-            .map_err(|_| bad("not a safetensors file: shorter than its 8-byte header length".into()))?;
+        file.read_exact(&mut n).map_err(|e| CraneError::io(path, "read", e))?;
         let n = u64::from_le_bytes(n);
         // safetensors' own bound on a header (100 MB).
         if n > 100_000_000 || 8 + n > len {
@@ -322,11 +326,16 @@ impl TensorFile {
             std::str::from_utf8(&header).map_err(|_| bad("not a safetensors file: header is not UTF-8".into()))?;
         let md: Metadata =
             serde_json::from_str(header).map_err(|e| bad(format!("not a safetensors file: bad header: {e}")))?;
-        let expected = 8 + n + md.data_len() as u64;
-        if expected != len {
-            return Err(bad(format!("is {len} bytes but its header describes {expected}: truncated or damaged")));
+        // `8 + n <= len` above, so this cannot overflow (the header's own sum can).
+        if md.data_len() as u64 != len - 8 - n {
+            return Err(bad(format!(
+                "is {len} bytes but its header describes {} bytes of tensors after its {} header bytes: truncated or \
+                 damaged",
+                md.data_len(),
+                8 + n
+            )));
         }
-        Ok(Self { path: path.to_path_buf(), file, data_start: 8 + n, md })
+        Ok(Self { path: path.to_path_buf(), file, data_start: 8 + n, md, block: 1 << 17 })
     }
 
     /// The string metadata (`__metadata__`).
@@ -360,7 +369,8 @@ impl TensorFile {
     }
 
     /// Streams tensor `key` (`[rows, cols]`, row-major, F32 or F64) through `put(first index,
-    /// values)` in blocks of 128 Ki values, converted to f64 (exact for either width).
+    /// values)` in blocks of `self.block` values (128 Ki), converted to f64 (exact for either
+    /// width).
     fn stream(&mut self, key: &str, shape: [usize; 2], mut put: impl FnMut(usize, &[f64])) -> Result<()> {
         use std::io::{Read, Seek, SeekFrom};
         let (dtype, (start, end)) = self.tensor(key, shape, &[Dtype::F32, Dtype::F64])?;
@@ -368,11 +378,11 @@ impl TensorFile {
         let path = self.path.clone();
         let io = |e| CraneError::io(&path, "read", e);
         self.file.seek(SeekFrom::Start(self.data_start + start as u64)).map_err(io)?;
-        const BLOCK: usize = 1 << 17;
-        let (mut bytes, mut vals) = (vec![0u8; BLOCK * width], Vec::with_capacity(BLOCK));
+        let block = self.block;
+        let (mut bytes, mut vals) = (vec![0u8; block * width], Vec::with_capacity(block));
         let (total, mut done) = ((end - start) / width, 0);
         while done < total {
-            let n = BLOCK.min(total - done);
+            let n = block.min(total - done);
             self.file.read_exact(&mut bytes[..n * width]).map_err(io)?;
             vals.clear();
             if width == 4 {
@@ -537,4 +547,40 @@ pub fn open_for_scoring(path: &Path, dir: &Path) -> Result<Opened> {
     engine.rebuild_item_graph()?;
     engine.prepare_scoring()?;
     Ok(Opened { ds, engine, meta })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tensors read in blocks smaller than themselves (3 values; 15 and 14 values per tensor, so
+    /// blocks end mid-row and the last one is short) land where a whole read puts them, F32 and
+    /// F64 alike.
+    #[test]
+    fn tensors_read_in_blocks_land_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.safetensors");
+        let a: Vec<f32> = (0..15).map(|k| k as f32 * 0.5 - 3.0).collect();
+        let b = faer::Mat::<f64>::from_fn(2, 7, |i, j| (i * 7 + j) as f64 + 0.1);
+        let tables = vec![("a".to_string(), Table::f32([3, 5], &a)), ("b".to_string(), Table::of_mat(&b, false))];
+        write_tables(&path, &tables, HashMap::new()).unwrap();
+        for block in [1, 3, 4, 1 << 17] {
+            let mut f = TensorFile::open(&path).unwrap();
+            f.block = block;
+            let mut got = vec![0f32; 15];
+            f.read_f32("a", [3, 5], &mut got).unwrap();
+            assert_eq!(got, a, "block {block}");
+            let mut m = faer::Mat::<f64>::zeros(2, 7);
+            f.read_mat("b", &mut m).unwrap();
+            assert_eq!(m, b, "block {block}");
+            let mut m = faer::Mat::<f64>::zeros(3, 5);
+            f.read_mat("a", &mut m).unwrap();
+            assert_eq!(m, faer::Mat::from_fn(3, 5, |i, j| a[i * 5 + j] as f64), "block {block}");
+        }
+        let e = TensorFile::open(&path).unwrap().tensor("b", [7, 2], &[Dtype::F32]).err().unwrap().to_string();
+        assert!(e.contains("t.safetensors") && e.contains("tensor `b` is F64 [2, 7], expected F32 [7, 2]"), "{e}");
+        // A folder given for a file: the system's reason, naming it.
+        let e = TensorFile::open(dir.path()).err().unwrap().to_string();
+        assert!(e.contains(&dir.path().display().to_string()) && !e.contains("safetensors file"), "{e}");
+    }
 }

@@ -303,7 +303,8 @@ pub fn train_reported(
     // f64 copy of them would raise the peak; their change is not reported).
     let init = engine.params().without_features();
     let state_path = out.map(|d| d.join("state.safetensors"));
-    // Opened and checked (data, config, tensor shapes) before anything in the folder is rewritten.
+    // Opened and checked (data, config, tensor shapes, loop state) before anything in the folder
+    // is rewritten.
     let resumed = match (resume, &state_path) {
         (true, Some(path)) if path.exists() => {
             let st = crate::checkpoint::StateFile::open(path, &ds.fingerprint)?;
@@ -317,7 +318,9 @@ pub fn train_reported(
                 ));
             }
             st.check_engine(engine.as_ref())?;
-            Some(st)
+            let ls: LoopState =
+                serde_json::from_str(&st.loop_state).map_err(|e| CraneError::file(path, format!("loop state: {e}")))?;
+            Some((st, ls))
         }
         (true, Some(path)) => {
             report.line(&format!(
@@ -359,10 +362,8 @@ pub fn train_reported(
     let mut train_time = Duration::ZERO;
     let mut start = 0;
     let mut resumed_scale = None;
-    if let (Some(st), Some(path)) = (resumed, &state_path) {
+    if let (Some((st, ls)), Some(path)) = (resumed, &state_path) {
         {
-            let ls: LoopState =
-                serde_json::from_str(&st.loop_state).map_err(|e| CraneError::file(path, format!("loop state: {e}")))?;
             let epoch = st.epoch;
             st.restore(engine.as_mut())?;
             sel = ls.selection;
