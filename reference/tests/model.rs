@@ -208,6 +208,13 @@ fn model_second_projection_keeps_the_other_tensors_initial_values() {
     assert_eq!((b.mha_proj[0].nrows(), b.mha_proj[0].ncols()), (4, 4));
     assert_eq!((b.mha_proj_bias[1].nrows(), b.mha_proj_bias[1].ncols()), (1, 4));
     assert_eq!((a.mha_proj[0].nrows(), a.mha_proj[0].ncols()), (0, 0));
+    // Unused weights are [0, 0], biases included (a [1, 0] bias would be a tensor that exists).
+    for t in a.mha_proj_bias.iter().chain(&Params::init(&tiny_config(), dims, 5).mha_b) {
+        assert_eq!((t.nrows(), t.ncols()), (0, 0));
+    }
+    for (w, bias) in a.mha_w.iter().zip(&a.mha_b) {
+        assert_eq!(((w.nrows(), w.ncols()), (bias.nrows(), bias.ncols())), ((4, 4), (1, 4)));
+    }
 }
 
 /// `init = "torch_defaults"`: the bounds PyTorch documents (and, checked by hand with torch
