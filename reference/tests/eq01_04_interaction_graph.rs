@@ -158,6 +158,17 @@ fn layer_case(seed: u64, leaky: bool) -> (nalgebra_sparse::CsrMatrix<f64>, Mat<f
     (adj, h, w, if leaky { Sigma::LeakyRelu(0.2) } else { Sigma::Identity })
 }
 
+/// A pair outside `[M, N]` is refused, whichever index is out of range.
+#[test]
+fn eq01_interaction_matrix_refuses_pairs_outside_naming_them() {
+    for (pair, ok) in [((2, 3), true), ((3, 0), false), ((0, 4), false), ((3, 4), false)] {
+        match interaction_matrix(3, 4, &[(0, 0), pair]) {
+            Ok(a) => assert!(ok && a.nnz() == 2, "{pair:?}"),
+            Err(e) => assert!(!ok && e.to_string().contains(&format!("{pair:?}")), "{pair:?}: {e}"),
+        }
+    }
+}
+
 #[test]
 fn eq02_bernoulli_keeps_each_edge_with_probability_p() {
     // Degrees 1..4 on both sides give P_ui from 1/4 to 1. 4000 draws per edge; 5 standard

@@ -399,8 +399,12 @@ fn model_adam_first_step_moves_each_weight_by_lr_against_its_gradient_sign() {
                 let gi = gr[(i, j)];
                 let step = b[(i, j)] - a[(i, j)];
                 if gi.abs() > 1e-6 {
-                    // m̂ = g, v̂ = g²: the step is lr · g/(|g| + ε) ≈ lr · sign(g).
+                    // m̂ = g, v̂ = g²: the step is lr · g/(|g| + ε) ≈ lr · sign(g) (Kingma & Ba's
+                    // first step, PyTorch's form), to round-off: ε's sign changes it by
+                    // 2 lr ε/|g| ≥ 2e-11 here, far above the 1e-12 allowed.
                     assert!((step + 1e-3 * gi.signum()).abs() < 1e-7, "{name}[{i},{j}]: step {step}, grad {gi}");
+                    let want = -1e-3 * gi / (gi.abs() + 1e-8);
+                    assert!((step - want).abs() < 1e-12, "{name}[{i},{j}]: step {step} vs {want}");
                 } else if gi == 0.0 {
                     assert_eq!(step, 0.0);
                 }
