@@ -191,12 +191,14 @@ pub fn knn_graph(s: &Mat<f64>, k: usize) -> Result<(CsrMatrix<f64>, KnnCache), R
             continue;
         }
         let row: Vec<f64> = (0..n).map(|j| s[(i, j)]).collect();
+        // A NaN has no rank (and `max(0)` would turn a kept one into a silent 0).
+        if row.iter().any(|v| v.is_nan()) {
+            return Err(RefError::Numeric(format!("Eq. (14): row {i} of S holds a NaN similarity")));
+        }
         let mut keep = top_k(&row, k, &eligible);
         keep.sort_unstable();
+        // At least S_ii > 0 or k values as large: positive (the doc comment above).
         let sum: f64 = keep.iter().map(|&j| row[j].max(0.0)).sum();
-        if sum.is_nan() || sum <= 0.0 {
-            return Err(RefError::Numeric(format!("Eq. (14): row {i} of the kNN graph has no positive similarity")));
-        }
         for &j in &keep {
             cols.push(j);
             vals.push(row[j].max(0.0) / sum);

@@ -241,3 +241,55 @@ fn freedom_raw_graph_zero_image_row_keeps_only_its_text_neighbours() {
     assert!(row_cols(&g, 3).is_empty());
     assert!(g.col_indices().iter().all(|&j| j != 3));
 }
+
+/// The fused graph from neighbour lists, by hand: n = 3, image lists (weight 0.1) and text lists
+/// (0.9), k = 2: row 0 takes image {0, 1} and text {0, 2}: S_00 = 0.05 + 0.45 = 0.5,
+/// S_01 = 0.05, S_02 = 0.45; row 1: image {1, 2}, text {1, 0}: 0.45, 0.5, 0.05 at 0, 1, 2;
+/// row 2: image {2, 0}, text {2, 1}: 0.05, 0.45, 0.5. With k = 1 only the first entries.
+#[test]
+fn freedom_fixed_knn_graph_matches_hand_values_and_refuses_bad_lists() {
+    use crane_reference::item_graph::fixed_knn_graph;
+    let image: Vec<Vec<usize>> = vec![vec![0, 1, 2], vec![1, 2, 0], vec![2, 0, 1]];
+    let text: Vec<Vec<usize>> = vec![vec![0, 2, 1], vec![1, 0, 2], vec![2, 1, 0]];
+    let dense = |s: &nalgebra_sparse::CsrMatrix<f64>| {
+        let mut d = [[0.0; 3]; 3];
+        for (i, j, v) in s.triplet_iter() {
+            d[i][j] = *v;
+        }
+        d
+    };
+    let s = fixed_knn_graph(3, &[(&image, 0.1), (&text, 0.9)], 2).unwrap();
+    let want = [[0.5, 0.05, 0.45], [0.45, 0.5, 0.05], [0.05, 0.45, 0.5]];
+    for (i, (got, want)) in dense(&s).iter().zip(want).enumerate() {
+        for j in 0..3 {
+            assert!((got[j] - want[j]).abs() < 1e-15, "S[{i},{j}] = {} vs {}", got[j], want[j]);
+        }
+    }
+    assert_eq!(s.nnz(), 9);
+    // k = 1: the item itself in both lists, S = I.
+    assert_eq!(
+        dense(&fixed_knn_graph(3, &[(&image, 0.1), (&text, 0.9)], 1).unwrap()),
+        [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    );
+    // A zero weight stores nothing (not explicit zeros): only the text entries.
+    let t = fixed_knn_graph(3, &[(&image, 0.0), (&text, 1.0)], 2).unwrap();
+    assert_eq!((t.nnz(), dense(&t)[0]), (6, [0.5, 0.0, 0.5]));
+    // Refused: k = 0, a row shorter than k, an id outside 0..n (n − 1 is inside), a missing row.
+    let err = |lists: &[(&[Vec<usize>], f64)], k: usize| fixed_knn_graph(3, lists, k).unwrap_err().to_string();
+    assert!(err(&[(&image, 1.0)], 0).contains("at least 1"));
+    assert!(err(&[(&image, 1.0)], 4).contains("fewer than k = 4"));
+    let far: Vec<Vec<usize>> = vec![vec![0, 3], vec![1, 2], vec![2, 0]];
+    assert!(err(&[(&far, 1.0)], 2).contains("names item 3, outside 0..3"));
+    assert!(fixed_knn_graph(3, &[(&far, 1.0)], 1).is_ok(), "k = 1 reads only the first column");
+    let short: Vec<Vec<usize>> = vec![vec![0, 1]];
+    assert!(err(&[(&short, 1.0)], 1).contains("list 0 has no row 1"));
+}
+
+/// `raw_feature_graph`'s k is refused outside 1..=N, each end alone.
+#[test]
+fn freedom_raw_feature_graph_refuses_k_outside_one_to_n() {
+    let f = [Mat::from_fn(4, 2, |i, j| (i + j) as f64 + 1.0), Mat::from_fn(4, 3, |i, j| (i * j) as f64 + 1.0)];
+    for (k, ok) in [(0, false), (1, true), (4, true), (5, false)] {
+        assert_eq!(raw_feature_graph(&f, k, 0.1).is_ok(), ok, "k = {k}");
+    }
+}

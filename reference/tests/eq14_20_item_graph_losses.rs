@@ -381,3 +381,39 @@ proptest! {
         });
     }
 }
+
+/// Eq. (14)'s k is refused outside 1..=N (each end alone), and a row whose kept similarities sum
+/// to NaN is an error naming the row, not a NaN graph.
+#[test]
+fn eq14_knn_graph_refuses_k_outside_one_to_n_and_a_nan_row() {
+    let s = Mat::from_fn(3, 3, |i, j| if i == j { 1.0 } else { 0.1 * (i + 2 * j) as f64 });
+    for (k, ok) in [(0, false), (1, true), (3, true), (4, false)] {
+        assert_eq!(knn_graph(&s, k).is_ok(), ok, "k = {k}");
+    }
+    let mut nan = s.clone();
+    nan[(1, 0)] = f64::NAN;
+    let e = knn_graph(&nan, 3).err().expect("a NaN row is refused").to_string();
+    assert!(e.contains("Eq. (14): row 1"), "{e}");
+}
+
+/// The distance to Eq. (14)'s kinks, by hand: S = [[1, .5, .2], [.3, 1, .9], [.4, .6, 1]], k = 2.
+/// Row gaps between the 2nd and 3rd largest: .3, .6, .2; smallest kept |s|: .5, .9, .6. So .2.
+/// And the leaky ReLU's: the smallest |pre-activation| over the layers (∞ without a kink).
+#[test]
+fn eq14_knn_margin_and_the_activation_kink_margin_by_hand() {
+    let rows = [[1.0, 0.5, 0.2], [0.3, 1.0, 0.9], [0.4, 0.6, 1.0]];
+    let s = Mat::from_fn(3, 3, |i, j| rows[i][j]);
+    assert!((knn_margin(&s, 2) - 0.2).abs() < 1e-15, "{}", knn_margin(&s, 2));
+    // k = N: no gap, only the kept values: .2 again (row 0's smallest), then with row 0's .2
+    // raised to .7 the smallest kept is .3.
+    assert!((knn_margin(&s, 3) - 0.2).abs() < 1e-15);
+    let mut t = s.clone();
+    t[(0, 2)] = 0.7;
+    assert!((knn_margin(&t, 3) - 0.3).abs() < 1e-15, "{}", knn_margin(&t, 3));
+    use crane_reference::config::Sigma;
+    use crane_reference::interaction_graph::{kink_margin, GcnCache, LayerCache};
+    let layer = |z: [f64; 4]| LayerCache { ah: Mat::zeros(2, 2), z: Mat::from_fn(2, 2, |i, j| z[2 * i + j]) };
+    let cache = GcnCache { layers: vec![layer([0.3, -0.1, 2.0, -0.7]), layer([-0.05, 1.0, 0.2, 0.4])] };
+    assert_eq!(kink_margin(Sigma::LeakyRelu(0.2), &cache), 0.05);
+    assert_eq!(kink_margin(Sigma::Identity, &cache), f64::INFINITY);
+}

@@ -119,12 +119,13 @@ pub fn from_topk(n: usize, k: usize, idx: Vec<u32>, raw: Vec<f32>, eligible: &[b
                     kept.push(raw[q]);
                 }
             }
-            let sum: f32 = kept[start..].iter().map(|v| v.max(0.0)).sum();
-            if sum.is_nan() || sum <= 0.0 {
+            // `max(0)` would turn a NaN into a silent 0 (the sum could never be NaN).
+            if kept[start..].iter().any(|v| v.is_nan()) {
                 return Err(CraneError::Invalid(format!(
-                    "Eq. (14): item {i} has no positive similarity among its top {k}"
+                    "Eq. (14): item {i} has a NaN similarity among its top {k} (non-finite parameters or features)"
                 )));
             }
+            let sum: f32 = kept[start..].iter().map(|v| v.max(0.0)).sum();
             row_sums[i] = sum;
             vals.extend(kept[start..].iter().map(|v| v.max(0.0) / sum));
         }
@@ -269,4 +270,19 @@ pub fn propagate_backward(g: &KnnGraph, hs: &[Dense], d_h: &Dense, graph_grad: b
         d = g.s_t.spmm(&d);
     }
     (d, d_vals)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Eq. (14)'s normalisation of the kept top-k (n = 2, k = 2): a NaN among them is refused
+    /// naming the item, not turned into a 0 weight; a finite row is clamped and normalised.
+    #[test]
+    fn from_topk_normalises_kept_rows_and_refuses_a_nan() {
+        let g = from_topk(2, 2, vec![0, 1, 0, 1], vec![1.0, -0.5, 0.25, 0.75], &[true, true]).unwrap();
+        assert_eq!((g.s.vals.clone(), g.row_sums.clone()), (vec![1.0, 0.0, 0.25, 0.75], vec![1.0, 1.0]));
+        let e = from_topk(2, 2, vec![0, 1, 0, 1], vec![1.0, 0.5, f32::NAN, 1.0], &[true, true]).err().unwrap();
+        assert!(e.to_string().contains("item 1 has a NaN similarity"), "{e}");
+    }
 }
