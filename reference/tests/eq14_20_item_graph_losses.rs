@@ -417,3 +417,16 @@ fn eq14_knn_margin_and_the_activation_kink_margin_by_hand() {
     assert_eq!(kink_margin(Sigma::LeakyRelu(0.2), &cache), 0.05);
     assert_eq!(kink_margin(Sigma::Identity, &cache), f64::INFINITY);
 }
+
+/// Eq. (18)'s `−log σ(x) = softplus(−x)`, by hand: softplus(0) = ln 2; softplus(±30) =
+/// max(x, 0) + ln(1 + e^-30), and ln(1 + y) = y − y²/2 + … with y = e^-30 =
+/// 9.357622968840175e-14, y²/2 = 4.378e-27: 9.357622968839737e-14; softplus(800) = 800 and
+/// softplus(−800) = 0 (e^800 would overflow: the branch keeps it finite).
+#[test]
+fn eq18_softplus_by_hand_and_without_overflow() {
+    assert_eq!(softplus(0.0), std::f64::consts::LN_2);
+    let tail = 9.357_622_968_839_737e-14;
+    assert!((softplus(30.0) - (30.0 + tail)).abs() < 1e-14);
+    assert!((softplus(-30.0) - tail).abs() < 1e-28, "{:e}", softplus(-30.0));
+    assert_eq!((softplus(800.0), softplus(-800.0)), (800.0, 0.0));
+}
