@@ -429,4 +429,20 @@ fn eq18_softplus_by_hand_and_without_overflow() {
     assert!((softplus(30.0) - (30.0 + tail)).abs() < 1e-14);
     assert!((softplus(-30.0) - tail).abs() < 1e-28, "{:e}", softplus(-30.0));
     assert_eq!((softplus(800.0), softplus(-800.0)), (800.0, 0.0));
+    // σ likewise: σ(0) = ½, σ(±800) = 1 and 0 (e^800 would give inf/inf in the other branch),
+    // σ(−30) = y/(1 + y) = y − y² + … = 9.3576229688393e-14 (y² = 8.757e-27).
+    assert_eq!((sigmoid(0.0), sigmoid(800.0), sigmoid(-800.0)), (0.5, 1.0, 0.0));
+    assert!((sigmoid(-30.0) - 9.357_622_968_839_3e-14).abs() < 1e-28, "{:e}", sigmoid(-30.0));
+}
+
+/// Eq. (20)'s terms by name, in the order logs and CSV columns use, each weighted as it enters
+/// the total: β = 0.5, λ = 0.1 on (bpr 1, cl_u 2, cl_i 3, ‖Θ‖² 4) give 1, 1, 1.5, 0.4.
+#[test]
+fn eq20_terms_by_name_are_weighted_and_in_log_order() {
+    let t = total_loss(1.0, 2.0, 3.0, 4.0, 0.5, 0.1);
+    let names: Vec<&str> = t.named().iter().map(|n| n.0).collect();
+    assert_eq!(names, ["bpr", "cl_user", "cl_item", "reg", "modality"]);
+    let vals: Vec<f64> = t.named().iter().map(|n| n.1).collect();
+    assert_eq!(vals, [1.0, 1.0, 1.5, 0.4, 0.0]);
+    assert_eq!(t.total(), 3.9);
 }
