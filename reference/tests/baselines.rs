@@ -293,3 +293,59 @@ fn freedom_raw_feature_graph_refuses_k_outside_one_to_n() {
         assert_eq!(raw_feature_graph(&f, k, 0.1).is_ok(), ok, "k = {k}");
     }
 }
+
+/// FREEDOM's modality BPR on separate tables, by hand: x = (1, 0), y⁺ = (2, 0), y⁻ = (0, 1):
+/// the margin is 2, the loss softplus(−2) = ln(1 + e^-2) = 0.1269280110429725, and with
+/// s = σ(−2) = 0.11920292202211755 the gradients are dx = −s y⁺ + s y⁻ = (−2s, s),
+/// dy⁺ = −s x = (−s, 0), dy⁻ = s x = (s, 0); all scaled by g = 3.
+#[test]
+fn freedom_modality_bpr_rows_by_hand() {
+    use crane_reference::losses::bpr_rows;
+    let row = |a: f64, b: f64| Mat::from_fn(1, 2, |_, c| if c == 0 { a } else { b });
+    let (l, dx, dyp, dyn_) = bpr_rows(&row(1.0, 0.0), &row(2.0, 0.0), &row(0.0, 1.0), 3.0);
+    let s = 0.119_202_922_022_117_55;
+    assert!((l - 0.126_928_011_042_972_5).abs() < 1e-15, "{l}");
+    for (got, want) in [(&dx, [-2.0 * s, s]), (&dyp, [-s, 0.0]), (&dyn_, [s, 0.0])] {
+        for c in 0..2 {
+            assert!((got[(0, c)] - 3.0 * want[c]).abs() < 1e-15, "{got:?} vs 3 x {want:?}");
+        }
+    }
+}
+
+/// `train_features`: the raw tables become parameters once (attached from the data), never
+/// replaced once held (a resumed run keeps its trained tables), never attached with the switch off.
+#[test]
+fn trained_feature_tables_attach_once_and_only_with_the_switch() {
+    use crane_reference::init::Dims;
+    use crane_reference::model::Params;
+    let on = ModelConfig { train_features: true, ..freedom_config() };
+    let dims = Dims { n_users: 3, n_items: 4, d_visual: 2, d_text: 3 };
+    let data = [Mat::from_fn(4, 2, |i, j| (i + j) as f64), Mat::from_fn(4, 3, |i, j| (i * j) as f64)];
+    let mut p = Params::init(&on, dims, 1);
+    assert!(p.needs_features(&on) && !p.needs_features(&freedom_config()));
+    p.attach_features_owned(&on, data.clone());
+    assert_eq!(p.features, data);
+    assert!(!p.needs_features(&on), "held now");
+    let other = [Mat::zeros(4, 2), Mat::zeros(4, 3)];
+    p.attach_features_owned(&on, other.clone());
+    p.attach_features(&on, [&other[0], &other[1]]);
+    assert_eq!(p.features, data, "never replaced");
+    let mut off = Params::init(&freedom_config(), dims, 1);
+    off.attach_features_owned(&freedom_config(), data.clone());
+    off.attach_features(&freedom_config(), [&data[0], &data[1]]);
+    assert!(off.features.iter().all(|f| f.nrows() == 0), "switch off: nothing attached");
+}
+
+/// MMRec's unsquared norm penalty at a zero table (all-zero user rows of the batch): the
+/// subgradient 0, as torch takes it, not 0 · ∞ = NaN; the item side still gets its gradient.
+#[test]
+fn batch_norms_backward_of_a_zero_table_is_zero_not_nan() {
+    use crane_reference::losses::batch_norms_backward;
+    let users = Mat::<f64>::zeros(3, 2);
+    let items = Mat::from_fn(4, 2, |i, j| (i + 2 * j) as f64 + 1.0);
+    let triplets = [(0, 1, 2), (2, 3, 0)];
+    let (mut du, mut di) = (Mat::zeros(3, 2), Mat::zeros(4, 2));
+    batch_norms_backward(&users, &items, &triplets, 1.0, &mut du, &mut di);
+    assert_eq!(du, Mat::zeros(3, 2));
+    assert!(di.col_iter().all(|c| c.iter().all(|v| v.is_finite())) && crane_reference::dense::max_abs(&di) > 0.0);
+}
