@@ -294,3 +294,19 @@ proptest! {
         prop_assert_eq!(t1b, t1);
     }
 }
+
+/// Eq. (5) with attention weights, by hand and at scores where e^score overflows: user 0 holds
+/// items 0 and 1 with scores x_i·a = 400 and 401, so α = (1, e)/(1 + e) = (0.2689414213699951,
+/// 0.7310585786300049); the profile is α₀ x₀ + α₁ x₁. Unshifted, e^401 = ∞ and α = NaN.
+#[test]
+fn eq05_attention_profile_by_hand_without_overflow() {
+    let a = nalgebra_sparse::CsrMatrix::try_from_csr_data(1, 2, vec![0, 2], vec![0, 1], vec![1.0, 1.0]).unwrap();
+    let xi = Mat::from_fn(2, 2, |i, j| [[400.0, 3.0], [401.0, -1.0]][i][j]);
+    let att = Mat::from_fn(2, 1, |j, _| [1.0, 0.0][j]);
+    let (out, _) = user_profiles(&a, &xi, Aggregation::Attention, &att);
+    let alpha = [0.268_941_421_369_995_1, 0.731_058_578_630_004_9];
+    for j in 0..2 {
+        let want = alpha[0] * xi[(0, j)] + alpha[1] * xi[(1, j)];
+        assert!((out[(0, j)] - want).abs() < 1e-12, "column {j}: {} vs {want}", out[(0, j)]);
+    }
+}

@@ -349,15 +349,19 @@ fn model_loss_and_grads_is_deterministic() {
 #[test]
 fn model_rejects_bad_inputs_with_named_errors() {
     let cfg = tiny_config();
-    let (p, mut batch, g) = tiny_case(3, &cfg);
+    let (p, batch, g) = tiny_case(3, &cfg);
     let too_big_k = ModelConfig { knn_k: 10, ..cfg.clone() };
     match loss_and_grads(&p, &batch, &g, &too_big_k) {
         Err(RefError::Config { field, .. }) => assert_eq!(field, "knn_k"),
         other => panic!("expected a knn_k error, got {other:?}"),
     }
-    batch.triplets.push((7, 0, 1));
-    let err = loss_and_grads(&p, &batch, &g, &cfg).unwrap_err();
-    assert!(err.to_string().contains("(7, 0, 1)"), "{err}");
+    // Each index out of range alone (7 users, 9 items).
+    for bad in [(7, 0, 1), (0, 9, 1), (0, 1, 9)] {
+        let mut b = batch.clone();
+        b.triplets.push(bad);
+        let err = loss_and_grads(&p, &b, &g, &cfg).unwrap_err();
+        assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
+    }
     let err = loss_and_grads(&p, &crane_reference::Batch { triplets: vec![] }, &g, &cfg).unwrap_err();
     assert!(err.to_string().contains("empty batch"));
 }
@@ -418,4 +422,38 @@ fn model_adam_first_step_moves_each_weight_by_lr_against_its_gradient_sign() {
     }
     let after = loss_and_grads(&p, &batch, &g, &cfg).unwrap().loss;
     assert!(after < out.loss, "loss {after} after 3 steps vs {} before", out.loss);
+}
+
+/// The authors' h^(0) with one modality absent (text width 0): the attention of the visual
+/// modality alone, not averaged with anything: h_i = S̃ · MHA(X^v P_v + p_v), built here from
+/// the parts (projection, attention, frozen graph) rather than through `forward`.
+#[test]
+fn model_attention_input_with_a_missing_modality_is_the_present_ones_attention() {
+    use crane_reference::attention::{mha, MhaParams};
+    use crane_reference::dense::{max_abs, spmm, vsplit, zip};
+    use crane_reference::item_graph::raw_feature_graph;
+    use crane_reference::model::Graph;
+    let cfg = ModelConfig {
+        item_graph_source: ItemGraphSource::RawFeatures { image_weight: 0.1 },
+        item_graph_input: ItemGraphInput::Attention,
+        attention_heads: 2,
+        feature_dim: 4,
+        user_semantic: false,
+        contrastive: false,
+        gcn_weights: false,
+        ..tiny_config()
+    };
+    let (_, _, g0) = tiny_case(21, &cfg);
+    let g = Graph::new(g0.a.clone(), [g0.features[0].clone(), faer::Mat::zeros(9, 0)]);
+    let p = Params::init(&cfg, Dims { n_users: 7, n_items: 9, d_visual: 6, d_text: 0 }, 4);
+    let fw = forward(&p, &g, &cfg).unwrap();
+    let xhat = crane_reference::user_profiles::project(&g.features[0], &p.proj[0], &p.proj_bias[0]);
+    let heads =
+        MhaParams { w: std::array::from_fn(|k| &p.mha_w[k]), b: std::array::from_fn(|k| &p.mha_b[k]), heads: 2 };
+    let (y, _) = mha(&xhat, &heads);
+    let s = raw_feature_graph(&g.features, cfg.knn_k, 0.1).unwrap();
+    let want = spmm(&s, &y);
+    let (_, hi) = vsplit(&fw.h, 7);
+    assert!(max_abs(&want) > 0.1, "a non-trivial case");
+    assert!(max_abs(&zip(&hi, &want, |a, b| a - b)) < 1e-12);
 }
