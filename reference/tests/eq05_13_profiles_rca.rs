@@ -310,3 +310,19 @@ fn eq05_attention_profile_by_hand_without_overflow() {
         assert!((out[(0, j)] - want).abs() < 1e-12, "column {j}: {} vs {want}", out[(0, j)]);
     }
 }
+
+/// The distance to max pooling's kink, by hand: user 0 holds items {0, 1, 2}, user 1 {0, 3},
+/// user 2 only {3} (no second candidate: no kink). Columns of x: (1, 3, 2.5, 1.1) and
+/// (5, 2, 4.2, 0). Gaps between the two largest: user 0: 0.5 and 0.8; user 1: 0.1 and 5.
+/// So 0.1; and ∞ for the aggregations without a max.
+#[test]
+fn eq05_max_pool_margin_by_hand() {
+    let a = nalgebra_sparse::CsrMatrix::try_from_csr_data(3, 4, vec![0, 3, 5, 6], vec![0, 1, 2, 0, 3, 3], vec![1.0; 6])
+        .unwrap();
+    let cols = [[1.0, 3.0, 2.5, 1.1], [5.0, 2.0, 4.2, 0.0]];
+    let xi = Mat::from_fn(4, 2, |i, j| cols[j][i]);
+    assert!((max_pool_margin(&a, &xi, Aggregation::Max) - 0.1).abs() < 1e-15);
+    for agg in [Aggregation::Sum, Aggregation::Average, Aggregation::Attention] {
+        assert_eq!(max_pool_margin(&a, &xi, agg), f64::INFINITY);
+    }
+}

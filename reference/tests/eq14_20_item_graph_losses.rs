@@ -392,7 +392,8 @@ fn eq14_knn_graph_refuses_k_outside_one_to_n_and_a_nan_row() {
     }
     let mut nan = s.clone();
     nan[(1, 0)] = f64::NAN;
-    let e = knn_graph(&nan, 3).err().expect("a NaN row is refused").to_string();
+    let Err(e) = knn_graph(&nan, 3) else { panic!("a NaN row is refused") };
+    let e = e.to_string();
     assert!(e.contains("Eq. (14): row 1"), "{e}");
 }
 
