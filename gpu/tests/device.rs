@@ -22,13 +22,16 @@ fn close(what: &str, got: &[f32], want: &[f32]) {
     assert!(num / den <= 1e-5, "{what}: relative error {:.3e}", num / den);
 }
 
+/// A GEMM of three host tables (A, B, C₀) into a new C.
+type Gemm3<'a> = &'a dyn Fn(&[f32], &[f32], &[f32]) -> Vec<f32>;
+
 /// Runs every op on `dev` and on the host and compares the results.
 fn ops_agree<D: Device>(dev: &D) {
     let host = HostDevice;
     let (m, n, k) = (37, 29, 65);
     for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
         let (a, b, c0) = (values(m * k, 1), values(k * n, 2), values(m * n, 3));
-        let run = |d: &dyn Fn(&[f32], &[f32], &[f32]) -> Vec<f32>| d(&a, &b, &c0);
+        let run = |d: Gemm3| d(&a, &b, &c0);
         let want = run(&|a, b, c| {
             let mut c = c.to_vec();
             host.gemm(&mut c, m, n, k, &a.to_vec(), ta, &b.to_vec(), tb, 0.7, 0.3).unwrap();
