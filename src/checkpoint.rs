@@ -111,12 +111,28 @@ pub fn read_meta(path: &Path) -> Result<CheckpointMeta> {
 }
 
 fn meta_of(info: &HashMap<String, String>, path: &Path) -> Result<CheckpointMeta> {
-    let field =
-        |k: &str| info.get(k).cloned().ok_or_else(|| CraneError::file(path, format!("metadata field `{k}` missing")));
-    let config: TrainConfig = serde_json::from_str(&field("config")?)
-        .map_err(|e| CraneError::file(path, format!("metadata `config`: {e}")))?;
-    let epoch = field("epoch")?.parse().map_err(|_| CraneError::file(path, "metadata `epoch` is not a number"))?;
-    Ok(CheckpointMeta { config, epoch, dataset: field("dataset")?, data: fingerprint_of(info, path)? })
+    Ok(CheckpointMeta {
+        config: config_of(info, path)?,
+        epoch: number_of(info, path, "epoch")? as usize,
+        dataset: field_of(info, path, "dataset")?,
+        data: fingerprint_of(info, path)?,
+    })
+}
+
+/// A metadata field that must be present.
+fn field_of(info: &HashMap<String, String>, path: &Path, k: &str) -> Result<String> {
+    info.get(k).cloned().ok_or_else(|| CraneError::file(path, format!("metadata field `{k}` missing")))
+}
+
+/// A metadata field holding a whole number.
+fn number_of(info: &HashMap<String, String>, path: &Path, k: &str) -> Result<u64> {
+    field_of(info, path, k)?.parse().map_err(|_| CraneError::file(path, format!("metadata `{k}` is not a number")))
+}
+
+/// The `config` metadata field: the resolved training config.
+fn config_of(info: &HashMap<String, String>, path: &Path) -> Result<TrainConfig> {
+    serde_json::from_str(&field_of(info, path, "config")?)
+        .map_err(|e| CraneError::file(path, format!("metadata `config`: {e}")))
 }
 
 /// The `data_fingerprint` metadata field, when present.
@@ -156,10 +172,10 @@ pub fn load(path: &Path, template: &Params) -> Result<(Params, CheckpointMeta)> 
 /// Reads a checkpoint's parameters into `engine` (straight into its f32 host tables where it
 /// has them, as [`StateFile::restore`]; else through [`load`]).
 pub fn load_into(path: &Path, engine: &mut dyn crate::engine::Engine) -> Result<CheckpointMeta> {
-    let mut f = TensorFile::open(path)?;
-    let meta = meta_of(&f.info(), path)?;
-    check_checkpoint(&f, &engine_shapes(engine), &meta)?;
     if let Some(h) = engine.host_tables_mut() {
+        let mut f = TensorFile::open(path)?;
+        let meta = meta_of(&f.info(), path)?;
+        check_checkpoint(&f, &table_shapes(&h.tensors), &meta)?;
         for (name, shape, [p, _, _]) in h.tensors {
             f.read_f32(&name, shape, p)?;
         }
@@ -439,22 +455,14 @@ impl StateFile {
     pub fn open(path: &Path, now: &DataFingerprint) -> Result<Self> {
         let file = TensorFile::open(path)?;
         let info = file.info();
-        let field = |k: &str| {
-            info.get(k).cloned().ok_or_else(|| CraneError::file(path, format!("metadata field `{k}` missing")))
-        };
         let data = fingerprint_of(&info, path)?;
         check_data(path, data.as_ref(), now)?;
-        let config: TrainConfig = serde_json::from_str(&field("config")?)
-            .map_err(|e| CraneError::file(path, format!("metadata `config`: {e}")))?;
-        let num = |k: &str| -> Result<u64> {
-            field(k)?.parse().map_err(|_| CraneError::file(path, format!("metadata `{k}` is not a number")))
-        };
         Ok(Self {
-            config,
+            config: config_of(&info, path)?,
             data,
-            epoch: num("epoch")? as usize,
-            step: num("adam_step")?,
-            loop_state: field("loop")?,
+            epoch: number_of(&info, path, "epoch")? as usize,
+            step: number_of(&info, path, "adam_step")?,
+            loop_state: field_of(&info, path, "loop")?,
             file,
         })
     }
@@ -489,8 +497,8 @@ impl StateFile {
     /// ([`crate::engine::Engine::host_tables_mut`], no copy of the state), else through an f64
     /// copy ([`crate::engine::Engine::set_params`], `set_optimiser_state`).
     pub fn restore(mut self, engine: &mut dyn crate::engine::Engine) -> Result<()> {
-        self.check_engine(engine)?;
         if let Some(h) = engine.host_tables_mut() {
+            self.check_shapes(&table_shapes(&h.tensors))?;
             for (name, shape, tables) in h.tensors {
                 for (prefix, dst) in STATE_PREFIXES.iter().zip(tables) {
                     self.file.read_f32(&format!("{prefix}/{name}"), shape, dst)?;
@@ -500,6 +508,7 @@ impl StateFile {
             return Ok(());
         }
         let template = engine.params();
+        self.check_shapes(&shapes_of(&template))?;
         engine.set_params(&self.read_params("param", &template)?)?;
         let (m, v) = (self.read_params("adam_m", &template)?, self.read_params("adam_v", &template)?);
         engine.set_optimiser_state(&crate::engine::OptimiserState { step: self.step, m, v })
@@ -510,9 +519,15 @@ impl StateFile {
 /// (no copy), else from its parameters.
 fn engine_shapes(engine: &dyn crate::engine::Engine) -> Vec<(String, [usize; 2])> {
     match engine.host_tables() {
-        Some(h) => h.tensors.iter().map(|(n, s, _)| (n.clone(), *s)).collect(),
+        Some(h) => table_shapes(&h.tensors),
         None => shapes_of(&engine.params()),
     }
+}
+
+/// The names and `[rows, cols]` of host tables ([`crate::engine::HostTable`] or its writable
+/// form).
+fn table_shapes<T>(tensors: &[(String, [usize; 2], T)]) -> Vec<(String, [usize; 2])> {
+    tensors.iter().map(|(n, s, _)| (n.clone(), *s)).collect()
 }
 
 /// A checkpoint opened for scoring, with the data it was trained on.
