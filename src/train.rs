@@ -66,6 +66,16 @@ pub struct RunResult {
     pub history: Vec<EpochLog>,
 }
 
+/// Starts a new peak: Linux sets `VmHWM` to the current resident size when `5` is written to
+/// `/proc/self/clear_refs` (proc(5)), so [`peak_memory_mb`] then measures from here, with what
+/// is still resident (the dataset) included. Returns whether the reset took place (false where
+/// the file is absent or not writable; then the peak is the whole process's, as before).
+/// Called at the start of each run, so that a later seed of `crane compare` (one process) no
+/// longer reports the peak of an earlier one.
+pub fn reset_peak_memory() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
 /// Peak resident memory of this process in MB (`VmHWM`), 0 where unavailable.
 pub fn peak_memory_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -297,6 +307,7 @@ pub fn train_reported(
     stop_after: Option<usize>,
 ) -> Result<RunResult> {
     let (metric, metric_k) = cfg.valid_metric_parts()?;
+    reset_peak_memory();
     let mut engine = build_engine(ds, cfg)?;
     // W₀ of `weight_change`: the initialisation is a function of the seed, so a resumed run
     // measures from the same point. Trained feature tables are left out (data-sized: a third

@@ -100,3 +100,23 @@ fn rca_blocks_have_at_least_min_block_rows() {
     // The default config asks for the minimum.
     assert_eq!(crane::config::TrainConfig::default().min_block_rows, 256);
 }
+
+/// `reset_peak_memory` starts a new VmHWM at the current resident size, so each run of a
+/// multi-run process (`crane compare`) reports its own peak. 256 MB touched and freed raise
+/// the peak by that much; after the reset the peak is back near what is resident now.
+#[test]
+fn reset_peak_memory_forgets_a_freed_allocation() {
+    let before = crane::train::peak_memory_mb();
+    let big = vec![1u8; 256 << 20];
+    // Every page touched (`vec!` of a non-zero byte writes them), read back so it stays.
+    assert_eq!(big.iter().step_by(4096).map(|&b| b as usize).sum::<usize>(), (256 << 20) / 4096);
+    let with_big = crane::train::peak_memory_mb();
+    drop(big);
+    assert!(with_big >= before.max(256.0), "peak {with_big} MB after touching 256 MB (before: {before} MB)");
+    if !crane::train::reset_peak_memory() {
+        eprintln!("SKIPPED: /proc/self/clear_refs is not writable here; the peak cannot be reset");
+        return;
+    }
+    let after = crane::train::peak_memory_mb();
+    assert!(after < with_big - 200.0, "peak {after} MB after the reset, {with_big} MB before it");
+}
