@@ -66,13 +66,20 @@ pub struct RunResult {
     pub history: Vec<EpochLog>,
 }
 
-/// Starts a new peak: Linux sets `VmHWM` to the current resident size when `5` is written to
-/// `/proc/self/clear_refs` (proc(5)), so [`peak_memory_mb`] then measures from here, with what
-/// is still resident (the dataset) included. Returns whether the reset took place (false where
-/// the file is absent or not writable; then the peak is the whole process's, as before).
-/// Called at the start of each run, so that a later seed of `crane compare` (one process) no
-/// longer reports the peak of an earlier one.
+/// Starts a new peak for the run about to begin. [`crate::keep_freed_memory`] makes glibc keep
+/// freed blocks resident for reuse, so the resident size never falls after a run ends; a later
+/// run in the same process (a seed of `crane compare`) would report the highest peak of any
+/// earlier one. Here `malloc_trim(0)` first returns the free pages of every arena to the kernel,
+/// then `5` written to `/proc/self/clear_refs` sets `VmHWM` to the resident size now (proc(5)),
+/// so [`peak_memory_mb`] measures from this point, with what is still in use (the loaded
+/// dataset) included. Returns whether the peak was reset (false where the file is absent or not
+/// writable: the peak is then the whole process's).
 pub fn reset_peak_memory() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory; glibc locks each arena while trimming it.
+    unsafe {
+        libc::malloc_trim(0);
+    }
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
