@@ -37,3 +37,58 @@ pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> std::io::Resu
 pub fn write_string_atomic(path: &Path, text: &str) -> Result<()> {
     write_atomic(path, |w| w.write_all(text.as_bytes()))
 }
+
+/// A run folder's lock: `<dir>/run.lock` holds the id of the process training into the folder,
+/// so that a second `crane train`/`compare`/`grid` aimed at the same folder (two shells, or a
+/// seed run beside a comparison that reaches it) is refused instead of interleaving its writes
+/// of the state, checkpoint and history with the first one's. Removed when dropped (the run
+/// ended or failed). A lock whose process is gone (killed) is taken over; where that cannot be
+/// told (no `/proc`), the holder is assumed alive and the error says how to clear it.
+pub struct RunLock {
+    path: std::path::PathBuf,
+}
+
+impl RunLock {
+    /// Takes `<dir>/run.lock` (the folder must exist). Errors: another live process holds it
+    /// (naming the file and its process id), or the file cannot be written.
+    pub fn acquire(dir: &Path) -> Result<RunLock> {
+        let path = dir.join("run.lock");
+        for _ in 0..3 {
+            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(mut f) => {
+                    f.write_all(std::process::id().to_string().as_bytes())
+                        .map_err(|e| CraneError::io(&path, "write", e))?;
+                    return Ok(RunLock { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse::<u32>().ok());
+                    if let Some(pid) = holder.filter(|&p| process_alive(p)) {
+                        return Err(CraneError::file(
+                            &path,
+                            format!(
+                                "process {pid} is training into this folder; wait for it to end or stop it (if \
+                                 no crane process {pid} runs, delete this file)"
+                            ),
+                        ));
+                    }
+                    // Stale (its process is gone) or unreadable half-written: taken over.
+                    let _ = std::fs::remove_file(&path);
+                }
+                Err(e) => return Err(CraneError::io(&path, "create", e)),
+            }
+        }
+        Err(CraneError::file(&path, "could not be taken: another process keeps creating it"))
+    }
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Whether process `pid` exists: `/proc/<pid>` on Linux; assumed alive where there is no `/proc`.
+fn process_alive(pid: u32) -> bool {
+    let proc = Path::new("/proc");
+    !proc.is_dir() || proc.join(pid.to_string()).exists()
+}

@@ -349,8 +349,14 @@ pub fn train_reported(
         }
         _ => None,
     };
+    let _lock = match out {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| CraneError::io(dir, "create directory", e))?;
+            Some(crate::io::RunLock::acquire(dir)?)
+        }
+        None => None,
+    };
     if let Some(dir) = out {
-        std::fs::create_dir_all(dir).map_err(|e| CraneError::io(dir, "create directory", e))?;
         let manifest = crate::manifest::Manifest::new(ds, cfg)?;
         write_string_atomic(
             &dir.join("manifest.json"),

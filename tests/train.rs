@@ -412,3 +412,32 @@ fn gradients_are_replaced_not_accumulated_across_loss_calls() {
         assert_eq!(norm(&eng.grads()), 0.0, "{preset}: the step consumed them");
     }
 }
+
+/// A run folder another live process is training into is refused, naming `run.lock` and the
+/// process, before anything in it is written; a lock left by a process that is gone (killed) is
+/// taken over; the lock is removed when the run ends.
+#[test]
+fn a_run_folder_in_use_is_refused_and_a_stale_lock_taken_over() {
+    let (ds, _data) = tiny_dataset("lock");
+    let cfg = resolve(dataset_preset("tiny").unwrap(), "tiny", &["epochs=1".to_string()]).unwrap();
+    let out = common::scratch("train-lock");
+    std::fs::create_dir_all(&out).unwrap();
+    // A live process (a child kept running) holds the folder.
+    let mut child = std::process::Command::new("sleep").arg("30").spawn().expect("sleep runs");
+    std::fs::write(out.join("run.lock"), child.id().to_string()).unwrap();
+    let e = train(&ds, &cfg, Some(&out), false).unwrap_err().to_string();
+    assert!(e.contains("run.lock") && e.contains(&format!("process {}", child.id())), "{e}");
+    assert!(!out.join("manifest.json").exists(), "nothing written into a folder in use");
+    // The holder is gone: its lock is stale, the run takes the folder and releases it.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    train(&ds, &cfg, Some(&out), false).unwrap();
+    assert!(out.join("results.json").exists());
+    assert!(!out.join("run.lock").exists(), "the lock is removed when the run ends");
+    // A held lock is also refused in-process (two runs into one folder at once).
+    let held = crane::io::RunLock::acquire(&out).unwrap();
+    let e = train(&ds, &cfg, Some(&out), false).unwrap_err().to_string();
+    assert!(e.contains(&format!("process {}", std::process::id())), "{e}");
+    drop(held);
+    assert!(!out.join("run.lock").exists());
+}
