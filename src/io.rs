@@ -38,57 +38,62 @@ pub fn write_string_atomic(path: &Path, text: &str) -> Result<()> {
     write_atomic(path, |w| w.write_all(text.as_bytes()))
 }
 
-/// A run folder's lock: `<dir>/run.lock` holds the id of the process training into the folder,
-/// so that a second `crane train`/`compare`/`grid` aimed at the same folder (two shells, or a
-/// seed run beside a comparison that reaches it) is refused instead of interleaving its writes
-/// of the state, checkpoint and history with the first one's. Removed when dropped (the run
-/// ended or failed). A lock whose process is gone (killed) is taken over; where that cannot be
-/// told (no `/proc`), the holder is assumed alive and the error says how to clear it.
+/// A run folder's lock: `<dir>/run.lock`, held with an exclusive `flock(2)` for as long as the
+/// run trains, so that a second `crane train`/`compare`/`grid`/`bench` aimed at the same folder
+/// (two shells, or a seed run beside a comparison that reaches it) is refused instead of
+/// interleaving its writes of the state, checkpoint and history with the first one's. The
+/// kernel releases the lock when its process ends, however it ends, so a killed run's file
+/// blocks nothing. The file stays in the folder (removing it would let a waiter lock a removed
+/// copy while a newcomer locks a new one); it holds the holder's process id while held, for the
+/// message only, and is emptied when the lock is dropped. On targets without `flock` (not Unix)
+/// there is no lock.
 pub struct RunLock {
-    path: std::path::PathBuf,
+    file: std::fs::File,
 }
 
 impl RunLock {
-    /// Takes `<dir>/run.lock` (the folder must exist). Errors: another live process holds it
-    /// (naming the file and its process id), or the file cannot be written.
+    /// Takes `<dir>/run.lock` (the folder must exist). Errors: another process (or another
+    /// run in this one) holds it, naming the file and, where written, its process id; or the
+    /// file cannot be created.
     pub fn acquire(dir: &Path) -> Result<RunLock> {
         let path = dir.join("run.lock");
-        for _ in 0..3 {
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(mut f) => {
-                    f.write_all(std::process::id().to_string().as_bytes())
-                        .map_err(|e| CraneError::io(&path, "write", e))?;
-                    return Ok(RunLock { path });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let holder = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse::<u32>().ok());
-                    if let Some(pid) = holder.filter(|&p| process_alive(p)) {
-                        return Err(CraneError::file(
-                            &path,
-                            format!(
-                                "process {pid} is training into this folder; wait for it to end or stop it (if \
-                                 no crane process {pid} runs, delete this file)"
-                            ),
-                        ));
-                    }
-                    // Stale (its process is gone) or unreadable half-written: taken over.
-                    let _ = std::fs::remove_file(&path);
-                }
-                Err(e) => return Err(CraneError::io(&path, "create", e)),
-            }
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| CraneError::io(&path, "create", e))?;
+        if !try_lock_exclusive(&file) {
+            let holder = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse::<u32>().ok());
+            let who = holder.map_or("another process".to_string(), |p| format!("process {p}"));
+            return Err(CraneError::file(
+                &path,
+                format!("{who} is training into this folder; wait for it to end or stop it"),
+            ));
         }
-        Err(CraneError::file(&path, "could not be taken: another process keeps creating it"))
+        file.set_len(0)
+            .and_then(|_| file.write_all(std::process::id().to_string().as_bytes()))
+            .map_err(|e| CraneError::io(&path, "write", e))?;
+        Ok(RunLock { file })
     }
 }
 
 impl Drop for RunLock {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        // Emptied while still locked; closing the file then releases the lock.
+        let _ = self.file.set_len(0);
     }
 }
 
-/// Whether process `pid` exists: `/proc/<pid>` on Linux; assumed alive where there is no `/proc`.
-fn process_alive(pid: u32) -> bool {
-    let proc = Path::new("/proc");
-    !proc.is_dir() || proc.join(pid.to_string()).exists()
+#[cfg(unix)]
+fn try_lock_exclusive(file: &std::fs::File) -> bool {
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: flock on a descriptor this function borrows; no memory is touched.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+#[cfg(not(unix))]
+fn try_lock_exclusive(_file: &std::fs::File) -> bool {
+    true
 }

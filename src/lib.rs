@@ -33,7 +33,8 @@ pub use error::{CraneError, Result};
 /// blocks that large with `mmap` and unmaps them on free (or trims the heap top), so every batch
 /// paid for fresh zeroed pages: page faults were 29% of a BPR-MF epoch's profile on real Baby,
 /// and this setting took the epoch from 3.8 s to 1.2 s (docs/BENCHMARKS.md). The resident set
-/// then stays at its high-water mark, which is what the peak-memory figures report anyway.
+/// then stays at its high-water mark within a run; `train::reset_peak_memory` trims it between
+/// runs, so that each run of one process reports its own peak.
 /// Call it once, before any thread starts; elsewhere than glibc it does nothing.
 pub fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

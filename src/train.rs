@@ -314,6 +314,15 @@ pub fn train_reported(
     stop_after: Option<usize>,
 ) -> Result<RunResult> {
     let (metric, metric_k) = cfg.valid_metric_parts()?;
+    // Taken before anything is built or read from the folder, so that a folder in use is
+    // refused first and a resumed state cannot change under this run.
+    let _lock = match out {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).map_err(|e| CraneError::io(dir, "create directory", e))?;
+            Some(crate::io::RunLock::acquire(dir)?)
+        }
+        None => None,
+    };
     reset_peak_memory();
     let mut engine = build_engine(ds, cfg)?;
     // W₀ of `weight_change`: the initialisation is a function of the seed, so a resumed run
@@ -348,13 +357,6 @@ pub fn train_reported(
             None
         }
         _ => None,
-    };
-    let _lock = match out {
-        Some(dir) => {
-            std::fs::create_dir_all(dir).map_err(|e| CraneError::io(dir, "create directory", e))?;
-            Some(crate::io::RunLock::acquire(dir)?)
-        }
-        None => None,
     };
     if let Some(dir) = out {
         let manifest = crate::manifest::Manifest::new(ds, cfg)?;
