@@ -164,7 +164,10 @@ pub fn run_all(ds: &Dataset, spec: &CompareSpec, report: &Reporter) -> Result<Ve
         );
         b
     });
-    let mut rows = Vec::new();
+    // Runs another process is training (their `run.lock` held) are left for a second pass, so
+    // that two `crane compare` commands on one `--out` share the runs instead of queueing.
+    let mut rows: Vec<Option<RunRow>> = Vec::new();
+    let mut deferred = Vec::new();
     for model in &spec.models {
         for &seed in &spec.seeds {
             let cfg = resolve(spec.base_toml, spec.source, &run_sets(spec, model, seed)?)?;
@@ -173,7 +176,7 @@ pub fn run_all(ds: &Dataset, spec: &CompareSpec, report: &Reporter) -> Result<Ve
                 b.set_message(format!("{model} seed {seed}"));
             }
             let r = Reporter { tag: format!("{model} seed {seed}"), ..report.clone() };
-            let (summary, trained_now) = if spec.report_only {
+            let done = if spec.report_only {
                 match read_summary(&dir.join("results.json"))? {
                     Some(s) if s.config == cfg => {
                         check_same_data(&dir, ds)?;
@@ -188,24 +191,47 @@ pub fn run_all(ds: &Dataset, spec: &CompareSpec, report: &Reporter) -> Result<Ve
                     }
                 }
             } else {
-                run_one(ds, &cfg, &dir, &r)?
+                match run_one(ds, &cfg, &dir, &r) {
+                    Err(CraneError::Busy { msg, .. }) => {
+                        report.line(&format!("{model} seed {seed}: {msg}; the other runs first"));
+                        deferred.push((rows.len(), model.clone(), seed, cfg, dir, r));
+                        rows.push(None);
+                        continue;
+                    }
+                    other => other?,
+                }
             };
-            report.line(&format!(
-                "{model} seed {seed}: test {}  (best epoch {}{})",
-                summary.test.summary(),
-                summary.best_epoch,
-                if trained_now { "" } else { ", kept from an earlier run" }
-            ));
-            rows.push(RunRow { model: model.clone(), seed, summary, trained_now });
-            if let Some(b) = &overall {
-                b.inc(1);
-            }
+            rows.push(Some(finished_row(model, seed, done, report, overall.as_ref())));
         }
+    }
+    for (at, model, seed, cfg, dir, r) in deferred {
+        let done = run_one_when_free(ds, &cfg, &dir, &r)?;
+        rows[at] = Some(finished_row(&model, seed, done, report, overall.as_ref()));
     }
     if let Some(b) = overall {
         b.finish_and_clear();
     }
-    Ok(rows)
+    Ok(rows.into_iter().flatten().collect())
+}
+
+/// A finished run's row, said on the report and counted on the bar.
+fn finished_row(
+    model: &str,
+    seed: u64,
+    (summary, trained_now): (RunSummary, bool),
+    report: &Reporter,
+    overall: Option<&indicatif::ProgressBar>,
+) -> RunRow {
+    report.line(&format!(
+        "{model} seed {seed}: test {}  (best epoch {}{})",
+        summary.test.summary(),
+        summary.best_epoch,
+        if trained_now { "" } else { ", kept from an earlier run" }
+    ));
+    if let Some(b) = overall {
+        b.inc(1);
+    }
+    RunRow { model: model.to_string(), seed, summary, trained_now }
 }
 
 /// Trains `cfg` into `dir` unless a finished run with the same config is there (then it is
@@ -228,6 +254,26 @@ pub fn run_one(ds: &Dataset, cfg: &TrainConfig, dir: &Path, report: &Reporter) -
             train_reported(ds, cfg, Some(dir), report, interrupted, None)?;
             let s = read_summary(&results)?.ok_or_else(|| CraneError::file(&results, "not written"))?;
             Ok((s, true))
+        }
+    }
+}
+
+/// [`run_one`], waiting while another process trains the same folder (its `run.lock` is
+/// held): two `crane compare` commands with the same arguments and `--out` share the runs,
+/// each training the ones no other has taken, and both end with the whole report. When the
+/// holder finishes, its run is kept; when it is killed, this process resumes the run.
+fn run_one_when_free(ds: &Dataset, cfg: &TrainConfig, dir: &Path, report: &Reporter) -> Result<(RunSummary, bool)> {
+    let mut said = false;
+    loop {
+        match run_one(ds, cfg, dir, report) {
+            Err(CraneError::Busy { msg, .. }) => {
+                if !said {
+                    report.line(&format!("{msg} ({}): waiting for it", dir.display()));
+                    said = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+            other => return other,
         }
     }
 }

@@ -16,6 +16,9 @@ pub enum CraneError {
     /// Anything else the user can fix.
     #[error("{0}")]
     Invalid(String),
+    /// A run folder another process (or run) is training into: its `run.lock` is held.
+    #[error("{}: {msg}", path.display())]
+    Busy { path: PathBuf, msg: String },
     #[error(transparent)]
     Reference(#[from] crane_reference::RefError),
 }

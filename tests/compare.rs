@@ -261,3 +261,43 @@ fn compare_estimates_memory_per_model_and_names_the_one_over_budget() {
     assert!(e.contains("crane-code") && e.contains("over the budget"), "{e}");
     assert!(crane::compare::memory_estimates(&ds, &spec, Some(est[1].1 / 1024.0 + 0.01)).is_ok());
 }
+
+/// Two `crane compare` commands on one `--out` share the runs: a run whose folder another
+/// process holds (`run.lock`) is put off while the others train, then awaited; when the holder
+/// lets go without finishing (killed), this process trains it. Here the holder is a lock held
+/// by a thread of this test for a second: the comparison trains seed 672 first, waits, then
+/// trains seed 9, and reports both in seed order.
+#[test]
+fn compare_puts_off_a_run_in_use_and_trains_it_when_free() {
+    let base = common::scratch("compare-busy");
+    let data = base.join("tiny");
+    let p = synth::preset("tiny").unwrap();
+    synth::write(&data, "tiny", &synth::generate(&p, 5)).unwrap();
+    let ds = load_dataset(&data, &LoadOptions::default()).unwrap();
+    let spec = CompareSpec {
+        base_toml: dataset_preset("tiny").unwrap(),
+        source: "tiny",
+        models: vec!["bpr".to_string()],
+        seeds: vec![9, 672],
+        sets: vec!["epochs=1".into()],
+        out: base.join("cmp"),
+        command: "test".into(),
+        report_only: false,
+    };
+    let busy = crane::compare::run_dir(&spec.out, "bpr", 9);
+    std::fs::create_dir_all(&busy).unwrap();
+    let lock = crane::io::RunLock::acquire(&busy).unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        drop(lock);
+    });
+    let rows = run_all(&ds, &spec, &Reporter::default()).unwrap();
+    release.join().unwrap();
+    assert_eq!(rows.iter().map(|r| r.seed).collect::<Vec<_>>(), vec![9, 672]);
+    assert!(rows.iter().all(|r| r.trained_now));
+    let finished = |seed| {
+        let f = crane::compare::run_dir(&spec.out, "bpr", seed).join("results.json");
+        std::fs::metadata(f).unwrap().modified().unwrap()
+    };
+    assert!(finished(672) < finished(9), "seed 672 trained while seed 9 was held");
+}
