@@ -7,6 +7,14 @@ use crane::data::{load_dataset, synth, LoadOptions};
 use crane::stats::{incomplete_beta, ln_gamma, paired_t_test, std_dev, t_two_sided_p};
 use crane::train::Reporter;
 
+/// The bundled tiny dataset generated with `seed` into a scratch folder (`<base>/tiny`), loaded.
+fn tiny_data(tag: &str, seed: u64) -> (crane::data::Dataset, common::Scratch) {
+    let base = common::scratch(tag);
+    let data = base.join("tiny");
+    synth::write(&data, "tiny", &synth::generate(&synth::preset("tiny").unwrap(), seed)).unwrap();
+    (load_dataset(&data, &LoadOptions::default()).unwrap(), base)
+}
+
 #[test]
 fn student_t_tails_match_tables() {
     // Two-sided critical values from standard t tables.
@@ -47,11 +55,7 @@ fn paired_t_test_matches_a_hand_computed_case() {
 
 #[test]
 fn compare_trains_each_model_and_seed_once_and_reports() {
-    let base = common::scratch("compare");
-    let data = base.join("tiny");
-    let p = synth::preset("tiny").unwrap();
-    synth::write(&data, "tiny", &synth::generate(&p, 5)).unwrap();
-    let ds = load_dataset(&data, &LoadOptions::default()).unwrap();
+    let (ds, base) = tiny_data("compare", 5);
     let toml = dataset_preset("tiny").unwrap();
     let models = vec!["lightgcn".to_string(), "crane".to_string()];
     let spec = CompareSpec {
@@ -76,7 +80,7 @@ fn compare_trains_each_model_and_seed_once_and_reports() {
         let inputs = m["inputs"].as_array().unwrap();
         assert!(inputs.iter().any(|f| f["path"].as_str().unwrap().ends_with("tiny.inter")));
         let inter = inputs.iter().find(|f| f["path"].as_str().unwrap().ends_with("tiny.inter")).unwrap();
-        let want = crane::manifest::hash_file(&data.join("tiny.inter")).unwrap().sha256;
+        let want = crane::manifest::hash_file(&base.join("tiny").join("tiny.inter")).unwrap().sha256;
         assert_eq!(inter["sha256"].as_str().unwrap(), want);
         assert_eq!(want.len(), 64);
         assert!(m["generated_features"].as_str().unwrap().contains("synthetic"));
@@ -167,10 +171,7 @@ fn scoped_sets_apply_to_their_model_only() {
 
     // Trained: the scoped value reaches bpr's runs and not lightgcn's, and a bad scoped key is
     // refused before anything trains.
-    let base = common::scratch("compare-scoped");
-    let data = base.join("tiny");
-    synth::write(&data, "tiny", &synth::generate(&synth::preset("tiny").unwrap(), 5)).unwrap();
-    let ds = load_dataset(&data, &LoadOptions::default()).unwrap();
+    let (ds, base) = tiny_data("compare-scoped", 5);
     let spec = CompareSpec {
         base_toml: dataset_preset("tiny").unwrap(),
         source: "tiny",
@@ -194,11 +195,7 @@ fn scoped_sets_apply_to_their_model_only() {
 
 #[test]
 fn grid_selects_on_validation_and_labels_the_test_selected_point() {
-    let base = common::scratch("grid");
-    let data = base.join("tiny");
-    let p = synth::preset("tiny").unwrap();
-    synth::write(&data, "tiny", &synth::generate(&p, 6)).unwrap();
-    let ds = load_dataset(&data, &LoadOptions::default()).unwrap();
+    let (ds, base) = tiny_data("grid", 6);
     let axes = vec![
         crane::compare::parse_grid_axis("model.lambda=1e-3, 1e-1").unwrap(),
         crane::compare::parse_grid_axis("model.ui_layers=1,2").unwrap(),
@@ -229,10 +226,7 @@ fn grid_selects_on_validation_and_labels_the_test_selected_point() {
 
 #[test]
 fn compare_estimates_memory_per_model_and_names_the_one_over_budget() {
-    let base = common::scratch("compare-memory");
-    let data = base.join("tiny");
-    synth::write(&data, "tiny", &synth::generate(&synth::preset("tiny").unwrap(), 5)).unwrap();
-    let ds = load_dataset(&data, &LoadOptions::default()).unwrap();
+    let (ds, base) = tiny_data("compare-memory", 5);
     let spec = CompareSpec {
         base_toml: dataset_preset("tiny").unwrap(),
         source: "tiny",
@@ -269,11 +263,7 @@ fn compare_estimates_memory_per_model_and_names_the_one_over_budget() {
 /// trains seed 9, and reports both in seed order.
 #[test]
 fn compare_puts_off_a_run_in_use_and_trains_it_when_free() {
-    let base = common::scratch("compare-busy");
-    let data = base.join("tiny");
-    let p = synth::preset("tiny").unwrap();
-    synth::write(&data, "tiny", &synth::generate(&p, 5)).unwrap();
-    let ds = load_dataset(&data, &LoadOptions::default()).unwrap();
+    let (ds, base) = tiny_data("compare-busy", 5);
     let spec = CompareSpec {
         base_toml: dataset_preset("tiny").unwrap(),
         source: "tiny",
