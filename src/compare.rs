@@ -164,74 +164,122 @@ pub fn run_all(ds: &Dataset, spec: &CompareSpec, report: &Reporter) -> Result<Ve
         );
         b
     });
-    // Runs another process is training (their `run.lock` held) are left for a second pass, so
-    // that two `crane compare` commands on one `--out` share the runs instead of queueing.
-    let mut rows: Vec<Option<RunRow>> = Vec::new();
-    let mut deferred = Vec::new();
+    let mut jobs = Vec::new();
     for model in &spec.models {
         for &seed in &spec.seeds {
             let cfg = resolve(spec.base_toml, spec.source, &run_sets(spec, model, seed)?)?;
             let dir = run_dir(&spec.out, model, seed);
-            if let Some(b) = &overall {
-                b.set_message(format!("{model} seed {seed}"));
-            }
             let r = Reporter { tag: format!("{model} seed {seed}"), ..report.clone() };
-            let done = if spec.report_only {
-                match read_summary(&dir.join("results.json"))? {
-                    Some(s) if s.config == cfg => {
-                        check_same_data(&dir, ds)?;
-                        (s, false)
-                    }
-                    _ => {
-                        report.line(&format!("{model} seed {seed}: not finished, left out of the report"));
-                        if let Some(b) = &overall {
-                            b.inc(1);
-                        }
-                        continue;
-                    }
-                }
-            } else {
-                match run_one(ds, &cfg, &dir, &r) {
-                    Err(CraneError::Busy { msg, .. }) => {
-                        report.line(&format!("{model} seed {seed}: {msg}; the other runs first"));
-                        deferred.push((rows.len(), model.clone(), seed, cfg, dir, r));
-                        rows.push(None);
-                        continue;
-                    }
-                    other => other?,
-                }
-            };
-            rows.push(Some(finished_row(model, seed, done, report, overall.as_ref())));
+            jobs.push((model.clone(), seed, cfg, dir, r));
         }
     }
-    for (at, model, seed, cfg, dir, r) in deferred {
-        let done = run_one_when_free(ds, &cfg, &dir, &r)?;
-        rows[at] = Some(finished_row(&model, seed, done, report, overall.as_ref()));
-    }
+    let attempt = |(model, seed, cfg, dir, r): &(String, u64, TrainConfig, PathBuf, Reporter)| {
+        if let Some(b) = &overall {
+            b.set_message(format!("{model} seed {seed}"));
+        }
+        if !spec.report_only {
+            return run_one(ds, cfg, dir, r).map(Some);
+        }
+        match read_summary(&dir.join("results.json"))? {
+            Some(s) if s.config == *cfg => {
+                check_same_data(dir, ds)?;
+                Ok(Some((s, false)))
+            }
+            _ => {
+                report.line(&format!("{model} seed {seed}: not finished, left out of the report"));
+                if let Some(b) = &overall {
+                    b.inc(1);
+                }
+                Ok(None)
+            }
+        }
+    };
+    let label = |j: &(String, u64, TrainConfig, PathBuf, Reporter)| format!("{} seed {}", j.0, j.1);
+    let said = |(model, seed, ..): &(String, u64, TrainConfig, PathBuf, Reporter), d: &Option<(RunSummary, bool)>| {
+        if let Some(d) = d {
+            say_finished(model, *seed, d, report, overall.as_ref());
+        }
+    };
+    let done = share_run_folders(&jobs, report, label, attempt, said)?;
+    let rows: Vec<RunRow> = jobs
+        .iter()
+        .zip(done)
+        .filter_map(|((model, seed, ..), d)| {
+            d.map(|(summary, trained_now)| RunRow { model: model.clone(), seed: *seed, summary, trained_now })
+        })
+        .collect();
     if let Some(b) = overall {
         b.finish_and_clear();
     }
-    Ok(rows.into_iter().flatten().collect())
+    Ok(rows)
 }
 
-/// A finished run's row, said on the report and counted on the bar.
-fn finished_row(
+/// A finished run said on the report and counted on the bar.
+fn say_finished(
     model: &str,
     seed: u64,
-    (summary, trained_now): (RunSummary, bool),
+    (summary, trained_now): &(RunSummary, bool),
     report: &Reporter,
     overall: Option<&indicatif::ProgressBar>,
-) -> RunRow {
+) {
     report.line(&format!(
         "{model} seed {seed}: test {}  (best epoch {}{})",
         summary.test.summary(),
         summary.best_epoch,
-        if trained_now { "" } else { ", kept from an earlier run" }
+        if *trained_now { "" } else { ", kept from an earlier run" }
     ));
     if let Some(b) = overall {
         b.inc(1);
     }
-    RunRow { model: model.to_string(), seed, summary, trained_now }
+}
+
+/// Runs every job with `attempt`, in order, sharing their run folders with other processes: a
+/// job whose folder another process is training (`run.lock` held: [`CraneError::Busy`]) is put
+/// off until the others are done and then waited for (kept when the holder finishes, resumed
+/// when it was killed). So two `crane compare` or `crane grid` commands on one `--out` split the
+/// runs between them instead of queueing, and each ends with every result. `finished` is called
+/// as each job ends; the results come back in job order.
+fn share_run_folders<J, T>(
+    jobs: &[J],
+    report: &Reporter,
+    label: impl Fn(&J) -> String,
+    mut attempt: impl FnMut(&J) -> Result<T>,
+    mut finished: impl FnMut(&J, &T),
+) -> Result<Vec<T>> {
+    let mut out: Vec<Option<T>> = Vec::with_capacity(jobs.len());
+    let mut deferred = Vec::new();
+    for (k, job) in jobs.iter().enumerate() {
+        match attempt(job) {
+            Err(CraneError::Busy { msg, .. }) => {
+                report.line(&format!("{}: {msg}; the other runs first", label(job)));
+                deferred.push(k);
+                out.push(None);
+            }
+            other => {
+                let t = other?;
+                finished(job, &t);
+                out.push(Some(t));
+            }
+        }
+    }
+    for k in deferred {
+        let mut said = false;
+        let t = loop {
+            match attempt(&jobs[k]) {
+                Err(CraneError::Busy { msg, .. }) => {
+                    if !said {
+                        report.line(&format!("{}: {msg}; waiting for it", label(&jobs[k])));
+                        said = true;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(500));
+                }
+                other => break other?,
+            }
+        };
+        finished(&jobs[k], &t);
+        out[k] = Some(t);
+    }
+    Ok(out.into_iter().flatten().collect())
 }
 
 /// Trains `cfg` into `dir` unless a finished run with the same config is there (then it is
@@ -254,26 +302,6 @@ pub fn run_one(ds: &Dataset, cfg: &TrainConfig, dir: &Path, report: &Reporter) -
             train_reported(ds, cfg, Some(dir), report, interrupted, None)?;
             let s = read_summary(&results)?.ok_or_else(|| CraneError::file(&results, "not written"))?;
             Ok((s, true))
-        }
-    }
-}
-
-/// [`run_one`], waiting while another process trains the same folder (its `run.lock` is
-/// held): two `crane compare` commands with the same arguments and `--out` share the runs,
-/// each training the ones no other has taken, and both end with the whole report. When the
-/// holder finishes, its run is kept; when it is killed, this process resumes the run.
-fn run_one_when_free(ds: &Dataset, cfg: &TrainConfig, dir: &Path, report: &Reporter) -> Result<(RunSummary, bool)> {
-    let mut said = false;
-    loop {
-        match run_one(ds, cfg, dir, report) {
-            Err(CraneError::Busy { msg, .. }) => {
-                if !said {
-                    report.line(&format!("{msg} ({}): waiting for it", dir.display()));
-                    said = true;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(500));
-            }
-            other => return other,
         }
     }
 }
@@ -309,16 +337,21 @@ pub fn run_grid(
     report: &Reporter,
 ) -> Result<Vec<GridRow>> {
     let points = grid_points(axes);
-    let mut rows = Vec::new();
+    let mut jobs = Vec::new();
     for (n, point) in points.iter().enumerate() {
         let cfg = resolve(base_toml, source, &[sets.to_vec(), point.clone()].concat())?;
-        let dir = out.join(point.join(",").replace(['/', ' '], "_"));
+        let dir = point_dir(out, point);
         let r = Reporter { tag: format!("grid {}/{} {}", n + 1, points.len(), point.join(" ")), ..report.clone() };
-        let (summary, _) = run_one(ds, &cfg, &dir, &r)?;
-        r.line(&format!("valid {}  test {}", summary.valid.summary(), summary.test.summary()));
-        rows.push(GridRow { point: point.clone(), summary });
+        jobs.push((point.clone(), cfg, dir, r));
     }
-    Ok(rows)
+    let summaries = share_run_folders(
+        &jobs,
+        report,
+        |(point, ..)| format!("grid point {}", point.join(" ")),
+        |(_, cfg, dir, r)| run_one(ds, cfg, dir, r).map(|(s, _)| s),
+        |(.., r), s| r.line(&format!("valid {}  test {}", s.valid.summary(), s.test.summary())),
+    )?;
+    Ok(jobs.into_iter().zip(summaries).map(|((point, ..), summary)| GridRow { point, summary }).collect())
 }
 
 /// Index of the point with the best value of its validation metric (`valid_metric`, Recall@20
@@ -580,6 +613,11 @@ pub struct Halving {
     pub seed: u64,
 }
 
+/// A grid point's run folder: its `key=value` settings joined by commas.
+fn point_dir(out: &Path, point: &[String]) -> PathBuf {
+    out.join(point.join(",").replace(['/', ' '], "_"))
+}
+
 /// The points of the full grid, in grid order.
 pub fn grid_points(axes: &[(String, Vec<String>)]) -> Vec<Vec<String>> {
     let mut points: Vec<Vec<String>> = vec![Vec::new()];
@@ -632,12 +670,12 @@ pub fn run_halving(
     }
     let mut rows = Vec::new();
     for (rung, &epochs) in h.rungs.iter().enumerate() {
-        let mut scored = Vec::new();
+        let mut jobs = Vec::new();
         for (n, point) in alive.iter().enumerate() {
             let mut point_sets = [sets.to_vec(), point.clone()].concat();
             point_sets.push(format!("epochs={epochs}"));
             let cfg = resolve(base_toml, source, &point_sets)?;
-            let dir = out.join(point.join(",").replace(['/', ' '], "_"));
+            let dir = point_dir(out, point);
             let tag = format!(
                 "rung {}/{} ({epochs} epochs) {}/{} {}",
                 rung + 1,
@@ -647,15 +685,24 @@ pub fn run_halving(
                 point.join(" ")
             );
             let r = Reporter { tag, ..report.clone() };
-            let summary = run_rung(ds, &cfg, &dir, &r)?;
-            r.line(&format!(
-                "valid {} (selection: {} {:.4})",
-                summary.valid.summary(),
-                cfg.valid_metric,
-                selection_value(&summary)
-            ));
-            scored.push((point.clone(), summary));
+            jobs.push((point.clone(), cfg, dir, r));
         }
+        let summaries = share_run_folders(
+            &jobs,
+            report,
+            |(point, ..)| format!("rung {} point {}", rung + 1, point.join(" ")),
+            |(_, cfg, dir, r)| run_rung(ds, cfg, dir, r),
+            |(_, cfg, _, r), s| {
+                r.line(&format!(
+                    "valid {} (selection: {} {:.4})",
+                    s.valid.summary(),
+                    cfg.valid_metric,
+                    selection_value(s)
+                ))
+            },
+        )?;
+        let scored: Vec<(Vec<String>, RunSummary)> =
+            jobs.into_iter().zip(summaries).map(|((point, ..), s)| (point, s)).collect();
         // Best first; ties to grid order (a stable sort).
         let mut order: Vec<usize> = (0..scored.len()).collect();
         order.sort_by(|&a, &b| selection_value(&scored[b].1).total_cmp(&selection_value(&scored[a].1)));
@@ -673,7 +720,8 @@ pub fn run_halving(
 /// One point at one rung: the rung's own record (`results-<epochs>-epochs.json`, a copy of
 /// `results.json` as the rung ended) when it exists with this rung's config (and data), so a
 /// later sitting selects on what each rung saw; otherwise the run is trained, or continued
-/// from its state, to `cfg.epochs`, and the record written.
+/// from its state, to `cfg.epochs` (unless its `results.json` already has this rung's config),
+/// and the record written.
 fn run_rung(ds: &Dataset, cfg: &TrainConfig, dir: &Path, report: &Reporter) -> Result<RunSummary> {
     let record = dir.join(format!("results-{}-epochs.json", cfg.epochs));
     if let Some(s) = read_summary(&record)? {
@@ -683,8 +731,14 @@ fn run_rung(ds: &Dataset, cfg: &TrainConfig, dir: &Path, report: &Reporter) -> R
         }
     }
     let results = dir.join("results.json");
-    let state = dir.join("state.safetensors");
-    train_reported(ds, cfg, Some(dir), report, state.exists(), None)?;
+    // Trained to this rung but not recorded: killed between the two writes, or trained by
+    // another process sharing the folder, which records it after releasing the run's lock.
+    let trained = matches!(read_summary(&results)?, Some(s) if s.config == *cfg);
+    if trained {
+        check_same_data(dir, ds)?;
+    } else {
+        train_reported(ds, cfg, Some(dir), report, dir.join("state.safetensors").exists(), None)?;
+    }
     let text = std::fs::read_to_string(&results).map_err(|e| CraneError::io(&results, "read", e))?;
     write_string_atomic(&record, &text)?;
     read_summary(&record)?.ok_or_else(|| CraneError::file(&record, "not written"))

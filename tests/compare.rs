@@ -275,12 +275,7 @@ fn compare_puts_off_a_run_in_use_and_trains_it_when_free() {
         report_only: false,
     };
     let busy = crane::compare::run_dir(&spec.out, "bpr", 9);
-    std::fs::create_dir_all(&busy).unwrap();
-    let lock = crane::io::RunLock::acquire(&busy).unwrap();
-    let release = std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_secs(1));
-        drop(lock);
-    });
+    let release = common::hold_run_lock_briefly(&busy);
     let rows = run_all(&ds, &spec, &Reporter::default()).unwrap();
     release.join().unwrap();
     assert_eq!(rows.iter().map(|r| r.seed).collect::<Vec<_>>(), vec![9, 672]);
@@ -290,4 +285,33 @@ fn compare_puts_off_a_run_in_use_and_trains_it_when_free() {
         std::fs::metadata(f).unwrap().modified().unwrap()
     };
     assert!(finished(672) < finished(9), "seed 672 trained while seed 9 was held");
+}
+
+#[test]
+fn grid_puts_off_a_point_in_use_and_trains_it_when_free() {
+    let (ds, base) = tiny_data("grid-busy", 5);
+    let axes = vec![crane::compare::parse_grid_axis("model.lambda=1e-3,1e-1").unwrap()];
+    let sets = vec!["model_preset=bpr".to_string(), "epochs=1".to_string()];
+    let out = base.join("g");
+    let busy = out.join("model.lambda=1e-3");
+    let release = common::hold_run_lock_briefly(&busy);
+    let rows = crane::compare::run_grid(
+        &ds,
+        dataset_preset("tiny").unwrap(),
+        "tiny",
+        &sets,
+        &axes,
+        &out,
+        &Reporter::default(),
+    )
+    .unwrap();
+    release.join().unwrap();
+    let points: Vec<String> = rows.iter().map(|r| r.point.join(" ")).collect();
+    assert_eq!(points, vec!["model.lambda=1e-3", "model.lambda=1e-1"], "grid order kept");
+    assert_eq!(rows[0].summary.config.model.lambda, 1e-3);
+    let finished = |p: &str| std::fs::metadata(out.join(p).join("results.json")).unwrap().modified().unwrap();
+    assert!(
+        finished("model.lambda=1e-1") < finished("model.lambda=1e-3"),
+        "the free point trained while the other was held"
+    );
 }

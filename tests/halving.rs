@@ -67,3 +67,39 @@ fn successive_halving_keeps_the_best_third_continues_their_runs_and_resumes() {
     let md = crane::compare::halving_markdown(&rows, &["# search".into()]);
     assert!(md.contains("## Rung 3 (4 epochs, 1 points)") && md.contains("Selected on validation recall@20"));
 }
+
+#[test]
+fn halving_shares_its_folders_and_keeps_a_rung_trained_but_not_recorded() {
+    let base = common::scratch("halving-shared");
+    synth::write(&base.join("data"), "tiny", &synth::generate(&synth::preset("tiny").unwrap(), 7)).unwrap();
+    let ds = load_dataset(&base.join("data"), &LoadOptions::default()).unwrap();
+    let axes = vec![("model.lambda".to_string(), vec!["1".into(), "0.1".into(), "0.01".into()])];
+    let h = Halving { sample: None, rungs: vec![1, 2], eta: 3, seed: 5 };
+    let sets = vec!["model_preset=bpr".to_string(), "patience=100".to_string()];
+    let out = base.join("search");
+    let search = || {
+        run_halving(&ds, dataset_preset("tiny").unwrap(), "tiny", &sets, &axes, &out, &Reporter::new(false), &h)
+            .unwrap()
+    };
+    // A point another process holds is put off, then trained when released.
+    let held = out.join("model.lambda=1");
+    let release = common::hold_run_lock_briefly(&held);
+    let rows = search();
+    release.join().unwrap();
+    assert_eq!(rows.iter().filter(|r| r.rung == 0).count(), 3);
+    assert_eq!(rows[0].point, vec!["model.lambda=1"], "rung order is grid order");
+    assert_eq!(rows[0].summary.epochs_run, 1);
+    // A point trained to its rung whose record was never written (the writer was killed between
+    // the two, or another process trained it and has not recorded it yet) is taken as trained.
+    let dropped = rows.iter().find(|r| r.rung == 0 && !r.kept).unwrap();
+    let dir = out.join(dropped.point.join(","));
+    std::fs::remove_file(dir.join("results-1-epochs.json")).unwrap();
+    let stamp = std::fs::metadata(dir.join("results.json")).unwrap().modified().unwrap();
+    let again = search();
+    assert_eq!(std::fs::metadata(dir.join("results.json")).unwrap().modified().unwrap(), stamp, "not retrained");
+    assert!(dir.join("results-1-epochs.json").is_file(), "the record written from results.json");
+    let key = |rows: &[crane::compare::RungRow]| {
+        rows.iter().map(|r| (r.rung, r.point.clone(), r.kept, r.summary.epochs_run)).collect::<Vec<_>>()
+    };
+    assert_eq!(key(&again), key(&rows));
+}

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 /// Train every point of a hyper-parameter grid (one seed) and select on the validation metric
 /// (`valid_metric`, Recall@20 by default); writes grid.md and grid.csv. Finished points are kept
-/// (only for the same data).
+/// (only for the same data); the same command started twice on one --out shares the points.
 #[derive(clap::Args)]
 pub struct GridArgs {
     #[command(flatten)]

@@ -32,3 +32,15 @@ impl AsRef<std::ffi::OsStr> for Scratch {
         self.0.path().as_os_str()
     }
 }
+
+/// Holds `dir`'s `run.lock` for about a second from another thread, as a second process training
+/// into the same run folder would; join the handle once the code under test has returned.
+#[allow(dead_code)]
+pub fn hold_run_lock_briefly(dir: &std::path::Path) -> std::thread::JoinHandle<()> {
+    std::fs::create_dir_all(dir).unwrap();
+    let lock = crane::io::RunLock::acquire(dir).unwrap();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        drop(lock);
+    })
+}
