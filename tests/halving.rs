@@ -89,15 +89,22 @@ fn halving_shares_its_folders_and_keeps_a_rung_trained_but_not_recorded() {
     assert_eq!(rows.iter().filter(|r| r.rung == 0).count(), 3);
     assert_eq!(rows[0].point, vec!["model.lambda=1"], "rung order is grid order");
     assert_eq!(rows[0].summary.epochs_run, 1);
+    let recorded = |p: &str| std::fs::metadata(out.join(p).join("results-1-epochs.json")).unwrap().modified().unwrap();
+    assert!(recorded("model.lambda=0.1") < recorded("model.lambda=1"), "the free points trained while one was held");
     // A point trained to its rung whose record was never written (the writer was killed between
     // the two, or another process trained it and has not recorded it yet) is taken as trained.
     let dropped = rows.iter().find(|r| r.rung == 0 && !r.kept).unwrap();
     let dir = out.join(dropped.point.join(","));
     std::fs::remove_file(dir.join("results-1-epochs.json")).unwrap();
-    let stamp = std::fs::metadata(dir.join("results.json")).unwrap().modified().unwrap();
+    // A marker in results.json: a retrained run would rewrite it; a kept one is copied with it.
+    let results = std::fs::read_to_string(dir.join("results.json")).unwrap();
+    let mut marked: serde_json::Value = serde_json::from_str(&results).unwrap();
+    marked["peak_memory_mb"] = serde_json::json!(12345.0);
+    std::fs::write(dir.join("results.json"), serde_json::to_string(&marked).unwrap()).unwrap();
     let again = search();
-    assert_eq!(std::fs::metadata(dir.join("results.json")).unwrap().modified().unwrap(), stamp, "not retrained");
-    assert!(dir.join("results-1-epochs.json").is_file(), "the record written from results.json");
+    let record = std::fs::read_to_string(dir.join("results-1-epochs.json")).unwrap();
+    let record: serde_json::Value = serde_json::from_str(&record).unwrap();
+    assert_eq!(record["peak_memory_mb"], 12345.0, "not retrained: the record is results.json's copy");
     let key = |rows: &[crane::compare::RungRow]| {
         rows.iter().map(|r| (r.rung, r.point.clone(), r.kept, r.summary.epochs_run)).collect::<Vec<_>>()
     };
