@@ -12,7 +12,7 @@ use crate::error::{CraneError, Result};
 use crate::eval::Metrics;
 use crate::io::write_string_atomic;
 use crate::stats::{mean, paired_t_test, std_dev};
-use crate::train::{train_reported, Reporter};
+use crate::train::{lock_run_dir, train_locked, Reporter};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -297,9 +297,15 @@ pub fn run_one(ds: &Dataset, cfg: &TrainConfig, dir: &Path, report: &Reporter) -
              --out",
         )),
         None => {
+            let _lock = lock_run_dir(dir)?;
+            // Finished by another process sharing the folder since the look above.
+            if let Some(s) = read_summary(&results)?.filter(|s| s.config == *cfg) {
+                check_same_data(dir, ds)?;
+                return Ok((s, false));
+            }
             // Resume an interrupted run (its state is checked against this data); a new one starts.
             let interrupted = dir.join("state.safetensors").exists();
-            train_reported(ds, cfg, Some(dir), report, interrupted, None)?;
+            train_locked(ds, cfg, Some(dir), report, interrupted, None)?;
             let s = read_summary(&results)?.ok_or_else(|| CraneError::file(&results, "not written"))?;
             Ok((s, true))
         }
@@ -720,24 +726,34 @@ pub fn run_halving(
 /// One point at one rung: the rung's own record (`results-<epochs>-epochs.json`, a copy of
 /// `results.json` as the rung ended) when it exists with this rung's config (and data), so a
 /// later sitting selects on what each rung saw; otherwise the run is trained, or continued
-/// from its state, to `cfg.epochs` (unless its `results.json` already has this rung's config),
-/// and the record written.
+/// from its state, to `cfg.epochs` (unless its `results.json` already has this rung's config:
+/// a writer killed between the two writes), and the record written, both under the run's lock.
 fn run_rung(ds: &Dataset, cfg: &TrainConfig, dir: &Path, report: &Reporter) -> Result<RunSummary> {
     let record = dir.join(format!("results-{}-epochs.json", cfg.epochs));
-    if let Some(s) = read_summary(&record)? {
-        if s.config == *cfg {
-            check_same_data(dir, ds)?;
-            return Ok(s);
+    let recorded = || -> Result<Option<RunSummary>> {
+        match read_summary(&record)? {
+            Some(s) if s.config == *cfg => check_same_data(dir, ds).map(|()| Some(s)),
+            _ => Ok(None),
         }
+    };
+    // Looked up without the lock first: a process behind another by a rung reads the record
+    // while the other trains the folder on.
+    if let Some(s) = recorded()? {
+        return Ok(s);
     }
     let results = dir.join("results.json");
-    // Trained to this rung but not recorded: killed between the two writes, or trained by
-    // another process sharing the folder, which records it after releasing the run's lock.
+    // Training and recording happen under one lock, so a process sharing the folder sees a
+    // rung either not trained or trained and recorded.
+    let _lock = lock_run_dir(dir)?;
+    if let Some(s) = recorded()? {
+        return Ok(s);
+    }
+    // Trained to this rung but not recorded: the writer was killed between the two writes.
     let trained = matches!(read_summary(&results)?, Some(s) if s.config == *cfg);
     if trained {
         check_same_data(dir, ds)?;
     } else {
-        train_reported(ds, cfg, Some(dir), report, dir.join("state.safetensors").exists(), None)?;
+        train_locked(ds, cfg, Some(dir), report, dir.join("state.safetensors").exists(), None)?;
     }
     let text = std::fs::read_to_string(&results).map_err(|e| CraneError::io(&results, "read", e))?;
     write_string_atomic(&record, &text)?;

@@ -313,16 +313,31 @@ pub fn train_reported(
     resume: bool,
     stop_after: Option<usize>,
 ) -> Result<RunResult> {
-    let (metric, metric_k) = cfg.valid_metric_parts()?;
     // Taken before anything is built or read from the folder, so that a folder in use is
     // refused first and a resumed state cannot change under this run.
-    let _lock = match out {
-        Some(dir) => {
-            std::fs::create_dir_all(dir).map_err(|e| CraneError::io(dir, "create directory", e))?;
-            Some(crate::io::RunLock::acquire(dir)?)
-        }
-        None => None,
-    };
+    let _lock = out.map(lock_run_dir).transpose()?;
+    train_locked(ds, cfg, out, report, resume, stop_after)
+}
+
+/// Creates the run folder `dir` and takes its run lock ([`crate::io::RunLock`]), held until
+/// the returned value is dropped. Errors: [`CraneError::Busy`] when another process holds it.
+pub fn lock_run_dir(dir: &Path) -> Result<crate::io::RunLock> {
+    std::fs::create_dir_all(dir).map_err(|e| CraneError::io(dir, "create directory", e))?;
+    crate::io::RunLock::acquire(dir)
+}
+
+/// [`train_reported`] for a caller that already holds `out`'s lock ([`lock_run_dir`]), so that
+/// it can look at the folder and write beside the run under the same lock (`crane compare`
+/// and `crane grid`, which share run folders between processes).
+pub fn train_locked(
+    ds: &Dataset,
+    cfg: &TrainConfig,
+    out: Option<&Path>,
+    report: &Reporter,
+    resume: bool,
+    stop_after: Option<usize>,
+) -> Result<RunResult> {
+    let (metric, metric_k) = cfg.valid_metric_parts()?;
     reset_peak_memory();
     let mut engine = build_engine(ds, cfg)?;
     // W₀ of `weight_change`: the initialisation is a function of the seed, so a resumed run

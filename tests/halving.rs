@@ -92,7 +92,7 @@ fn halving_shares_its_folders_and_keeps_a_rung_trained_but_not_recorded() {
     let recorded = |p: &str| std::fs::metadata(out.join(p).join("results-1-epochs.json")).unwrap().modified().unwrap();
     assert!(recorded("model.lambda=0.1") < recorded("model.lambda=1"), "the free points trained while one was held");
     // A point trained to its rung whose record was never written (the writer was killed between
-    // the two, or another process trained it and has not recorded it yet) is taken as trained.
+    // the two) is taken as trained.
     let dropped = rows.iter().find(|r| r.rung == 0 && !r.kept).unwrap();
     let dir = out.join(dropped.point.join(","));
     std::fs::remove_file(dir.join("results-1-epochs.json")).unwrap();
