@@ -251,7 +251,10 @@ fn share_run_folders<J, T>(
     for (k, job) in jobs.iter().enumerate() {
         match attempt(job) {
             Err(CraneError::Busy { msg, .. }) => {
-                report.line(&format!("{}: {msg}; the other runs first", label(job)));
+                report.line(&format!(
+                    "{}: {msg}; put off: the other runs first, then this one when it is free",
+                    label(job)
+                ));
                 deferred.push(k);
                 out.push(None);
             }
@@ -268,7 +271,7 @@ fn share_run_folders<J, T>(
             match attempt(&jobs[k]) {
                 Err(CraneError::Busy { msg, .. }) => {
                     if !said {
-                        report.line(&format!("{}: {msg}; waiting for it", label(&jobs[k])));
+                        report.line(&format!("{}: {msg}; waiting until it is free", label(&jobs[k])));
                         said = true;
                     }
                     std::thread::sleep(std::time::Duration::from_millis(500));
@@ -291,10 +294,13 @@ pub fn run_one(ds: &Dataset, cfg: &TrainConfig, dir: &Path, report: &Reporter) -
             check_same_data(dir, ds)?;
             Ok((s, false))
         }
-        Some(_) => Err(CraneError::file(
+        Some(s) => Err(CraneError::file(
             &results,
-            "was made with a different config than this comparison asks for; move the folder away or use another \
-             --out",
+            format!(
+                "was made with other settings than this command asks for ({}); move the folder away or use another \
+                 --out",
+                crate::config::differences(&s.config, cfg)
+            ),
         )),
         None => {
             let _lock = lock_run_dir(dir)?;
@@ -421,9 +427,16 @@ fn read_summary(path: &Path) -> Result<Option<RunSummary>> {
         return Ok(None);
     }
     let text = std::fs::read_to_string(path).map_err(|e| CraneError::io(path, "read", e))?;
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|e| CraneError::line(path, e.line(), format!("not a crane results file: {e}")))
+    serde_json::from_str(&text).map(Some).map_err(|e| {
+        CraneError::line(
+            path,
+            e.line(),
+            format!(
+                "not a crane results file: {e}; delete it and run the command again: the run is trained again, \
+                     or resumed from its state.safetensors when that is there"
+            ),
+        )
+    })
 }
 
 fn value(r: &RunRow, (metric, k): (&str, usize)) -> f64 {
@@ -666,6 +679,9 @@ pub fn run_halving(
             format!("{:?}: give increasing epoch budgets, e.g. 2,6,18", h.rungs),
         ));
     }
+    if h.sample == Some(0) {
+        return Err(CraneError::config("--sample", "draw at least one point of the grid"));
+    }
     if h.eta < 2 {
         return Err(CraneError::config("--eta", "each rung must keep at most half of its points (eta ≥ 2)"));
     }
@@ -769,10 +785,11 @@ pub fn halving_markdown(rows: &[RungRow], header: &[String]) -> String {
         let of: Vec<&RungRow> = rows.iter().filter(|r| r.rung == rung).collect();
         let metric = of.first().map_or("recall@20".to_string(), |r| r.summary.config.valid_metric.clone());
         s.push_str(&format!(
-            "\n## Rung {} ({} epochs, {} points)\n\n| point | epochs run | valid {metric} | test R@20 | test N@20 | {} |\n|---|---|---|---|---|---|\n",
+            "\n## Rung {} ({} epochs, {} point{})\n\n| point | epochs run | valid {metric} | test R@20 | test N@20 | {} |\n|---|---|---|---|---|---|\n",
             rung + 1,
             of.first().map_or(0, |r| r.epochs),
             of.len(),
+            if of.len() == 1 { "" } else { "s" },
             if rung + 1 == rungs { "selected" } else { "goes on" }
         ));
         for r in of {

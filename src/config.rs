@@ -189,13 +189,31 @@ pub fn resolve(base_toml: &str, source: &str, sets: &[String]) -> Result<TrainCo
     let fragment: toml::Table = toml::from_str(model_preset(&name)?).expect("shipped model presets are valid TOML");
     merge(&mut table, fragment);
     apply_sets(&mut table)?;
-    let cfg: TrainConfig =
-        table.try_into().map_err(|e: toml::de::Error| CraneError::config(source, e.message().to_string()))?;
-    if cfg.batch_size == 0 || cfg.epochs == 0 || cfg.ks.is_empty() || cfg.eval_block == 0 || cfg.block_mb == 0 {
-        return Err(CraneError::config(
-            source,
-            "batch_size, epochs, eval_block, block_mb must be positive and ks non-empty",
-        ));
+    // The path names the key at fault (`lr`, `model.knn_k`), not just the preset or file.
+    let cfg: TrainConfig = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let path = e.path().to_string();
+        let at = if path == "." { source.to_string() } else { path };
+        let mut msg = e.inner().message().to_string();
+        if at == "ks" {
+            msg.push_str(" (a list of cut-offs: --set 'ks=[10,20]')");
+        }
+        if let Some(near) = did_you_mean(&msg) {
+            msg = format!("{msg}; did you mean `{near}`?");
+        }
+        CraneError::config(&at, msg)
+    })?;
+    for (field, n) in [
+        ("batch_size", cfg.batch_size),
+        ("epochs", cfg.epochs),
+        ("eval_block", cfg.eval_block),
+        ("block_mb", cfg.block_mb),
+    ] {
+        if n == 0 {
+            return Err(CraneError::config(field, "must be at least 1"));
+        }
+    }
+    if cfg.ks.is_empty() {
+        return Err(CraneError::config("ks", "needs at least one cut-off, e.g. [10, 20]"));
     }
     cfg.valid_metric_parts()?;
     if cfg.refresh == GraphRefresh::EveryNSteps(0) {
@@ -210,6 +228,56 @@ pub fn resolve(base_toml: &str, source: &str, sets: &[String]) -> Result<TrainCo
         return Err(CraneError::config("tf32", "applies to engine = \"gpu\" only (cuBLAS on tensor cores)"));
     }
     Ok(cfg)
+}
+
+/// The settings in which `was` and `now` differ, as `key: was → now` (dotted keys, at most
+/// five, then a count), for refusals of a folder made with other settings.
+pub fn differences(was: &TrainConfig, now: &TrainConfig) -> String {
+    fn flat(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    flat(&if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }, v, out)
+                }
+            }
+            other => out.push((prefix.to_string(), other.to_string())),
+        }
+    }
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    flat("", &serde_json::to_value(was).expect("config serialises"), &mut a);
+    flat("", &serde_json::to_value(now).expect("config serialises"), &mut b);
+    let get = |list: &[(String, String)], k: &str| {
+        list.iter().find(|(key, _)| key == k).map_or("(absent)".to_string(), |(_, v)| v.clone())
+    };
+    let mut keys: Vec<&String> = a.iter().chain(&b).map(|(k, _)| k).collect();
+    keys.sort();
+    keys.dedup();
+    let diffs: Vec<String> = keys
+        .into_iter()
+        .filter(|k| get(&a, k) != get(&b, k))
+        .map(|k| format!("{k}: {} → {}", get(&a, k), get(&b, k)))
+        .collect();
+    match diffs.len() {
+        0 => "no setting differs".to_string(),
+        n if n > 5 => format!("{} and {} more", diffs[..5].join(", "), n - 5),
+        _ => diffs.join(", "),
+    }
+}
+
+/// For serde's "unknown field `x`, expected one of `a`, `b`" (or "unknown variant"), the listed
+/// name closest to `x` when it is close (Jaro-Winkler similarity ≥ 0.8, `strsim`).
+fn did_you_mean(msg: &str) -> Option<String> {
+    let rest = msg.strip_prefix("unknown field `").or_else(|| msg.strip_prefix("unknown variant `"))?;
+    let (given, rest) = rest.split_once('`')?;
+    let (_, listed) = rest.split_once("expected")?;
+    listed
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|c| (strsim::jaro_winkler(given, c), c))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c.to_string())
 }
 
 /// The metric names of [`crate::eval::Metrics`].

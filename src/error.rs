@@ -17,7 +17,8 @@ pub enum CraneError {
     #[error("{0}")]
     Invalid(String),
     /// A run folder another process (or run) is training into: its `run.lock` is held.
-    #[error("{}: {msg}", path.display())]
+    /// `msg` says who ("process 4711 is training into this folder").
+    #[error("{}: {msg}; wait for it to end or stop it", path.display())]
     Busy { path: PathBuf, msg: String },
     #[error(transparent)]
     Reference(#[from] crane_reference::RefError),

@@ -67,7 +67,7 @@ impl RunLock {
         if !try_lock_exclusive(&file) {
             let holder = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse::<u32>().ok());
             let who = holder.map_or("another process".to_string(), |p| format!("process {p}"));
-            let msg = format!("{who} is training into this folder; wait for it to end or stop it");
+            let msg = format!("{who} is training into this folder");
             return Err(CraneError::Busy { path, msg });
         }
         file.set_len(0)

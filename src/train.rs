@@ -355,8 +355,27 @@ pub fn train_locked(
             if (TrainConfig { epochs: cfg.epochs, ..st.config.clone() }) != *cfg {
                 return Err(CraneError::file(
                     path,
-                    "was written with a different config; resume with the same --config/--set values (only \
-                     `epochs` may change)",
+                    format!(
+                        "was written with other settings ({}); resume with the same --config/--set values (only \
+                         `epochs` may change)",
+                        crate::config::differences(
+                            &st.config,
+                            &TrainConfig { epochs: st.config.epochs, ..cfg.clone() }
+                        )
+                    ),
+                ));
+            }
+            // A run is continued, never cut back: a state past the budget would report more
+            // epochs than asked for (a halving rung reusing a longer run's folder).
+            if st.epoch >= cfg.epochs {
+                return Err(CraneError::file(
+                    path,
+                    format!(
+                        "holds a run already trained {} epochs, more than epochs = {} asks for; a resumed run can \
+                         only go on: move the folder away or use another --out",
+                        st.epoch + 1,
+                        cfg.epochs
+                    ),
                 ));
             }
             st.check_engine(engine.as_ref())?;

@@ -85,6 +85,14 @@ fn bad_input_exits_nonzero_with_a_named_error_and_no_panic() {
     let out = crane(&["train", "--like", "tiny", "--set", "model.knn_k=0"], &dir);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("knn_k"), "{}", String::from_utf8_lossy(&out.stderr));
+    // A missing folder is named as such, not taken for a preset name.
+    let out = crane(&["train", "--data-dir", "nope"], &dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(1) && err.contains("nope: is not a folder"), "{err}");
+    // A folder not named after a preset asks for --dataset.
+    let out = crane(&["train", "--data-dir", "d", "--set", "epochs=1"], &dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("invalid --dataset: not given, and the data folder's name `d` names no preset"), "{err}");
 }
 
 /// `crane verify --gpu` without a device: non-zero exit, one clear line, no panic. With a
@@ -168,4 +176,18 @@ fn resume_reports_what_it_found() {
     std::fs::remove_file(dir.join("r/checkpoint.safetensors")).unwrap();
     let err = run("epochs=4");
     assert!(err.contains("resuming after epoch 2") && err.contains("checkpoint.safetensors is missing"), "{err}");
+}
+
+/// The comparison's header says what was generated: a `crane synth --like` folder given by
+/// --data-dir is synthetic data throughout, not "real interactions".
+#[test]
+fn compare_header_names_synthetic_data_as_generated() {
+    let dir = common::scratch("cli-compare-header");
+    assert!(crane(&["synth", "--like", "tiny", "--out", "data/tiny"], &dir).status.success());
+    let args = ["compare", "--data-dir", "data/tiny", "--models", "bpr", "--seeds", "1", "--set", "epochs=1"];
+    let out = crane(&[&args[..], &["--out", "cmp", "--no-progress"]].concat(), &dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let md = std::fs::read_to_string(dir.join("cmp/compare.md")).unwrap();
+    assert!(md.contains("GENERATED data: synthetic `tiny` interactions and features"), "{md}");
+    assert!(!md.contains("real interactions") && !md.contains("\"generated\""), "{md}");
 }

@@ -139,7 +139,7 @@ fn compare_trains_each_model_and_seed_once_and_reports() {
     // A changed config does not silently reuse the old runs.
     let spec2 = CompareSpec { sets: vec!["epochs=3".into()], ..spec };
     let e = run_all(&ds, &spec2, &Reporter::default()).unwrap_err().to_string();
-    assert!(e.contains("different config"), "{e}");
+    assert!(e.contains("other settings than this command asks for (epochs: 2 → 3)"), "{e}");
 }
 
 #[test]

@@ -65,7 +65,7 @@ fn successive_halving_keeps_the_best_third_continues_their_runs_and_resumes() {
     };
     assert_eq!(key(&again), key(&rows));
     let md = crane::compare::halving_markdown(&rows, &["# search".into()]);
-    assert!(md.contains("## Rung 3 (4 epochs, 1 points)") && md.contains("Selected on validation recall@20"));
+    assert!(md.contains("## Rung 3 (4 epochs, 1 point)") && md.contains("Selected on validation recall@20"));
 }
 
 #[test]
@@ -109,4 +109,24 @@ fn halving_shares_its_folders_and_keeps_a_rung_trained_but_not_recorded() {
         rows.iter().map(|r| (r.rung, r.point.clone(), r.kept, r.summary.epochs_run)).collect::<Vec<_>>()
     };
     assert_eq!(key(&again), key(&rows));
+}
+
+#[test]
+fn halving_refuses_a_point_trained_past_its_rung() {
+    let base = common::scratch("halving-past-rung");
+    synth::write(&base.join("data"), "tiny", &synth::generate(&synth::preset("tiny").unwrap(), 3)).unwrap();
+    let ds = load_dataset(&base.join("data"), &LoadOptions::default()).unwrap();
+    let axes = vec![("model.lambda".to_string(), vec!["0.1".into(), "0.01".into()])];
+    let out = base.join("search");
+    // A plain grid trained every point 4 epochs into the folder the search then uses.
+    let long = vec!["model_preset=bpr".to_string(), "patience=100".to_string(), "epochs=4".to_string()];
+    crane::compare::run_grid(&ds, dataset_preset("tiny").unwrap(), "tiny", &long, &axes, &out, &Reporter::new(false))
+        .unwrap();
+    let h = Halving { sample: None, rungs: vec![2, 3], eta: 2, seed: 5 };
+    let sets = vec!["model_preset=bpr".to_string(), "patience=100".to_string()];
+    let err = run_halving(&ds, dataset_preset("tiny").unwrap(), "tiny", &sets, &axes, &out, &Reporter::new(false), &h)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("already trained 4 epochs, more than epochs = 2"), "{err}");
+    assert!(err.contains("model.lambda=0.1"), "names the folder: {err}");
 }

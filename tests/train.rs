@@ -36,7 +36,16 @@ fn set_overrides_any_field_and_refuses_unknown_ones() {
     assert_eq!(c.model.fusion, crane_reference::config::Fusion::Concat);
     assert_eq!((c.lr, c.ks.clone()), (0.01, vec![10, 20]));
     let e = resolve(base, "baby", &["model.knn=3".to_string()]).unwrap_err().to_string();
-    assert!(e.contains("unknown field `knn`"), "{e}");
+    assert!(e.contains("unknown field `knn`") && e.contains("did you mean `knn_k`?"), "{e}");
+    // Each error names the key at fault, not the preset.
+    let err = |set: &str| resolve(base, "baby", &[set.to_string()]).unwrap_err().to_string();
+    assert!(err("lr=abc").starts_with("invalid lr: invalid type: string \"abc\""), "{}", err("lr=abc"));
+    assert!(err("model.knn_k=x").starts_with("invalid model.knn_k:"), "{}", err("model.knn_k=x"));
+    assert!(err("refresh=every_stp").contains("did you mean `every_step`?"), "{}", err("refresh=every_stp"));
+    assert!(!err("model.drop_edge=maybe").contains("did you mean"), "nothing close to `maybe`");
+    assert_eq!(err("epochs=0"), "invalid epochs: must be at least 1");
+    assert!(err("ks=20").contains("--set 'ks=[10,20]'"), "{}", err("ks=20"));
+    assert!(err("ks=[]").starts_with("invalid ks: needs at least one"), "{}", err("ks=[]"));
     let e = resolve(base, "baby", &["lr=-1".to_string()]).unwrap_err().to_string();
     assert!(e.contains("invalid lr"), "{e}");
     let e = resolve(base, "baby", &["model_preset=svd".to_string()]).unwrap_err().to_string();
@@ -157,7 +166,7 @@ fn resume_matches_uninterrupted(engine: &str) {
     let other = resolve(dataset_preset("tiny").unwrap(), "tiny", &sets("lr=0.002")).unwrap();
     let manifest = std::fs::read(b_dir.join("manifest.json")).unwrap();
     let e = crane::train::train_with(&ds, &other, Some(&b_dir), false, true, None).unwrap_err().to_string();
-    assert!(e.contains("different config") && e.contains("only `epochs` may change"), "{e}");
+    assert!(e.contains("other settings (lr: 0.001 → 0.002)") && e.contains("only `epochs` may change"), "{e}");
     assert_eq!(std::fs::read(b_dir.join("manifest.json")).unwrap(), manifest, "a refused resume rewrites nothing");
     let longer = resolve(dataset_preset("tiny").unwrap(), "tiny", &sets("epochs=6")).unwrap();
     let c = crane::train::train_with(&ds, &longer, Some(&b_dir), false, true, None).unwrap();

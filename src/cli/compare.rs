@@ -57,7 +57,16 @@ pub fn run(a: CompareArgs) -> Result<()> {
     let features = if synthetic {
         "GENERATED synthetic interactions and features (crane synth --like)".to_string()
     } else if let Some(g) = &ds.generated_features {
-        format!("real interactions with GENERATED features: {}", g.replace('\n', " "))
+        // `features.json` says what was generated: a whole synthetic dataset, or features (or
+        // feature vectors fitted to a real graph) for another folder's interactions.
+        let what = crane::plot::generated_what(g);
+        if what.starts_with("synthetic") {
+            format!("GENERATED data: {what}")
+        } else if what.contains("GENERATED") {
+            format!("the folder's interactions; {what}")
+        } else {
+            format!("the folder's interactions with GENERATED features: {what}")
+        }
     } else if ds.present_modalities().is_empty() {
         "real interactions, no feature files".to_string()
     } else {

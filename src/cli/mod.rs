@@ -31,8 +31,9 @@ pub struct TrainArgs {
     /// Scale of the synthetic dataset.
     #[arg(long, default_value_t = 1.0)]
     pub scale: f64,
-    /// Preset name (Table 3): baby, sports, clothing, electronics, tiny. Default: the name of
-    /// --like or of the data folder.
+    /// Preset name (Table 3): baby, sports, clothing, electronics, tiny, or tiktok (Baby's column
+    /// with image and audio). Default: the name of --like or of the data folder, so a folder
+    /// named otherwise needs it (or --config).
     #[arg(long)]
     pub dataset: Option<String>,
     /// A TOML config instead of the dataset preset.
@@ -107,6 +108,13 @@ pub fn prepare_with_graph_dir(args: &TrainArgs, graph_dir: Option<PathBuf>) -> R
     // The config is resolved (and refused) before any synthetic data is generated, so a
     // refused `--set` leaves nothing behind.
     let (dir, generate) = match (&args.data_dir, &args.like) {
+        (Some(d), None) if !d.is_dir() => {
+            return Err(CraneError::file(
+                d,
+                "is not a folder; --data-dir takes a dataset folder (MMRec's `<name>.inter` or crane's \
+                 train/val/test.json, with the feature .npy files)",
+            ))
+        }
         (Some(d), None) => (d.clone(), None),
         (None, Some(like)) => {
             let p = gen::preset(like)?.scaled(args.scale)?;
@@ -132,7 +140,19 @@ pub fn prepare_with_graph_dir(args: &TrainArgs, graph_dir: Option<PathBuf>) -> R
         Some(path) => {
             (std::fs::read_to_string(path).map_err(|e| CraneError::io(path, "read", e))?, path.display().to_string())
         }
-        None => (crane::config::dataset_preset(&name)?.to_string(), format!("preset {name}")),
+        None => {
+            let preset = crane::config::dataset_preset(&name).map_err(|e| match (&args.dataset, &args.like) {
+                (None, None) => CraneError::config(
+                    "--dataset",
+                    format!(
+                        "not given, and the data folder's name `{name}` names no preset; pass --dataset baby, \
+                         sports, clothing, electronics, tiny or tiktok, or --config FILE"
+                    ),
+                ),
+                _ => e,
+            })?;
+            (preset.to_string(), format!("preset {name}"))
+        }
     };
     let cfg = crane::config::resolve(&base, &source, &args.sets)?;
     if cfg.engine == crane::config::EngineKind::Gpu {

@@ -25,7 +25,9 @@ pub fn run(args: TrainArgs) -> Result<()> {
         }
     );
     eprintln!("modalities: {}", ds.modalities_used());
-    eprintln!("model {} on the {:?} engine, {} threads", cfg.model_preset, cfg.engine, rayon::current_num_threads());
+    let threads = rayon::current_num_threads();
+    let plural = if threads == 1 { "" } else { "s" };
+    eprintln!("model {} on the {:?} engine, {threads} thread{plural}", cfg.model_preset, cfg.engine);
     check_memory(ds, cfg, args.memory_budget)?;
     let r = crane::train::train_with(ds, cfg, Some(&out), !args.no_progress, args.resume, None)?;
     println!(

@@ -540,12 +540,18 @@ pub fn padded(values: impl IntoIterator<Item = f64>, frac: f64, from_zero: bool)
     (lo, hi + span * frac)
 }
 
-/// The caveat line of data with generated features: `!` + what `features.json` says.
-pub fn generated_caveat(what: &str) -> String {
-    let what = serde_json::from_str::<serde_json::Value>(what)
+/// What `features.json` (its text: `raw`) says the generated data is: its `what` field, or the
+/// text on one line when it has none.
+pub fn generated_what(raw: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(raw)
         .ok()
         .and_then(|v| v.get("what").and_then(|w| w.as_str()).map(|s| s.to_string()))
-        .unwrap_or_else(|| what.split_whitespace().collect::<Vec<_>>().join(" "));
+        .unwrap_or_else(|| raw.split_whitespace().collect::<Vec<_>>().join(" "))
+}
+
+/// The caveat line of data with generated features: `!` + what `features.json` says.
+pub fn generated_caveat(what: &str) -> String {
+    let what = generated_what(what);
     let what = if what.to_lowercase().contains("generated") { what } else { format!("GENERATED features: {what}") };
     format!("!{what}: not the paper's image/text features; feature-based models' numbers say nothing about real ones")
 }
