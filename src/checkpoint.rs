@@ -111,6 +111,13 @@ pub fn read_meta(path: &Path) -> Result<CheckpointMeta> {
 }
 
 fn meta_of(info: &HashMap<String, String>, path: &Path) -> Result<CheckpointMeta> {
+    if info.get("format").is_some_and(|f| f.starts_with("crane-state")) {
+        return Err(CraneError::file(
+            path,
+            "is a training state (state.safetensors, what --resume continues), not a checkpoint: pass the \
+             checkpoint.safetensors beside it (the best epoch's parameters)",
+        ));
+    }
     Ok(CheckpointMeta {
         config: config_of(info, path)?,
         epoch: number_of(info, path, "epoch")? as usize,

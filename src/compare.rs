@@ -303,6 +303,7 @@ pub fn run_one(ds: &Dataset, cfg: &TrainConfig, dir: &Path, report: &Reporter) -
             ),
         )),
         None => {
+            cfg.model.validate(ds.n_items)?;
             let _lock = lock_run_dir(dir)?;
             // Finished by another process sharing the folder since the look above.
             if let Some(s) = read_summary(&results)?.filter(|s| s.config == *cfg) {
@@ -760,6 +761,7 @@ fn run_rung(ds: &Dataset, cfg: &TrainConfig, dir: &Path, report: &Reporter) -> R
     let results = dir.join("results.json");
     // Training and recording happen under one lock, so a process sharing the folder sees a
     // rung either not trained or trained and recorded.
+    cfg.model.validate(ds.n_items)?;
     let _lock = lock_run_dir(dir)?;
     if let Some(s) = recorded()? {
         return Ok(s);

@@ -313,6 +313,8 @@ pub fn train_reported(
     resume: bool,
     stop_after: Option<usize>,
 ) -> Result<RunResult> {
+    // A bad model setting is refused before the folder is made.
+    cfg.model.validate(ds.n_items)?;
     // Taken before anything is built or read from the folder, so that a folder in use is
     // refused first and a resumed state cannot change under this run.
     let _lock = out.map(lock_run_dir).transpose()?;

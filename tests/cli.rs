@@ -71,6 +71,13 @@ fn synth_stats_train_eval_recommend() {
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("user `99999` is not in"));
+    let rec = ["recommend", "--checkpoint", "run/checkpoint.safetensors", "--data-dir", "data/tiny", "--user", "3"];
+    let out = crane(&[&rec[..], &["-k", "0"]].concat(), &dir);
+    assert!(!out.status.success() && out.stdout.is_empty(), "k = 0 is refused, not answered with nothing");
+    // The training state is not a checkpoint, and the message says which file to pass.
+    let out = crane(&["eval", "--checkpoint", "run/state.safetensors", "--data-dir", "data/tiny"], &dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is a training state") && err.contains("checkpoint.safetensors beside it"), "{err}");
 }
 
 #[test]
@@ -82,9 +89,10 @@ fn bad_input_exits_nonzero_with_a_named_error_and_no_panic() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("d.inter:2: x_label `9`") && !err.contains("panicked"), "{err}");
-    let out = crane(&["train", "--like", "tiny", "--set", "model.knn_k=0"], &dir);
+    let out = crane(&["train", "--like", "tiny", "--set", "model.knn_k=0", "--out", "knn0"], &dir);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("knn_k"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!dir.join("knn0").exists(), "a refused setting leaves no run folder behind");
     // A missing folder is named as such, not taken for a preset name.
     let out = crane(&["train", "--data-dir", "nope"], &dir);
     let err = String::from_utf8_lossy(&out.stderr);

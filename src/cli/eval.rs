@@ -18,7 +18,7 @@ pub struct EvalArgs {
     /// Write the top-K list of every test user (original ids) to this TSV.
     #[arg(long)]
     pub export_topk: Option<PathBuf>,
-    #[arg(short, long, default_value_t = 20)]
+    #[arg(short, long, default_value_t = 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub k: usize,
 }
 

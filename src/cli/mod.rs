@@ -42,7 +42,9 @@ pub struct TrainArgs {
     /// Override any config value, e.g. --set model.knn_k=10 --set model_preset=lightgcn.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
-    /// Output folder for results.json, history.jsonl, history.csv. Default: runs/<dataset>.
+    /// Output folder. `train`: the run's results.json, history.jsonl, history.csv, manifest and
+    /// checkpoints (default runs/<dataset>). `compare` and `grid`: one run folder per model and
+    /// seed (per point) and the report (default runs/compare-<dataset>, runs/grid-<dataset>-<model>).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Split seed when the file has no x_label: a number or paper1..paper5.
@@ -54,8 +56,9 @@ pub struct TrainArgs {
     /// Hide the per-epoch progress bar.
     #[arg(long)]
     pub no_progress: bool,
-    /// Continue the run saved in the output folder (state.safetensors) to the same result. The
-    /// state must have been made from the same data.
+    /// `train`: continue the run saved in the output folder (state.safetensors) to the same
+    /// result; the state must have been made from the same data. (`compare` and `grid` always
+    /// keep finished runs and resume interrupted ones.)
     #[arg(long)]
     pub resume: bool,
     /// Refuse to start when the estimated peak memory exceeds this many GB (a run over the

@@ -14,7 +14,7 @@ pub struct RecommendArgs {
     /// The user's original id: the number in the .inter file, or its name in user2id.json.
     #[arg(long)]
     pub user: String,
-    #[arg(short, long, default_value_t = 20)]
+    #[arg(short, long, default_value_t = 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub k: usize,
 }
 
