@@ -199,3 +199,20 @@ fn compare_header_names_synthetic_data_as_generated() {
     assert!(md.contains("GENERATED data: synthetic `tiny` interactions and features"), "{md}");
     assert!(!md.contains("real interactions") && !md.contains("\"generated\""), "{md}");
 }
+
+/// `crane train` never replaces an earlier run by accident: a second run into its folder is
+/// refused unless `--resume` or `--overwrite` says which is meant.
+#[test]
+fn train_refuses_a_folder_with_an_earlier_run_unless_told() {
+    let dir = common::scratch("cli-overwrite");
+    assert!(crane(&["synth", "--like", "tiny", "--out", "data/tiny"], &dir).status.success());
+    let args = ["train", "--data-dir", "data/tiny", "--set", "model_preset=bpr", "--set", "epochs=1", "--out", "run"];
+    assert!(crane(&args, &dir).status.success());
+    let before = std::fs::read(dir.join("run/results.json")).unwrap();
+    let out = crane(&args, &dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(1) && err.contains("belongs to an earlier run"), "{err}");
+    assert_eq!(std::fs::read(dir.join("run/results.json")).unwrap(), before, "nothing replaced");
+    let out = crane(&[&args[..], &["--overwrite"]].concat(), &dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

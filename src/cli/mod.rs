@@ -61,6 +61,10 @@ pub struct TrainArgs {
     /// keep finished runs and resume interrupted ones.)
     #[arg(long)]
     pub resume: bool,
+    /// `train`: train from scratch into a folder that holds an earlier run, replacing its files
+    /// (without it, or --resume, such a folder is refused).
+    #[arg(long, conflicts_with = "resume")]
+    pub overwrite: bool,
     /// Refuse to start when the estimated peak memory exceeds this many GB (a run over the
     /// machine's available memory is always refused).
     #[arg(long)]

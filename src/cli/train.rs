@@ -1,8 +1,8 @@
 //! `crane train`: train a model and report validation and test metrics.
 
 use super::{check_memory, prepare, TrainArgs};
-use crane::error::Result;
-use std::path::PathBuf;
+use crane::error::{CraneError, Result};
+use std::path::{Path, PathBuf};
 
 pub fn run(args: TrainArgs) -> Result<()> {
     let p = prepare(&args)?;
@@ -28,6 +28,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let threads = rayon::current_num_threads();
     let plural = if threads == 1 { "" } else { "s" };
     eprintln!("model {} on the {:?} engine, {threads} thread{plural}", cfg.model_preset, cfg.engine);
+    refuse_earlier_run(&out, &args)?;
     check_memory(ds, cfg, args.memory_budget)?;
     let r = crane::train::train_with(ds, cfg, Some(&out), !args.no_progress, args.resume, None)?;
     println!(
@@ -39,4 +40,20 @@ pub fn run(args: TrainArgs) -> Result<()> {
     println!("popularity {}  (test, for reference)", r.popularity_test.summary());
     println!("results in {}", out.join("results.json").display());
     Ok(())
+}
+
+/// Nothing already written is lost by accident: a folder holding an earlier run (its
+/// results.json or state.safetensors) is only trained into with --resume or --overwrite.
+fn refuse_earlier_run(out: &Path, args: &TrainArgs) -> Result<()> {
+    if args.resume || args.overwrite {
+        return Ok(());
+    }
+    match ["results.json", "state.safetensors"].iter().map(|f| out.join(f)).find(|f| f.exists()) {
+        Some(f) => Err(CraneError::file(
+            &f,
+            "belongs to an earlier run in this folder; pass --resume to continue it, --overwrite to train again \
+             from scratch (replacing its files), or another --out",
+        )),
+        None => Ok(()),
+    }
 }
