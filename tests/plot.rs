@@ -275,6 +275,11 @@ fn grid_draws_a_panel_per_setting_at_the_selected_point() {
         elements(&svg, "circle").into_iter().filter(|c| c.get("fill") == hex(PALETTE[3]) && c.get("r") == "8");
     assert_eq!(selected.count(), 2, "the selected point marked in both panels");
     assert!(svg.contains("model.lambda (log scale)"));
+    // A halving search's folder is named as such, not as a missing grid.
+    let halving = temp("grid-halving");
+    write(&halving.join("halving.csv"), "rung,point\n");
+    let err = plot::grid::plot(&halving, None).unwrap_err().to_string();
+    assert!(err.contains("successive-halving search") && err.contains("halving.md"), "{err}");
 }
 
 #[test]

@@ -81,6 +81,14 @@ impl GridFig {
             return Err(CraneError::file(dir, "is not a folder (give the folder `crane grid --out` wrote)"));
         }
         let csv = dir.join("grid.csv");
+        if !csv.is_file() && dir.join("halving.csv").is_file() {
+            return Err(CraneError::file(
+                &csv,
+                "missing: this is a successive-halving search (halving.csv), which trains a sample of the grid \
+                 for a few epochs, not every point to the end, so it has no per-setting curves to plot; its rungs \
+                 are in halving.md. Plot a full grid (`crane grid` without --halving) instead",
+            ));
+        }
         if !csv.is_file() {
             return Err(CraneError::file(&csv, "missing: a grid folder holds grid.csv (run `crane grid`)"));
         }
