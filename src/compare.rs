@@ -265,22 +265,31 @@ fn share_run_folders<J, T>(
             }
         }
     }
-    for k in deferred {
-        let mut said = false;
-        let t = loop {
+    // Whichever put-off job comes free first is taken, so one holder that runs long does not
+    // keep this process from the others; a pass that finds every one still held sleeps.
+    let mut said = vec![false; jobs.len()];
+    while !deferred.is_empty() {
+        let before = deferred.len();
+        let mut still = Vec::new();
+        for k in std::mem::take(&mut deferred) {
             match attempt(&jobs[k]) {
                 Err(CraneError::Busy { msg, .. }) => {
-                    if !said {
+                    if !std::mem::replace(&mut said[k], true) {
                         report.line(&format!("{}: {msg}; waiting until it is free", label(&jobs[k])));
-                        said = true;
                     }
-                    std::thread::sleep(std::time::Duration::from_millis(500));
+                    still.push(k);
                 }
-                other => break other?,
+                other => {
+                    let t = other?;
+                    finished(&jobs[k], &t);
+                    out[k] = Some(t);
+                }
             }
-        };
-        finished(&jobs[k], &t);
-        out[k] = Some(t);
+        }
+        if still.len() == before {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        deferred = still;
     }
     Ok(out.into_iter().map(|t| t.expect("every job, put off or not, has run")).collect())
 }

@@ -275,7 +275,7 @@ fn compare_puts_off_a_run_in_use_and_trains_it_when_free() {
         report_only: false,
     };
     let busy = crane::compare::run_dir(&spec.out, "bpr", 9);
-    let release = common::hold_run_lock_briefly(&busy);
+    let release = common::hold_run_lock_for(&busy, 1000);
     let rows = run_all(&ds, &spec, &Reporter::default()).unwrap();
     release.join().unwrap();
     assert_eq!(rows.iter().map(|r| r.seed).collect::<Vec<_>>(), vec![9, 672]);
@@ -294,7 +294,7 @@ fn grid_puts_off_a_point_in_use_and_trains_it_when_free() {
     let sets = vec!["model_preset=bpr".to_string(), "epochs=1".to_string()];
     let out = base.join("g");
     let busy = out.join("model.lambda=1e-3");
-    let release = common::hold_run_lock_briefly(&busy);
+    let release = common::hold_run_lock_for(&busy, 1000);
     let rows = crane::compare::run_grid(
         &ds,
         dataset_preset("tiny").unwrap(),
@@ -313,5 +313,33 @@ fn grid_puts_off_a_point_in_use_and_trains_it_when_free() {
     assert!(
         finished("model.lambda=1e-1") < finished("model.lambda=1e-3"),
         "the free point trained while the other was held"
+    );
+}
+
+#[test]
+fn grid_takes_whichever_put_off_point_comes_free_first() {
+    let (ds, base) = tiny_data("grid-busy-order", 5);
+    let axes = vec![crane::compare::parse_grid_axis("model.lambda=1e-3,1e-2,1e-1").unwrap()];
+    let sets = vec!["model_preset=bpr".to_string(), "epochs=1".to_string()];
+    let out = base.join("g");
+    let long = common::hold_run_lock_for(&out.join("model.lambda=1e-3"), 3000);
+    let short = common::hold_run_lock_for(&out.join("model.lambda=1e-2"), 1000);
+    let rows = crane::compare::run_grid(
+        &ds,
+        dataset_preset("tiny").unwrap(),
+        "tiny",
+        &sets,
+        &axes,
+        &out,
+        &Reporter::default(),
+    )
+    .unwrap();
+    long.join().unwrap();
+    short.join().unwrap();
+    assert_eq!(rows.len(), 3);
+    let finished = |p: &str| std::fs::metadata(out.join(p).join("results.json")).unwrap().modified().unwrap();
+    assert!(
+        finished("model.lambda=1e-2") < finished("model.lambda=1e-3"),
+        "the point released first trained while the first put-off one was still held"
     );
 }

@@ -83,7 +83,7 @@ fn halving_shares_its_folders_and_keeps_a_rung_trained_but_not_recorded() {
     };
     // A point another process holds is put off, then trained when released.
     let held = out.join("model.lambda=1");
-    let release = common::hold_run_lock_briefly(&held);
+    let release = common::hold_run_lock_for(&held, 1000);
     let rows = search();
     release.join().unwrap();
     assert_eq!(rows.iter().filter(|r| r.rung == 0).count(), 3);

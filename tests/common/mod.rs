@@ -33,14 +33,14 @@ impl AsRef<std::ffi::OsStr> for Scratch {
     }
 }
 
-/// Holds `dir`'s `run.lock` for about a second from another thread, as a second process training
-/// into the same run folder would; join the handle once the code under test has returned.
+/// Holds `dir`'s `run.lock` for `ms` milliseconds from another thread, as a second process
+/// training into the same run folder would; join the handle once the code under test has returned.
 #[allow(dead_code)]
-pub fn hold_run_lock_briefly(dir: &std::path::Path) -> std::thread::JoinHandle<()> {
+pub fn hold_run_lock_for(dir: &std::path::Path, ms: u64) -> std::thread::JoinHandle<()> {
     std::fs::create_dir_all(dir).unwrap();
     let lock = crane::io::RunLock::acquire(dir).unwrap();
     std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_secs(1));
+        std::thread::sleep(std::time::Duration::from_millis(ms));
         drop(lock);
     })
 }
