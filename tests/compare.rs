@@ -287,14 +287,20 @@ fn compare_puts_off_a_run_in_use_and_trains_it_when_free() {
     assert!(finished(672) < finished(9), "seed 672 trained while seed 9 was held");
 }
 
-#[test]
-fn grid_puts_off_a_point_in_use_and_trains_it_when_free() {
-    let (ds, base) = tiny_data("grid-busy", 5);
-    let axes = vec![crane::compare::parse_grid_axis("model.lambda=1e-3,1e-1").unwrap()];
+/// A BPR grid over `model.lambda=<lambdas>` (one epoch a point) while other threads hold the
+/// named points' run locks for the given milliseconds, as other processes training them would.
+/// Returns the rows and when each point's results.json was written.
+fn grid_with_held_points(
+    tag: &str,
+    lambdas: &str,
+    held: &[(&str, u64)],
+) -> (Vec<crane::compare::GridRow>, Vec<std::time::SystemTime>) {
+    let (ds, base) = tiny_data(tag, 5);
+    let axes = vec![crane::compare::parse_grid_axis(&format!("model.lambda={lambdas}")).unwrap()];
     let sets = vec!["model_preset=bpr".to_string(), "epochs=1".to_string()];
     let out = base.join("g");
-    let busy = out.join("model.lambda=1e-3");
-    let release = common::hold_run_lock_for(&busy, 1000);
+    let holders: Vec<_> =
+        held.iter().map(|(p, ms)| common::hold_run_lock_for(&out.join(format!("model.lambda={p}")), *ms)).collect();
     let rows = crane::compare::run_grid(
         &ds,
         dataset_preset("tiny").unwrap(),
@@ -305,41 +311,26 @@ fn grid_puts_off_a_point_in_use_and_trains_it_when_free() {
         &Reporter::default(),
     )
     .unwrap();
-    release.join().unwrap();
+    holders.into_iter().for_each(|h| h.join().unwrap());
+    let written = lambdas
+        .split(',')
+        .map(|l| std::fs::metadata(out.join(format!("model.lambda={l}/results.json"))).unwrap().modified().unwrap())
+        .collect();
+    (rows, written)
+}
+
+#[test]
+fn grid_puts_off_a_point_in_use_and_trains_it_when_free() {
+    let (rows, written) = grid_with_held_points("grid-busy", "1e-3,1e-1", &[("1e-3", 1000)]);
     let points: Vec<String> = rows.iter().map(|r| r.point.join(" ")).collect();
     assert_eq!(points, vec!["model.lambda=1e-3", "model.lambda=1e-1"], "grid order kept");
     assert_eq!(rows[0].summary.config.model.lambda, 1e-3);
-    let finished = |p: &str| std::fs::metadata(out.join(p).join("results.json")).unwrap().modified().unwrap();
-    assert!(
-        finished("model.lambda=1e-1") < finished("model.lambda=1e-3"),
-        "the free point trained while the other was held"
-    );
+    assert!(written[1] < written[0], "the free point trained while the other was held");
 }
 
 #[test]
 fn grid_takes_whichever_put_off_point_comes_free_first() {
-    let (ds, base) = tiny_data("grid-busy-order", 5);
-    let axes = vec![crane::compare::parse_grid_axis("model.lambda=1e-3,1e-2,1e-1").unwrap()];
-    let sets = vec!["model_preset=bpr".to_string(), "epochs=1".to_string()];
-    let out = base.join("g");
-    let long = common::hold_run_lock_for(&out.join("model.lambda=1e-3"), 3000);
-    let short = common::hold_run_lock_for(&out.join("model.lambda=1e-2"), 1000);
-    let rows = crane::compare::run_grid(
-        &ds,
-        dataset_preset("tiny").unwrap(),
-        "tiny",
-        &sets,
-        &axes,
-        &out,
-        &Reporter::default(),
-    )
-    .unwrap();
-    long.join().unwrap();
-    short.join().unwrap();
+    let (rows, written) = grid_with_held_points("grid-busy-order", "1e-3,1e-2,1e-1", &[("1e-3", 3000), ("1e-2", 1000)]);
     assert_eq!(rows.len(), 3);
-    let finished = |p: &str| std::fs::metadata(out.join(p).join("results.json")).unwrap().modified().unwrap();
-    assert!(
-        finished("model.lambda=1e-2") < finished("model.lambda=1e-3"),
-        "the point released first trained while the first put-off one was still held"
-    );
+    assert!(written[1] < written[0], "the point released first trained while the first put-off one was still held");
 }
