@@ -297,12 +297,29 @@ fn share_run_folders<J, T>(
 /// Trains `cfg` into `dir` unless a finished run with the same config is there (then it is
 /// kept), resuming an interrupted one. Returns the summary and whether it was trained now.
 pub fn run_one(ds: &Dataset, cfg: &TrainConfig, dir: &Path, report: &Reporter) -> Result<(RunSummary, bool)> {
+    if let Some(s) = finished_run(ds, cfg, dir)? {
+        return Ok((s, false));
+    }
+    cfg.model.validate(ds.n_items)?;
+    let _lock = lock_run_dir(dir)?;
+    // Looked at again under the lock: another process sharing the folder may have finished it.
+    if let Some(s) = finished_run(ds, cfg, dir)? {
+        return Ok((s, false));
+    }
+    // Resume an interrupted run (its state is checked against this data); a new one starts.
+    let interrupted = dir.join("state.safetensors").exists();
+    train_locked(ds, cfg, Some(dir), report, interrupted, None)?;
+    let results = dir.join("results.json");
+    let s = read_summary(&results)?.ok_or_else(|| CraneError::file(&results, "not written"))?;
+    Ok((s, true))
+}
+
+/// The finished run in `dir` when it has `cfg` (and was made from `ds`); none when there is no
+/// `results.json`; refused when the finished run has other settings (naming them).
+fn finished_run(ds: &Dataset, cfg: &TrainConfig, dir: &Path) -> Result<Option<RunSummary>> {
     let results = dir.join("results.json");
     match read_summary(&results)? {
-        Some(s) if s.config == *cfg => {
-            check_same_data(dir, ds)?;
-            Ok((s, false))
-        }
+        Some(s) if s.config == *cfg => check_same_data(dir, ds).map(|()| Some(s)),
         Some(s) => Err(CraneError::file(
             &results,
             format!(
@@ -311,20 +328,7 @@ pub fn run_one(ds: &Dataset, cfg: &TrainConfig, dir: &Path, report: &Reporter) -
                 crate::config::differences(&s.config, cfg)
             ),
         )),
-        None => {
-            cfg.model.validate(ds.n_items)?;
-            let _lock = lock_run_dir(dir)?;
-            // Finished by another process sharing the folder since the look above.
-            if let Some(s) = read_summary(&results)?.filter(|s| s.config == *cfg) {
-                check_same_data(dir, ds)?;
-                return Ok((s, false));
-            }
-            // Resume an interrupted run (its state is checked against this data); a new one starts.
-            let interrupted = dir.join("state.safetensors").exists();
-            train_locked(ds, cfg, Some(dir), report, interrupted, None)?;
-            let s = read_summary(&results)?.ok_or_else(|| CraneError::file(&results, "not written"))?;
-            Ok((s, true))
-        }
+        None => Ok(None),
     }
 }
 
@@ -441,10 +445,17 @@ fn read_summary(path: &Path) -> Result<Option<RunSummary>> {
         CraneError::line(
             path,
             e.line(),
-            format!(
-                "not a crane results file: {e}; delete it and run the command again: the run is trained again, \
+            if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("results-")) {
+                format!(
+                    "not a crane results file: {e}; this is a halving rung's record: move the point's folder away \
+                     and run the search again (the point is trained again)"
+                )
+            } else {
+                format!(
+                    "not a crane results file: {e}; delete it and run the command again: the run is trained again, \
                      or resumed from its state.safetensors when that is there"
-            ),
+                )
+            },
         )
     })
 }

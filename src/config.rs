@@ -192,14 +192,20 @@ pub fn resolve(base_toml: &str, source: &str, sets: &[String]) -> Result<TrainCo
     // The path names the key at fault (`lr`, `model.knn_k`), not just the preset or file.
     let cfg: TrainConfig = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
         let path = e.path().to_string();
-        let at = if path == "." { source.to_string() } else { path };
         let mut msg = e.inner().message().to_string();
-        if at == "ks" {
+        if path == "ks" {
             msg.push_str(" (a list of cut-offs: --set 'ks=[10,20]')");
         }
-        if let Some(near) = did_you_mean(&msg) {
+        if let Some(near) = misplaced(&path, &msg).or_else(|| did_you_mean(&msg)) {
             msg = format!("{msg}; did you mean `{near}`?");
         }
+        // A config file is named beside the key; a preset needs no naming.
+        let preset = dataset_preset(source.trim_start_matches("preset ")).is_ok();
+        let at = match (path.as_str(), preset) {
+            ("." | "", _) => source.to_string(),
+            (_, true) => path,
+            (_, false) => format!("{path} (in {source})"),
+        };
         CraneError::config(&at, msg)
     })?;
     for (field, n) in [
@@ -233,19 +239,21 @@ pub fn resolve(base_toml: &str, source: &str, sets: &[String]) -> Result<TrainCo
 /// The settings in which `was` and `now` differ, as `key: was → now` (dotted keys, at most
 /// five, then a count), for refusals of a folder made with other settings.
 pub fn differences(was: &TrainConfig, now: &TrainConfig) -> String {
-    fn flat(prefix: &str, v: &serde_json::Value, out: &mut Vec<(String, String)>) {
-        match v {
-            serde_json::Value::Object(m) => {
-                for (k, v) in m {
-                    flat(&if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }, v, out)
-                }
+    // The top level and `model` are flattened; any other value (an enum such as
+    // `refresh = { every_n_steps = 18 }`) is shown whole, strings without quotes.
+    fn flat(v: &serde_json::Value) -> Vec<(String, String)> {
+        let show = |v: &serde_json::Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
+        let mut out = Vec::new();
+        for (k, v) in v.as_object().into_iter().flatten() {
+            match (k.as_str(), v.as_object()) {
+                ("model", Some(m)) => out.extend(m.iter().map(|(mk, mv)| (format!("model.{mk}"), show(mv)))),
+                _ => out.push((k.clone(), show(v))),
             }
-            other => out.push((prefix.to_string(), other.to_string())),
         }
+        out
     }
-    let (mut a, mut b) = (Vec::new(), Vec::new());
-    flat("", &serde_json::to_value(was).expect("config serialises"), &mut a);
-    flat("", &serde_json::to_value(now).expect("config serialises"), &mut b);
+    let a = flat(&serde_json::to_value(was).expect("config serialises"));
+    let b = flat(&serde_json::to_value(now).expect("config serialises"));
     let get = |list: &[(String, String)], k: &str| {
         list.iter().find(|(key, _)| key == k).map_or("(absent)".to_string(), |(_, v)| v.clone())
     };
@@ -261,6 +269,22 @@ pub fn differences(was: &TrainConfig, now: &TrainConfig) -> String {
         0 => "no setting differs".to_string(),
         n if n > 5 => format!("{} and {} more", diffs[..5].join(", "), n - 5),
         _ => diffs.join(", "),
+    }
+}
+
+/// An unknown key that is a setting at the other level (`rounds` for `model.rounds`,
+/// `model.epochs` for `epochs`): the key as it should be written.
+fn misplaced(path: &str, msg: &str) -> Option<String> {
+    let given = msg.strip_prefix("unknown field `")?.split('`').next()?;
+    // serde_path_to_error's path ends with the unknown key itself.
+    let at = path.rsplit_once('.').map_or("", |(parent, _)| parent);
+    let keys = |v: serde_json::Value| -> Vec<String> { v.as_object().map_or(vec![], |m| m.keys().cloned().collect()) };
+    let top = keys(serde_json::to_value(TrainConfig::default()).expect("config serialises"));
+    let model = keys(serde_json::to_value(crane_reference::config::ModelConfig::default()).expect("serialises"));
+    match at {
+        "model" if top.iter().any(|k| k == given) => Some(given.to_string()),
+        "" if model.iter().any(|k| k == given) => Some(format!("model.{given}")),
+        _ => None,
     }
 }
 

@@ -96,7 +96,7 @@ fn bad_input_exits_nonzero_with_a_named_error_and_no_panic() {
     // A missing folder is named as such, not taken for a preset name.
     let out = crane(&["train", "--data-dir", "nope"], &dir);
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.code() == Some(1) && err.contains("nope: is not a folder"), "{err}");
+    assert!(out.status.code() == Some(1) && err.contains("nope: does not exist"), "{err}");
     // A folder not named after a preset asks for --dataset.
     let out = crane(&["train", "--data-dir", "d", "--set", "epochs=1"], &dir);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -215,4 +215,12 @@ fn train_refuses_a_folder_with_an_earlier_run_unless_told() {
     assert_eq!(std::fs::read(dir.join("run/results.json")).unwrap(), before, "nothing replaced");
     let out = crane(&[&args[..], &["--overwrite"]].concat(), &dir);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // compare keeps finished runs by design: --overwrite there is refused, not ignored.
+    let cmp = ["compare", "--data-dir", "data/tiny", "--models", "bpr", "--seeds", "1", "--overwrite"];
+    let err = String::from_utf8_lossy(&crane(&cmp, &dir).stderr).to_string();
+    assert!(err.contains("invalid --overwrite: applies to `crane train`"), "{err}");
+    // Without --out, another preset than CRANE trains into its own folder.
+    let out = crane(&["train", "--data-dir", "data/tiny", "--set", "model_preset=bpr", "--set", "epochs=1"], &dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(dir.join("runs/tiny-bpr/results.json").is_file());
 }

@@ -330,7 +330,7 @@ fn grid_puts_off_a_point_in_use_and_trains_it_when_free() {
 
 #[test]
 fn grid_takes_whichever_put_off_point_comes_free_first() {
-    let (rows, written) = grid_with_held_points("grid-busy-order", "1e-3,1e-2,1e-1", &[("1e-3", 3000), ("1e-2", 1000)]);
+    let (rows, written) = grid_with_held_points("grid-busy-order", "1e-3,1e-2,1e-1", &[("1e-3", 6000), ("1e-2", 1000)]);
     assert_eq!(rows.len(), 3);
     assert!(written[1] < written[0], "the point released first trained while the first put-off one was still held");
 }

@@ -46,6 +46,20 @@ fn set_overrides_any_field_and_refuses_unknown_ones() {
     assert_eq!(err("epochs=0"), "invalid epochs: must be at least 1");
     assert!(err("ks=20").contains("--set 'ks=[10,20]'"), "{}", err("ks=20"));
     assert!(err("ks=[]").starts_with("invalid ks: needs at least one"), "{}", err("ks=[]"));
+    // A setting written at the wrong level is named as it should be written.
+    assert!(err("rounds=3").contains("did you mean `model.rounds`?"), "{}", err("rounds=3"));
+    assert!(err("model.epochs=3").contains("did you mean `epochs`?"), "{}", err("model.epochs=3"));
+    // A config file is named beside the key.
+    let e = resolve("lr = \"x\"", "my.toml", &[]).unwrap_err().to_string();
+    assert!(e.starts_with("invalid lr (in my.toml): invalid type"), "{e}");
+    // What differs between two configs: enums shown whole, strings unquoted.
+    let a = resolve(base, "baby", &[]).unwrap();
+    let b = resolve(base, "baby", &["refresh={ every_n_steps = 18 }".into(), "model.knn_k=7".into()]).unwrap();
+    assert_eq!(
+        crane::config::differences(&a, &b),
+        "model.knn_k: 15 → 7, refresh: every_epoch → {\"every_n_steps\":18}"
+    );
+    assert_eq!(crane::config::differences(&a, &a), "no setting differs");
     let e = resolve(base, "baby", &["lr=-1".to_string()]).unwrap_err().to_string();
     assert!(e.contains("invalid lr"), "{e}");
     let e = resolve(base, "baby", &["model_preset=svd".to_string()]).unwrap_err().to_string();
@@ -460,4 +474,21 @@ fn a_run_folder_in_use_is_refused_and_a_killed_holders_lock_released() {
     holder.kill().unwrap();
     holder.wait().unwrap();
     train(&ds, &cfg, Some(&out), false).unwrap();
+}
+
+/// A resumed run only goes on: a state at its budget (epoch index N − 1 with `epochs = N`) is
+/// accepted and trains nothing more; a budget below what the state has trained is refused.
+#[test]
+fn resume_accepts_a_state_at_its_budget_and_refuses_one_past_it() {
+    let (ds, base) = tiny_dataset("resume-budget");
+    let dir = base.join("run");
+    let cfg = |epochs: usize| {
+        let sets = ["model_preset=bpr".to_string(), "patience=100".to_string(), format!("epochs={epochs}")];
+        resolve(dataset_preset("tiny").unwrap(), "tiny", &sets).unwrap()
+    };
+    crane::train::train_with(&ds, &cfg(3), Some(&dir), false, false, None).unwrap();
+    let again = crane::train::train_with(&ds, &cfg(3), Some(&dir), false, true, None).unwrap();
+    assert_eq!(again.epochs_run, 3, "nothing trained past the budget");
+    let e = crane::train::train_with(&ds, &cfg(2), Some(&dir), false, true, None).unwrap_err().to_string();
+    assert!(e.contains("already trained 3 epochs, more than epochs = 2"), "{e}");
 }

@@ -29,6 +29,7 @@ pub struct BenchAttentionArgs {
 
 /// `crane bench`: one training epoch split by stage, evaluation, and peak memory.
 pub fn run(args: TrainArgs) -> Result<()> {
+    super::refuse_overwrite(&args, "bench")?;
     let p = prepare(&args)?;
     let (ds, mut cfg, name, synthetic) = (&p.ds, p.cfg.clone(), &p.name, p.synthetic);
     cfg.epochs = 1;

@@ -26,6 +26,7 @@ pub struct CompareArgs {
 
 pub fn run(a: CompareArgs) -> Result<()> {
     let CompareArgs { train: args, models, seeds, report_only } = a;
+    super::refuse_overwrite(&args, "compare")?;
     let models: Vec<String> = models.split(',').map(|m| m.trim().to_string()).filter(|m| !m.is_empty()).collect();
     // `MODEL:key=value` sets belong to one model's runs, not to the shared base config.
     let (global_sets, scoped_sets) = crane::compare::split_scoped_sets(&args.sets, &models)?;

@@ -31,6 +31,7 @@ pub struct GridArgs {
 }
 
 pub fn run(a: GridArgs) -> Result<()> {
+    super::refuse_overwrite(&a.train, "grid")?;
     if a.halving {
         return halving(a);
     }

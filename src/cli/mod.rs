@@ -43,7 +43,8 @@ pub struct TrainArgs {
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub sets: Vec<String>,
     /// Output folder. `train`: the run's results.json, history.jsonl, history.csv, manifest and
-    /// checkpoints (default runs/<dataset>). `compare` and `grid`: one run folder per model and
+    /// checkpoints (default runs/<dataset>, or runs/<dataset>-<model_preset> for a preset other
+    /// than crane). `compare` and `grid`: one run folder per model and
     /// seed (per point) and the report (default runs/compare-<dataset>, runs/grid-<dataset>-<model>).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -69,6 +70,32 @@ pub struct TrainArgs {
     /// machine's available memory is always refused).
     #[arg(long)]
     pub memory_budget: Option<f64>,
+}
+
+/// `--overwrite` belongs to `crane train`; elsewhere it is refused rather than ignored
+/// (`compare` and `grid` keep finished runs and resume interrupted ones by design, which is also
+/// why they accept `--resume` and need it not).
+pub fn refuse_overwrite(args: &TrainArgs, command: &str) -> Result<()> {
+    if args.overwrite {
+        return Err(CraneError::config(
+            "--overwrite",
+            format!(
+                "applies to `crane train`; `crane {command}` keeps finished runs (move a run folder away to train \
+                 it again)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The default run folder of `crane train`: `runs/<dataset>` for the dataset preset's own
+/// model (CRANE), `runs/<dataset>-<model_preset>` for another preset, so that runs of
+/// different models do not meet in one folder.
+pub fn default_train_out(name: &str, cfg: &TrainConfig) -> PathBuf {
+    match cfg.model_preset.as_str() {
+        "crane" | "" => PathBuf::from("runs").join(name),
+        preset => PathBuf::from("runs").join(format!("{name}-{preset}")),
+    }
 }
 
 /// What [`prepare`] resolves: the data, the config, the preset's name, whether the data is
@@ -116,11 +143,14 @@ pub fn prepare_with_graph_dir(args: &TrainArgs, graph_dir: Option<PathBuf>) -> R
     // refused `--set` leaves nothing behind.
     let (dir, generate) = match (&args.data_dir, &args.like) {
         (Some(d), None) if !d.is_dir() => {
+            let what = if d.exists() { "is not a folder" } else { "does not exist" };
             return Err(CraneError::file(
                 d,
-                "is not a folder; --data-dir takes a dataset folder (MMRec's `<name>.inter` or crane's \
-                 train/val/test.json, with the feature .npy files)",
-            ))
+                format!(
+                    "{what}; --data-dir takes a dataset folder (MMRec's `<name>.inter` or crane's \
+                     train/val/test.json, with the feature .npy files)"
+                ),
+            ));
         }
         (Some(d), None) => (d.clone(), None),
         (None, Some(like)) => {

@@ -2,12 +2,12 @@
 
 use super::{check_memory, prepare, TrainArgs};
 use crane::error::{CraneError, Result};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub fn run(args: TrainArgs) -> Result<()> {
     let p = prepare(&args)?;
     let (ds, cfg) = (&p.ds, &p.cfg);
-    let out = args.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&p.name));
+    let out = args.out.clone().unwrap_or_else(|| super::default_train_out(&p.name, cfg));
     let st = ds.stats();
     let modalities = ds.present_modalities();
     eprintln!(
@@ -30,7 +30,13 @@ pub fn run(args: TrainArgs) -> Result<()> {
     eprintln!("model {} on the {:?} engine, {threads} thread{plural}", cfg.model_preset, cfg.engine);
     refuse_earlier_run(&out, &args)?;
     check_memory(ds, cfg, args.memory_budget)?;
-    let r = crane::train::train_with(ds, cfg, Some(&out), !args.no_progress, args.resume, None)?;
+    cfg.model.validate(ds.n_items)?;
+    let _lock = crane::train::lock_run_dir(&out)?;
+    if args.overwrite {
+        remove_earlier_run(&out)?;
+    }
+    let report = crane::train::Reporter::new(!args.no_progress);
+    let r = crane::train::train_locked(ds, cfg, Some(&out), &report, args.resume, None)?;
     println!(
         "best epoch {} of {} ({:.2}s per epoch, peak memory {:.0} MB; selected on validation {})",
         r.best_epoch, r.epochs_run, r.seconds_per_epoch, r.peak_memory_mb, cfg.valid_metric
@@ -56,4 +62,21 @@ fn refuse_earlier_run(out: &Path, args: &TrainArgs) -> Result<()> {
         )),
         None => Ok(()),
     }
+}
+
+/// `--overwrite`: the earlier run's files go before training starts (under the run's lock), so
+/// a new run that fails part-way never leaves the old results beside its own manifest.
+fn remove_earlier_run(out: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(out).map_err(|e| CraneError::io(out, "read", e))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let earlier = matches!(
+            name.as_str(),
+            "results.json" | "state.safetensors" | "checkpoint.safetensors" | "history.jsonl" | "history.csv"
+        ) || (name.starts_with("results-") && name.ends_with("-epochs.json"));
+        if earlier {
+            std::fs::remove_file(entry.path()).map_err(|e| CraneError::io(&entry.path(), "remove", e))?;
+        }
+    }
+    Ok(())
 }

@@ -84,9 +84,9 @@ impl GridFig {
         if !csv.is_file() && dir.join("halving.csv").is_file() {
             return Err(CraneError::file(
                 &csv,
-                "missing: this is a successive-halving search (halving.csv), which trains a sample of the grid \
-                 for a few epochs, not every point to the end, so it has no per-setting curves to plot; its rungs \
-                 are in halving.md. Plot a full grid (`crane grid` without --halving) instead",
+                "missing: this is a successive-halving search (halving.csv), which trains its points a few epochs \
+                 per rung and only the best to the end, so it has no per-setting curves to plot; its rungs are in \
+                 halving.md. Plot a full grid (`crane grid` without --halving) instead",
             ));
         }
         if !csv.is_file() {
