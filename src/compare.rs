@@ -300,8 +300,7 @@ pub fn run_one(ds: &Dataset, cfg: &TrainConfig, dir: &Path, report: &Reporter) -
     if let Some(s) = finished_run(ds, cfg, dir)? {
         return Ok((s, false));
     }
-    cfg.model.validate(ds.n_items)?;
-    let _lock = lock_run_dir(dir)?;
+    let _lock = lock_run_dir(ds, cfg, dir)?;
     // Looked at again under the lock: another process sharing the folder may have finished it.
     if let Some(s) = finished_run(ds, cfg, dir)? {
         return Ok((s, false));
@@ -781,8 +780,7 @@ fn run_rung(ds: &Dataset, cfg: &TrainConfig, dir: &Path, report: &Reporter) -> R
     let results = dir.join("results.json");
     // Training and recording happen under one lock, so a process sharing the folder sees a
     // rung either not trained or trained and recorded.
-    cfg.model.validate(ds.n_items)?;
-    let _lock = lock_run_dir(dir)?;
+    let _lock = lock_run_dir(ds, cfg, dir)?;
     if let Some(s) = recorded()? {
         return Ok(s);
     }

@@ -313,17 +313,18 @@ pub fn train_reported(
     resume: bool,
     stop_after: Option<usize>,
 ) -> Result<RunResult> {
-    // A bad model setting is refused before the folder is made.
-    cfg.model.validate(ds.n_items)?;
     // Taken before anything is built or read from the folder, so that a folder in use is
     // refused first and a resumed state cannot change under this run.
-    let _lock = out.map(lock_run_dir).transpose()?;
+    let _lock = out.map(|dir| lock_run_dir(ds, cfg, dir)).transpose()?;
     train_locked(ds, cfg, out, report, resume, stop_after)
 }
 
-/// Creates the run folder `dir` and takes its run lock ([`crate::io::RunLock`]), held until
-/// the returned value is dropped. Errors: [`CraneError::Busy`] when another process holds it.
-pub fn lock_run_dir(dir: &Path) -> Result<crate::io::RunLock> {
+/// Creates the run folder `dir` for `cfg` on `ds` and takes its run lock
+/// ([`crate::io::RunLock`]), held until the returned value is dropped. Errors: a bad model
+/// setting (checked first, so that no folder is made for it); [`CraneError::Busy`] when another
+/// process holds the lock.
+pub fn lock_run_dir(ds: &Dataset, cfg: &TrainConfig, dir: &Path) -> Result<crate::io::RunLock> {
+    cfg.model.validate(ds.n_items)?;
     std::fs::create_dir_all(dir).map_err(|e| CraneError::io(dir, "create directory", e))?;
     crate::io::RunLock::acquire(dir)
 }

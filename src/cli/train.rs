@@ -30,8 +30,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     eprintln!("model {} on the {:?} engine, {threads} thread{plural}", cfg.model_preset, cfg.engine);
     refuse_earlier_run(&out, &args)?;
     check_memory(ds, cfg, args.memory_budget)?;
-    cfg.model.validate(ds.n_items)?;
-    let _lock = crane::train::lock_run_dir(&out)?;
+    let _lock = crane::train::lock_run_dir(ds, cfg, &out)?;
     if args.overwrite {
         remove_earlier_run(&out)?;
     }
