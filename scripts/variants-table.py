@@ -3,7 +3,8 @@
 
 Usage: variants-table.py REF_DIR:LABEL DIR:LABEL [DIR:LABEL ...] [--model crane]
 
-Each DIR is a `crane compare` output folder (its compare.csv). Prints a Markdown table: per
+Each DIR is a `crane compare` output folder (its compare.csv); `DIR@MODEL` reads another
+model's rows of that folder (for a row of baselines beside the variants). Prints a Markdown table: per
 variant the seeds, test Recall@20 / NDCG@20 (mean ± sample std), best epoch and epochs run, and
 the paired difference of Recall@20 against REF on the seeds both have, with the two-sided
 paired t-test p-value (Student's t, computed here: regularised incomplete beta by Lentz's
@@ -85,11 +86,16 @@ def main(argv):
         model = argv[i + 1]
         argv = argv[:i] + argv[i + 2:]
     specs = [a.split(":", 1) for a in argv]
-    ref = rows(specs[0][0], model)
+
+    def folder_rows(spec):
+        folder, _, m = spec.partition("@")
+        return rows(folder, m or model)
+
+    ref = folder_rows(specs[0][0])
     print("| variant | seeds | test Recall@20 | test NDCG@20 | best epoch | epochs run | ΔRecall@20 vs " + specs[0][1] + " (paired) | p |")
     print("|---|---|---|---|---|---|---|---|")
     for folder, label in specs:
-        r = rows(folder, model)
+        r = folder_rows(folder)
         seeds = sorted(r)
         rec = [float(r[s]["recall@20"]) for s in seeds]
         ndcg = [float(r[s]["ndcg@20"]) for s in seeds]

@@ -138,8 +138,13 @@ pub fn model_configs(spec: &CompareSpec) -> Result<Vec<(String, TrainConfig)>> {
 /// The peak-memory estimate of each model's runs (`[(model, MB)]`, `--models` order), and an
 /// error naming the first model over `budget_gb` if one is.
 pub fn memory_estimates(ds: &Dataset, spec: &CompareSpec, budget_gb: Option<f64>) -> Result<Vec<(String, f64)>> {
+    let cfgs = model_configs(spec)?;
+    // A bad setting is refused before any estimate is printed (it would describe no real run).
+    for (_, cfg) in &cfgs {
+        cfg.model.validate(ds.n_items)?;
+    }
     let est: Vec<(String, f64)> =
-        model_configs(spec)?.into_iter().map(|(m, cfg)| (m, crate::memory::estimate_peak_mb(ds, &cfg))).collect();
+        cfgs.into_iter().map(|(m, cfg)| (m, crate::memory::estimate_peak_mb(ds, &cfg))).collect();
     for (m, mb) in &est {
         crate::memory::check_budget(*mb, budget_gb, &format!("{m}'s runs are"))?;
         crate::memory::check_available(*mb, ds, &format!("{m}'s runs are"))?;

@@ -91,7 +91,11 @@ fn bad_input_exits_nonzero_with_a_named_error_and_no_panic() {
     assert!(err.contains("d.inter:2: x_label `9`") && !err.contains("panicked"), "{err}");
     let out = crane(&["train", "--like", "tiny", "--set", "model.knn_k=0", "--out", "knn0"], &dir);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("knn_k"), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("knn_k") && !err.contains("estimated peak memory"), "refused before the estimate: {err}");
+    let out = crane(&["train", "--like", "tiny", "--set", "model.knn_k=300", "--out", "knn300"], &dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(1) && err.contains("1..=250") && !err.contains("estimated"), "{err}");
     assert!(!dir.join("knn0").exists(), "a refused setting leaves no run folder behind");
     // A missing folder is named as such, not taken for a preset name.
     let out = crane(&["train", "--data-dir", "nope"], &dir);

@@ -109,8 +109,11 @@ pub struct Prepared {
     pub source: String,
 }
 
-/// Prints the memory estimate and refuses a run over the budget or the available memory.
+/// Checks the model settings against the data (a bad one is refused before any estimate is
+/// printed: the estimate of an impossible run means nothing), prints the memory estimate and
+/// refuses a run over the budget or the available memory.
 pub fn check_memory(ds: &Dataset, cfg: &TrainConfig, budget_gb: Option<f64>) -> Result<f64> {
+    cfg.model.validate(ds.n_items)?;
     let est = crane::memory::estimate_peak_mb(ds, cfg);
     eprintln!("estimated peak memory {:.0} MB", est);
     crane::memory::check_budget(est, budget_gb, "the run is")?;
