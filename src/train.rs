@@ -353,14 +353,19 @@ pub fn train_locked(
     let resumed = match (resume, &state_path) {
         (true, Some(path)) if path.exists() => {
             let st = crate::checkpoint::StateFile::open(path, &ds.fingerprint)?;
-            // Only `epochs` may differ: a resumed run can be continued further (successive
-            // halving's next rung), never with other settings.
-            if (TrainConfig { epochs: cfg.epochs, ..st.config.clone() }) != *cfg {
+            // Only `epochs` and a larger `patience` may differ: a resumed run can be continued
+            // further (successive halving's next rung) or given more patience (training does not
+            // depend on it, so it ends where an uninterrupted run with that patience ends; a
+            // smaller one could not undo the improvements found after it ran out), never with
+            // other settings.
+            if (TrainConfig { epochs: cfg.epochs, patience: cfg.patience, ..st.config.clone() }) != *cfg
+                || cfg.patience < st.config.patience
+            {
                 return Err(CraneError::file(
                     path,
                     format!(
                         "was written with other settings ({}); resume with the same --config/--set values (only \
-                         `epochs` may change)",
+                         `epochs` may change, and `patience` may grow)",
                         crate::config::differences(
                             &st.config,
                             &TrainConfig { epochs: st.config.epochs, ..cfg.clone() }

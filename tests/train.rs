@@ -181,6 +181,10 @@ fn resume_matches_uninterrupted(engine: &str) {
     let manifest = std::fs::read(b_dir.join("manifest.json")).unwrap();
     let e = crane::train::train_with(&ds, &other, Some(&b_dir), false, true, None).unwrap_err().to_string();
     assert!(e.contains("other settings (lr: 0.001 → 0.002)") && e.contains("only `epochs` may change"), "{e}");
+    // A smaller patience is refused (it cannot undo improvements found after it ran out) ...
+    let impatient = resolve(dataset_preset("tiny").unwrap(), "tiny", &sets("patience=0")).unwrap();
+    let e = crane::train::train_with(&ds, &impatient, Some(&b_dir), false, true, None).unwrap_err().to_string();
+    assert!(e.contains("patience: 10 → 0") && e.contains("`patience` may grow"), "{e}");
     assert_eq!(std::fs::read(b_dir.join("manifest.json")).unwrap(), manifest, "a refused resume rewrites nothing");
     let longer = resolve(dataset_preset("tiny").unwrap(), "tiny", &sets("epochs=6")).unwrap();
     let c = crane::train::train_with(&ds, &longer, Some(&b_dir), false, true, None).unwrap();
@@ -192,6 +196,25 @@ fn resume_matches_uninterrupted(engine: &str) {
     // Seconds per epoch: the training time (summed over the resumed parts too) per epoch run.
     let total: f64 = b.history.iter().map(|h| h.seconds_train).sum();
     assert!((b.seconds_per_epoch * 5.0 - total).abs() <= 1e-6 * total.max(1e-3), "{} vs {total}", b.seconds_per_epoch);
+}
+
+#[test]
+fn resume_with_a_larger_patience_ends_as_the_uninterrupted_run() {
+    // A run its patience stopped, resumed with a larger patience, goes on to where an
+    // uninterrupted run with that patience ends: training does not depend on patience.
+    let (ds, _data) = tiny_dataset("resume-patience");
+    let cfg = |patience: &str| {
+        let sets = ["epochs=12", "lr=0.05", patience].map(String::from);
+        resolve(dataset_preset("tiny").unwrap(), "tiny", &sets).unwrap()
+    };
+    let base = common::scratch("resume-patience");
+    let whole = train(&ds, &cfg("patience=20"), Some(&base.join("a")), false).unwrap();
+    let stopped = crane::train::train_with(&ds, &cfg("patience=0"), Some(&base.join("b")), false, false, None).unwrap();
+    assert!(stopped.epochs_run < whole.epochs_run, "patience 0 stops early: {} epochs", stopped.epochs_run);
+    let resumed = crane::train::train_with(&ds, &cfg("patience=20"), Some(&base.join("b")), false, true, None).unwrap();
+    let losses = |r: &crane::train::RunResult| r.history.iter().map(|h| h.loss).collect::<Vec<_>>();
+    assert_eq!((resumed.epochs_run, resumed.best_epoch), (whole.epochs_run, whole.best_epoch));
+    assert_eq!((losses(&resumed), &resumed.test), (losses(&whole), &whole.test));
 }
 
 /// The GPU engine's code (ops on the host) trains CRANE, LightGCN, BPR-MF and FREEDOM as the
