@@ -11,6 +11,9 @@
 #       cd OUT_DIR/CRANE/src && python3 main.py -m crane -d baby
 #   (the authors' class is `crane` and its config `CRANE.yaml`: one name loads on a
 #   case-insensitive file system only, so the patch adds `crane.yaml`, a copy.)
+#   A run made resumable across sittings: PEER_RESUME=FILE (the patch's addition to the authors'
+#   trainer: the whole state after each epoch's evaluation, model, optimiser, scheduler, early
+#   stopping, random states and the shuffled training order; rerun the same command to go on).
 # Timing a few batches of either (benches/pytorch/peer_batches.py, copied into each src/):
 #       python3 peer_batches.py --model FREEDOM|crane --batches 3 --threads 2
 # Python packages: torch, numpy, scipy, pandas, pyyaml, torchvision, lmdb, matplotlib (pip).

@@ -12,7 +12,7 @@ pub fn rca_gflops(n: usize, f: usize, block: usize) -> (f64, f64) {
     let p = Dense::from_fn(n, f, |i, j| ((i * 13 + j * 7) % 89) as f32 / 89.0 - 0.5);
     let block = block.clamp(1, n.max(1));
     let t = Instant::now();
-    let g = rca::correlate_blocked(&x, &p, block);
+    let g = rca::correlate_blocked(&x, &p, block, 0);
     let secs = t.elapsed().as_secs_f64();
     std::hint::black_box(g);
     let flops = 2.0 * 2.0 * (n as f64) * (n as f64) * f as f64;

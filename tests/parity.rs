@@ -572,9 +572,15 @@ fn blocked_correlation_equals_dense_for_every_block_size() {
     let dense = mm(&c, false, &x, false);
     let (dx1, dp1) = correlate_blocked_backward(&x, &p, &dg, n);
     for block in [1, 2, 5, 22, 23] {
-        let g = correlate_blocked(&x, &p, block);
+        let g = correlate_blocked(&x, &p, block, 0);
         let err = g.data.iter().zip(&dense.data).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         assert!(err < 1e-5, "block {block}: forward differs by {err}");
+        // The last round's forward: only rows from 11 on (the items) are computed, the same values.
+        let tail = correlate_blocked(&x, &p, block, 11);
+        assert!(tail.data[..11 * 4].iter().all(|&v| v == 0.0), "block {block}: rows before `from` computed");
+        let err =
+            tail.data[11 * 4..].iter().zip(&dense.data[11 * 4..]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(err < 1e-5, "block {block}, from 11: forward differs by {err}");
         let (dx, dp) = correlate_blocked_backward(&x, &p, &dg, block);
         let e1 = dx.data.iter().zip(&dx1.data).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         let e2 = dp.data.iter().zip(&dp1.data).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);

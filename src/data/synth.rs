@@ -254,7 +254,7 @@ pub fn features_for(ds: &super::Dataset, kind: FeatureKind, seed: u64) -> [Featu
     let widths = [(4096usize, 1.0f64), (384usize, 0.5f64)];
     let factors: Option<Vec<f64>> = match kind {
         FeatureKind::Random => None,
-        FeatureKind::Planted => Some(train_item_factors(ds, PLANTED_RANK, seed)),
+        FeatureKind::Planted => Some(in_fixed_pool(|| train_item_factors(ds, PLANTED_RANK, seed))),
     };
     let mut out = Vec::new();
     for (m, &(d, sigma)) in widths.iter().enumerate() {
@@ -287,6 +287,22 @@ pub fn features_for(ds: &super::Dataset, kind: FeatureKind, seed: u64) -> [Featu
     let t = out.pop().unwrap();
     let v = out.pop().unwrap();
     [v, t]
+}
+
+/// Threads of the pool [`train_item_factors`] runs in, whatever the machine has.
+///
+/// faer's blocked QR splits its work by the calling pool's thread count, and the split changes
+/// the round-off: real Baby's planted `image_feat.npy` differed between one thread and two. A
+/// fixed pool makes the files a function of (interactions, seed) alone; two is the count every
+/// published folder was generated with (the project's 2-core machines), so their bytes stay.
+const FACTOR_THREADS: usize = 2;
+
+fn in_fixed_pool<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    match rayon::ThreadPoolBuilder::new().num_threads(FACTOR_THREADS).build() {
+        Ok(pool) => pool.install(f),
+        // No threads to be had: faer's split follows the caller's pool instead (the old behaviour).
+        Err(_) => f(),
+    }
 }
 
 /// Standardised item factors `[n_items, rank]` (row-major) from the training pairs only.

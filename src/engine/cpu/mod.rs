@@ -233,7 +233,7 @@ impl CpuEngine {
                 let (xu1, c1) = user_profiles::forward(&self.a, &xhat[1], cfg.aggregation, atts[1]);
                 let x0 = Dense::vcat(&xu0, &xhat[0]);
                 let x1 = Dense::vcat(&xu1, &xhat[1]);
-                let (xatt, rc) = rca::forward(&x0, &x1, &self.theta(), cfg.rounds, block);
+                let (xatt, rc) = rca::forward(&x0, &x1, &self.theta(), cfg.rounds, block, self.m);
                 profiles = Some([c0, c1]);
                 rca_cache = Some(rc);
                 vec![item_graph::unit_rows(&xatt.rows_range(self.m, self.m + self.n))?]
