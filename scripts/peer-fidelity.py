@@ -94,9 +94,25 @@ def parse_mmrec_log(path):
             if got:
                 cur[pending] = got
             pending = None
+        if "PEER_RESUME: resumed" in line and runs:
+            runs[-1]["resumed"] = True
     for r in runs:
         r["epochs"] = [e for e in r["epochs"] if "valid" in e and "test" in e]
     return [r for r in runs if r["epochs"]]
+
+
+def join_resumed(runs):
+    """A run continued by PEER_RESUME (peers.patch) in a later invocation is logged as a new
+    run starting at the next epoch: append it to the run of the same seed that it continues."""
+    out = []
+    for r in runs:
+        prev = next((p for p in reversed(out) if p["seed"] == r["seed"]), None)
+        if r.get("resumed") and prev and prev["epochs"][-1]["epoch"] + 1 == r["epochs"][0]["epoch"]:
+            prev["epochs"].extend(r["epochs"])
+            prev["sittings"] = prev.get("sittings", 1) + 1
+        else:
+            out.append(r)
+    return out
 
 
 def mmrec_best(epochs, key="recall@20"):
@@ -264,7 +280,7 @@ def main():
     ap.add_argument("--batches", type=int, default=0)
     ap.add_argument("--patience", type=int, default=20)
     a = ap.parse_args()
-    peers = [r for path in a.peer for r in parse_mmrec_log(path)]
+    peers = join_resumed([r for path in a.peer for r in parse_mmrec_log(path)])
     runs = crane_runs(a.crane, a.model)
     if not peers:
         raise SystemExit(f"{a.peer}: no epoch with validation and test results found")
