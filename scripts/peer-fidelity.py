@@ -34,6 +34,7 @@ EPOCH_TRAIN = re.compile(r"epoch (\d+) training \[time: ([0-9.]+)s, train loss: 
 EPOCH_EVAL = re.compile(r"epoch (\d+) evaluating \[time: ([0-9.]+)s, valid_score: ([0-9.]+)\]")
 METRIC = re.compile(r"([a-z]+@\d+): ([0-9.]+)")
 RUN_START = re.compile(r"Parameters:\[([^\]]*)\]=\(([^)]*)\)")
+RESUMED = re.compile(r"PEER_RESUME: resumed from .* after epoch (\d+)")
 
 _spec = importlib.util.spec_from_file_location(
     "variants_table", os.path.join(os.path.dirname(os.path.abspath(__file__)), "variants-table.py"))
@@ -94,25 +95,30 @@ def parse_mmrec_log(path):
             if got:
                 cur[pending] = got
             pending = None
-        if "PEER_RESUME: resumed" in line and runs:
-            runs[-1]["resumed"] = True
+        m = RESUMED.search(line)
+        if m and runs:
+            runs[-1]["resumed_after"] = int(m.group(1))
     for r in runs:
         r["epochs"] = [e for e in r["epochs"] if "valid" in e and "test" in e]
     return [r for r in runs if r["epochs"]]
 
 
 def join_resumed(runs):
-    """A run continued by PEER_RESUME (peers.patch) in a later invocation is logged as a new
-    run starting at the next epoch: append it to the run of the same seed that it continues."""
-    out = []
-    for r in runs:
-        prev = next((p for p in reversed(out) if p["seed"] == r["seed"]), None)
-        if r.get("resumed") and prev and prev["epochs"][-1]["epoch"] + 1 == r["epochs"][0]["epoch"]:
-            prev["epochs"].extend(r["epochs"])
-            prev["sittings"] = prev.get("sittings", 1) + 1
-        else:
-            out.append(r)
-    return out
+    """A run continued by PEER_RESUME (peers.patch) in a later invocation is logged as a new run
+    whose log says "resumed ... after epoch N": its epochs replace those after N of the run of
+    the same seed that reached epoch N (a sitting killed after logging an epoch but before
+    saving it repeats that epoch), whatever order the logs were given in."""
+    base = [r for r in runs if "resumed_after" not in r]
+    for r in sorted((r for r in runs if "resumed_after" in r), key=lambda r: r["resumed_after"]):
+        n = r["resumed_after"]
+        prev = next((p for p in base if p["seed"] == r["seed"] and any(e["epoch"] == n for e in p["epochs"])), None)
+        if prev is None:
+            print(f"warning: seed {r['seed']} resumed after epoch {n}, but no log given holds that epoch: kept apart")
+            base.append(r)
+            continue
+        prev["epochs"] = [e for e in prev["epochs"] if e["epoch"] <= n] + r["epochs"]
+        prev["sittings"] = prev.get("sittings", 1) + 1
+    return base
 
 
 def mmrec_best(epochs, key="recall@20"):

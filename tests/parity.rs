@@ -599,6 +599,54 @@ fn blocked_correlation_equals_dense_for_every_block_size() {
     }
 }
 
+/// The last round computed from the item rows only (`rca::forward`'s `needed_from`) gives the
+/// same bits as computing every row: the item rows of X_att, and every gradient of the backward
+/// from an upstream gradient that is zero on the user rows (what Eq. (14) gives it).
+#[test]
+fn rca_last_round_from_the_item_rows_is_bit_identical() {
+    use crane::engine::cpu::ops::Dense;
+    use crane::engine::cpu::rca::{backward, forward, Theta, ThetaGrads};
+    let (n, m, f) = (37, 23, 4);
+    let val = |a: usize, b: usize, s: usize| ((a * 7 + b * 3 + s) % 17) as f32 / 17.0 - 0.5;
+    let w = |r: usize, c: usize, s: usize| Dense::from_fn(r, c, |i, j| 0.4 * val(i, j, s));
+    let (xv, xt) = (Dense::from_fn(n, f, |i, j| val(i, j, 1)), Dense::from_fn(n, f, |i, j| val(i, j, 2)));
+    let (w_tr, b_tr) = (w(2 * f, f, 3), w(1, f, 4));
+    let (w_m, w_a, w_f) = ([w(f, f, 5), w(f, f, 6)], [w(f, f, 7), w(f, f, 8)], [w(f, f, 9), w(f, f, 10)]);
+    let th = Theta {
+        w_tr: &w_tr,
+        b_tr: &b_tr,
+        w_m: [&w_m[0], &w_m[1]],
+        w_a: [&w_a[0], &w_a[1]],
+        w_f: [&w_f[0], &w_f[1]],
+        scale: 0.3,
+    };
+    let d = Dense::from_fn(n, 2 * f, |i, j| if i < m { 0.0 } else { val(i, j, 11) });
+    let zeros = || ThetaGrads {
+        w_tr: Dense::zeros(2 * f, f),
+        b_tr: Dense::zeros(1, f),
+        w_m: [Dense::zeros(f, f), Dense::zeros(f, f)],
+        w_a: [Dense::zeros(f, f), Dense::zeros(f, f)],
+        w_f: [Dense::zeros(f, f), Dense::zeros(f, f)],
+    };
+    let bits = |d: &Dense| d.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    for rounds in [1, 2, 3] {
+        for block in [5, 16, 37] {
+            let (all, ca) = forward(&xv, &xt, &th, rounds, block, 0);
+            let (items, ci) = forward(&xv, &xt, &th, rounds, block, m);
+            assert_eq!(bits(&all.rows_range(m, n)), bits(&items.rows_range(m, n)), "R {rounds}, block {block}: X_att");
+            let (mut ga, mut gi) = (zeros(), zeros());
+            let (dva, dta) = backward(&th, &ca, &d, f, &mut ga, block);
+            let (dvi, dti) = backward(&th, &ci, &d, f, &mut gi, block);
+            let pairs = [(&dva, &dvi), (&dta, &dti), (&ga.w_tr, &gi.w_tr), (&ga.b_tr, &gi.b_tr)].into_iter().chain(
+                (0..2).flat_map(|k| [(&ga.w_m[k], &gi.w_m[k]), (&ga.w_a[k], &gi.w_a[k]), (&ga.w_f[k], &gi.w_f[k])]),
+            );
+            for (k, (a, b)) in pairs.enumerate() {
+                assert_eq!(bits(a), bits(b), "R {rounds}, block {block}: gradient {k}");
+            }
+        }
+    }
+}
+
 #[test]
 fn tall_transposed_product_equals_the_plain_one() {
     use crane::engine::cpu::ops::{mm, mm_tn_tall, Dense};

@@ -293,15 +293,21 @@ pub fn features_for(ds: &super::Dataset, kind: FeatureKind, seed: u64) -> [Featu
 ///
 /// faer's blocked QR splits its work by the calling pool's thread count, and the split changes
 /// the round-off: real Baby's planted `image_feat.npy` differed between one thread and two. A
-/// fixed pool makes the files a function of (interactions, seed) alone; two is the count every
-/// published folder was generated with (the project's 2-core machines), so their bytes stay.
+/// fixed pool makes the files the same whatever the thread count (on the same kind of CPU: faer
+/// picks its AVX-512 or AVX2 kernels at run time); two is the count every published folder was
+/// generated with (the project's 2-core machines), so their bytes stay.
 const FACTOR_THREADS: usize = 2;
 
 fn in_fixed_pool<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     match rayon::ThreadPoolBuilder::new().num_threads(FACTOR_THREADS).build() {
         Ok(pool) => pool.install(f),
-        // No threads to be had: faer's split follows the caller's pool instead (the old behaviour).
-        Err(_) => f(),
+        Err(e) => {
+            eprintln!(
+                "warning: no pool of {FACTOR_THREADS} threads ({e}): the planted features' round-off follows this \
+                 process's thread count"
+            );
+            f()
+        }
     }
 }
 

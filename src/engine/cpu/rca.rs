@@ -35,6 +35,9 @@ pub struct ThetaGrads {
     pub w_f: [Dense; 2],
 }
 
+/// What one round saved for its backward. In a round computed from row `from` > 0 (the last,
+/// see [`forward`]), the rows of `g` and `pre` before `from` are zeros, not Eq. (10)-(11)'s
+/// values: only the backward reads them, where those rows' upstream gradient is zero.
 pub struct RoundCache {
     x: [Dense; 2],
     e: Dense,
@@ -73,8 +76,9 @@ fn corr_block(x: &Dense, p: &Dense, s: usize, e: usize, buf: &mut [f32]) {
     buf[..(e - s) * n].par_chunks_mut(4096).for_each(simd::tanh_in_place);
 }
 
-/// `G = tanh(X Pᵀ) X`, `[n, f]`, in row blocks; rows before `from` are left at zero (not
-/// computed: nothing reads them, see [`forward`]).
+/// `G = tanh(X Pᵀ) X`, `[n, f]` (Eq. 10-11 without the scale s), in row blocks; rows before
+/// `from` are not computed and stay zero, which makes those rows of [`round`]'s output `X W_f`
+/// (see [`forward`]: nothing reads them).
 pub fn correlate_blocked(x: &Dense, p: &Dense, block: usize, from: usize) -> Dense {
     let n = x.rows;
     let mut g = Dense::zeros(n, x.cols);
@@ -122,8 +126,9 @@ pub fn correlate_blocked_backward(x: &Dense, p: &Dense, d_g: &Dense, block: usiz
     (dx, dp)
 }
 
-/// One round of Algorithm 1. Output rows before `from` skip Eq. (11)'s correlation: they are
-/// `X W_f` only (Eq. 12 without F), for a round whose output rows before `from` nothing reads.
+/// One round of Algorithm 1. Output rows before `from` skip Eq. (10)-(11)'s correlation: they
+/// are `X W_f` only (Eq. (12) without F), for a round whose output rows before `from` nothing
+/// reads.
 pub fn round(xv: &Dense, xt: &Dense, th: &Theta, block: usize, from: usize) -> ([Dense; 2], RoundCache) {
     let e = Dense::hcat(xv, xt);
     let mut ep = mm(&e, false, th.w_tr, false);
@@ -189,7 +194,7 @@ pub fn round_backward(th: &Theta, c: &RoundCache, d_out: &[Dense; 2], gr: &mut T
 
 /// R rounds, then `X_att = [X^{v(R)}, X^{t(R)}]`.
 ///
-/// Only rows `needed_from..` of `X_att` are exact: the last round computes Eq. (11)'s
+/// Only rows `needed_from..` of `X_att` are exact: the last round computes Eq. (10)-(11)'s
 /// correlation for those rows alone (the others are `X W_f`). The engine passes M, since only
 /// the item rows of X_att feed Eq. (14); user rows still take part as columns of C in every
 /// round. On Baby (M = 19,445 of 26,495 rows) this leaves out 73% of the last round's forward
