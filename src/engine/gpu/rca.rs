@@ -21,8 +21,10 @@ struct Theta<'a, B> {
     pub scale: f32,
 }
 
-/// What one round keeps for its backward.
+/// What one round keeps for its backward. `from`: the first row whose correlation the round
+/// computed (see [`forward`]); the rows of `g` and `pre` before it are zeros.
 pub(super) struct RoundCache<B> {
+    from: usize,
     x: [Mat<B>; 2],
     ep: Mat<B>,
     p: [Mat<B>; 2],
@@ -44,16 +46,17 @@ fn w_tr_halves<D: Device>(o: &Ops<D>, w_tr: &Mat<D::Buf<f32>>, fv: usize) -> Res
     Ok([o.rows(w_tr, 0, fv)?, o.rows(w_tr, fv, w_tr.rows)?])
 }
 
-/// `G = tanh(X Pᵀ) X` `[T, f]` in row blocks.
+/// `G = tanh(X Pᵀ) X` `[T, f]` in row blocks from row `from` on (the rows before it stay zero).
 fn correlate<D: Device>(
     o: &Ops<D>,
     x: &Mat<D::Buf<f32>>,
     p: &Mat<D::Buf<f32>>,
     block: usize,
+    from: usize,
 ) -> Result<Mat<D::Buf<f32>>> {
     let t = x.rows;
     let mut g = o.zeros(t, x.cols)?;
-    for s in (0..t).step_by(block.max(1)) {
+    for s in (from.min(t)..t).step_by(block.max(1)) {
         let e = (s + block).min(t);
         let xr = o.rows(x, s, e)?;
         let mut c = o.mm(&xr, false, p, true, 1.0)?;
@@ -64,18 +67,21 @@ fn correlate<D: Device>(
     Ok(g)
 }
 
-/// Backward of [`correlate`]: `(dX, dP)` from `dG`, recomputing each block of C.
+/// Backward of [`correlate`]: `(dX, dP)` from `dG`, recomputing each block of C. The blocks
+/// before row `from` are skipped: `dG` is zero there (the last round's user rows, which nothing
+/// downstream reads), so they would add exactly nothing to any of the four products.
 fn correlate_backward<D: Device>(
     o: &Ops<D>,
     x: &Mat<D::Buf<f32>>,
     p: &Mat<D::Buf<f32>>,
     dg: &Mat<D::Buf<f32>>,
     block: usize,
+    from: usize,
 ) -> Result<(Mat<D::Buf<f32>>, Mat<D::Buf<f32>>)> {
     let (t, f) = (x.rows, x.cols);
     let mut dx = o.zeros(t, f)?;
     let mut dp = o.zeros(t, p.cols)?;
-    for s in (0..t).step_by(block.max(1)) {
+    for s in (from.min(t)..t).step_by(block.max(1)) {
         let e = (s + block).min(t);
         let xr = o.rows(x, s, e)?;
         let mut c = o.mm(&xr, false, p, true, 1.0)?;
@@ -91,12 +97,14 @@ fn correlate_backward<D: Device>(
     Ok((dx, dp))
 }
 
-/// One round of Algorithm 1 (Eq. 7-13).
+/// One round of Algorithm 1 (Eq. 7-13); output rows before `from` skip the correlation
+/// (Eq. 10-11) and are `X W_f` only, for a round whose rows before `from` nothing reads.
 fn round<D: Device>(
     o: &Ops<D>,
     x: [Mat<D::Buf<f32>>; 2],
     th: &Theta<D::Buf<f32>>,
     block: usize,
+    from: usize,
 ) -> Result<([Mat<D::Buf<f32>>; 2], RoundCache<D::Buf<f32>>)> {
     let halves = w_tr_halves(o, th.w_tr, x[0].cols)?;
     let mut ep = o.mm(&x[0], false, &halves[0], false, 1.0)?;
@@ -106,7 +114,7 @@ fn round<D: Device>(
     let (mut ps, mut gs, mut pres) = (Vec::new(), Vec::new(), Vec::new());
     for m in 0..2 {
         let p = o.mm(&ep, false, th.w_m[m], false, 1.0)?;
-        let mut g = correlate(o, &x[m], &p, block)?;
+        let mut g = correlate(o, &x[m], &p, block, from)?;
         o.0.scale(&mut g.b, th.scale).map_err(dev_err)?;
         let pre = o.mm(&g, false, th.w_a[m], false, 1.0)?;
         let mut out = o.mm(&x[m], false, th.w_f[m], false, 1.0)?;
@@ -122,7 +130,7 @@ fn round<D: Device>(
         let b = v.pop().expect("two");
         [v.pop().expect("two"), b]
     };
-    Ok((two(outs), RoundCache { x, ep, p: two(ps), g: two(gs), pre: two(pres) }))
+    Ok((two(outs), RoundCache { from, x, ep, p: two(ps), g: two(gs), pre: two(pres) }))
 }
 
 /// Backward of [`round`]: accumulates into `gr`, returns the inputs' gradients.
@@ -145,7 +153,7 @@ fn round_backward<D: Device>(
         o.mm_add(&mut gr.w_a[m], &c.g[m], true, &dpre, false, 1.0)?;
         // G = s · C X is linear in s: scale dG once, then the unscaled blocked backward.
         let dg = o.mm(&dpre, false, th.w_a[m], true, th.scale)?;
-        let (dx_c, dp) = correlate_backward(o, x, &c.p[m], &dg, block)?;
+        let (dx_c, dp) = correlate_backward(o, x, &c.p[m], &dg, block, c.from)?;
         o.axpy(&mut dxm, &dx_c, 1.0)?;
         o.mm_add(&mut d_ep, &dp, false, th.w_m[m], true, 1.0)?;
         o.mm_add(&mut gr.w_m[m], &c.ep, true, &dp, false, 1.0)?;
@@ -164,18 +172,22 @@ fn round_backward<D: Device>(
     Ok([dx.pop().expect("two"), t])
 }
 
-/// R rounds (Algorithm 1): the last round's `[X^v, X^t]` and the caches.
+/// R rounds (Algorithm 1): the last round's `[X^v, X^t]` and the caches. As in the CPU engine's
+/// `rca::forward`, the last round computes the correlation for rows `needed_from..` only (the
+/// engine passes M: only the item rows feed Eq. (14)), and its backward skips the same blocks.
 fn forward<D: Device>(
     o: &Ops<D>,
     x: [Mat<D::Buf<f32>>; 2],
     th: &Theta<D::Buf<f32>>,
     rounds: usize,
     block: usize,
+    needed_from: usize,
 ) -> Result<([Mat<D::Buf<f32>>; 2], Vec<RoundCache<D::Buf<f32>>>)> {
     let mut x = x;
     let mut caches = Vec::with_capacity(rounds);
-    for _ in 0..rounds {
-        let (next, c) = round(o, x, th, block)?;
+    for r in 0..rounds {
+        let from = if r + 1 == rounds { needed_from } else { 0 };
+        let (next, c) = round(o, x, th, block, from)?;
         caches.push(c);
         x = next;
     }
@@ -234,7 +246,7 @@ impl<D: Device> GpuEngine<D> {
         let block = crate::engine::cpu::rca::block_rows(m + n, self.block_bytes);
         let t = self.theta()?;
         let th = self.theta_view(&t);
-        let (xr, caches) = forward(&o, x0, &th, self.cfg.rounds, block)?;
+        let (xr, caches) = forward(&o, x0, &th, self.cfg.rounds, block, m)?;
         Ok(([o.rows(&xr[0], m, m + n)?, o.rows(&xr[1], m, m + n)?], caches))
     }
 
