@@ -211,10 +211,14 @@ def curve_summary(peers, runs, n_epochs):
 
 def prefix_best(peers, runs, n_epochs):
     """Best-epoch test metrics when both codes select over the same first n epochs: the peer by
-    MMRec's rule over its epochs 0..n-1, crane from the results.json of runs of exactly n epochs.
+    MMRec's rule over its epochs 0..n-1, crane from the results.json of runs of exactly n epochs,
+    or of longer runs whose best epoch is below n (crane, like MMRec, keeps the first epoch of
+    strictly best validation, so selecting over epochs 0..n-1 picks that same epoch; crane logs
+    no per-epoch test metrics, so a longer run whose best came later has no prefix result).
     For a code that peaks early (the authors'), this is its result whatever follows."""
     pb = [mmrec_best(r["epochs"][:n_epochs]) for r in peers if len(r["epochs"]) >= n_epochs]
-    cr = [r for r in runs if r["results"] and r["results"].get("epochs_run") == n_epochs]
+    cr = [r for r in runs if r["results"] and (r["results"].get("epochs_run") == n_epochs
+          or (r["results"].get("epochs_run", 0) > n_epochs and r["results"]["best_epoch"] < n_epochs))]
     out = ["| run | best epoch | test R@20 | test N@20 |", "|---|---|---|---|"]
     for r, b in zip([r for r in peers if len(r["epochs"]) >= n_epochs], pb):
         out.append(f"| peer seed {r['seed']} | {b['epoch']} | {fmt(b['test']['recall@20'])} | {fmt(b['test']['ndcg@20'])} |")
@@ -227,7 +231,7 @@ def prefix_best(peers, runs, n_epochs):
         out.append(f"| crane seed {r['seed']} | {res['best_epoch']} | {fmt(cv['recall@20'][-1])} | {fmt(cv['ndcg@20'][-1])} |")
     out.append("")
     if not pb or not cr:
-        out.append(f"- no run of each code with exactly {n_epochs} epochs")
+        out.append(f"- no run of each code with exactly {n_epochs} epochs or its best epoch below {n_epochs}")
         return out
     for key in ("recall@20", "ndcg@20"):
         pv = [b["test"][key] for b in pb]
