@@ -216,11 +216,13 @@ def prefix_best(peers, runs, n_epochs):
     strictly best validation, so selecting over epochs 0..n-1 picks that same epoch; crane logs
     no per-epoch test metrics, so a longer run whose best came later has no prefix result).
     For a code that peaks early (the authors'), this is its result whatever follows."""
-    pb = [mmrec_best(r["epochs"][:n_epochs]) for r in peers if len(r["epochs"]) >= n_epochs]
-    cr = [r for r in runs if r["results"] and (r["results"].get("epochs_run") == n_epochs
-          or (r["results"].get("epochs_run", 0) > n_epochs and r["results"]["best_epoch"] < n_epochs))]
+    long_peers = [r for r in peers if len(r["epochs"]) >= n_epochs]
+    pb = [mmrec_best(r["epochs"][:n_epochs]) for r in long_peers]
+    # A run of exactly n epochs has its best below n, so one condition covers both cases.
+    cr = [r for r in runs if r["results"] and r["results"].get("epochs_run", 0) >= n_epochs
+          and r["results"]["best_epoch"] < n_epochs]
     out = ["| run | best epoch | test R@20 | test N@20 |", "|---|---|---|---|"]
-    for r, b in zip([r for r in peers if len(r["epochs"]) >= n_epochs], pb):
+    for r, b in zip(long_peers, pb):
         out.append(f"| peer seed {r['seed']} | {b['epoch']} | {fmt(b['test']['recall@20'])} | {fmt(b['test']['ndcg@20'])} |")
     cv = {"recall@20": [], "ndcg@20": []}
     for r in cr:
