@@ -2,13 +2,15 @@
 """Put a peer's training log (MMRec's FREEDOM or the authors' CRANE code, both MMRec trainers)
 beside crane's runs of the matching preset on the same data folder.
 
-Usage: peer-fidelity.py --peer LOG [LOG ...] --crane DIR --model MODEL [--label NAME]
+Usage: peer-fidelity.py --peer LOG [LOG ...] --crane DIR [DIR ...] --model MODEL [--label NAME]
                         [--epochs 10] [--batches N] [--patience 20]
 
 Each LOG is a peer's log file (MMRec writes one per invocation under src/log/; an invocation
 over several seeds holds one run per seed, each starting at its "Parameters: ... =(seed, ...)"
 line). DIR is a `crane compare` output folder; its MODEL/seed-*/ runs are read (history.jsonl
-for every epoch run so far, results.json once a run has finished). Prints Markdown: per epoch
+for every epoch run so far, results.json once a run has finished). Several DIRs pool their runs
+(each named "seed (DIR's name)"), for instance runs of the same seeds on two builds that differ
+only in round-off. Prints Markdown: per epoch
 for the first --epochs epochs the peer runs' validation Recall@20 / NDCG@20 and training loss
 beside crane's (minimum / mean / maximum over runs), with the difference of the means and
 Welch's two-sample t-test (the two codes' seeds draw different random streams, so runs are not
@@ -107,11 +109,14 @@ def join_resumed(runs):
     """A run continued by PEER_RESUME (peers.patch) in a later invocation is logged as a new run
     whose log says "resumed ... after epoch N": its epochs replace those after N of the run of
     the same seed that reached epoch N (a sitting killed after logging an epoch but before
-    saving it repeats that epoch), whatever order the logs were given in."""
+    saving it repeats that epoch), whatever order the logs were given in. Of several such runs
+    (another run of the seed, for instance on another thread count), the one that ended nearest
+    after epoch N is continued: a sitting ends at N, or at N + 1 when it was killed before saving."""
     base = [r for r in runs if "resumed_after" not in r]
     for r in sorted((r for r in runs if "resumed_after" in r), key=lambda r: r["resumed_after"]):
         n = r["resumed_after"]
-        prev = next((p for p in base if p["seed"] == r["seed"] and any(e["epoch"] == n for e in p["epochs"])), None)
+        cands = [p for p in base if p["seed"] == r["seed"] and any(e["epoch"] == n for e in p["epochs"])]
+        prev = min(cands, key=lambda p: max(e["epoch"] for e in p["epochs"]), default=None)
         if prev is None:
             print(f"warning: seed {r['seed']} resumed after epoch {n}, but no log given holds that epoch: kept apart")
             base.append(r)
@@ -285,7 +290,7 @@ def best_table(peers, runs, label, patience):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--peer", required=True, nargs="+")
-    ap.add_argument("--crane", required=True)
+    ap.add_argument("--crane", required=True, nargs="+")
     ap.add_argument("--model", required=True)
     ap.add_argument("--label", default="peer")
     ap.add_argument("--epochs", type=int, default=10)
@@ -293,7 +298,10 @@ def main():
     ap.add_argument("--patience", type=int, default=20)
     a = ap.parse_args()
     peers = join_resumed([r for path in a.peer for r in parse_mmrec_log(path)])
-    runs = crane_runs(a.crane, a.model)
+    runs = []
+    for folder in a.crane:
+        name = os.path.basename(os.path.normpath(folder))
+        runs += [r if len(a.crane) == 1 else dict(r, seed=f"{r['seed']} ({name})") for r in crane_runs(folder, a.model)]
     if not peers:
         raise SystemExit(f"{a.peer}: no epoch with validation and test results found")
     if not runs:
