@@ -117,6 +117,10 @@ def join_resumed(runs):
         n = r["resumed_after"]
         cands = [p for p in base if p["seed"] == r["seed"] and any(e["epoch"] == n for e in p["epochs"])]
         prev = min(cands, key=lambda p: max(e["epoch"] for e in p["epochs"]), default=None)
+        ends = sorted(max(e["epoch"] for e in p["epochs"]) for p in cands)
+        if len(ends) > 1 and (ends[0] == ends[1] or ends[1] <= n + 1):
+            print(f"warning: seed {r['seed']} resumed after epoch {n}: {len(ends)} runs of it reach that epoch "
+                  f"(ending at epochs {ends}); continued the one ending at {ends[0]}, check that it is the right sitting")
         if prev is None:
             print(f"warning: seed {r['seed']} resumed after epoch {n}, but no log given holds that epoch: kept apart")
             base.append(r)
