@@ -105,6 +105,10 @@ def parse_mmrec_log(path):
     return [r for r in runs if r["epochs"]]
 
 
+def last_epoch(run):
+    return max(e["epoch"] for e in run["epochs"])
+
+
 def join_resumed(runs):
     """A run continued by PEER_RESUME (peers.patch) in a later invocation is logged as a new run
     whose log says "resumed ... after epoch N": its epochs replace those after N of the run of
@@ -115,9 +119,10 @@ def join_resumed(runs):
     base = [r for r in runs if "resumed_after" not in r]
     for r in sorted((r for r in runs if "resumed_after" in r), key=lambda r: r["resumed_after"]):
         n = r["resumed_after"]
-        cands = [p for p in base if p["seed"] == r["seed"] and any(e["epoch"] == n for e in p["epochs"])]
-        prev = min(cands, key=lambda p: max(e["epoch"] for e in p["epochs"]), default=None)
-        ends = sorted(max(e["epoch"] for e in p["epochs"]) for p in cands)
+        cands = sorted((p for p in base if p["seed"] == r["seed"] and any(e["epoch"] == n for e in p["epochs"])),
+                       key=last_epoch)
+        prev = cands[0] if cands else None
+        ends = [last_epoch(p) for p in cands]
         if len(ends) > 1 and (ends[0] == ends[1] or ends[1] <= n + 1):
             print(f"warning: seed {r['seed']} resumed after epoch {n}: {len(ends)} runs of it reach that epoch "
                   f"(ending at epochs {ends}); continued the one ending at {ends[0]}, check that it is the right sitting")
