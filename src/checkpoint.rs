@@ -8,7 +8,7 @@ use crate::fingerprint::DataFingerprint;
 use crane_reference::Params;
 use safetensors::tensor::{Dtype, Metadata, View};
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 /// What a checkpoint holds besides the parameters.
@@ -142,6 +142,21 @@ fn config_of(info: &HashMap<String, String>, path: &Path) -> Result<TrainConfig>
         .map_err(|e| CraneError::file(path, format!("metadata `config`: {e}")))
 }
 
+/// The `adam_skipped` metadata field (steps each tensor sat out under `adam_idle = skip`, by
+/// name; absent: none), each at most the state's `step`.
+fn skipped_of(info: &HashMap<String, String>, path: &Path, step: u64) -> Result<BTreeMap<String, u64>> {
+    let Some(s) = info.get("adam_skipped") else { return Ok(BTreeMap::new()) };
+    let map: BTreeMap<String, u64> = serde_json::from_str(s)
+        .map_err(|e| CraneError::file(path, format!("metadata `adam_skipped`: {e}; expected {{\"tensor\": steps}}")))?;
+    match map.iter().find(|(_, &n)| n > step) {
+        Some((name, n)) => Err(CraneError::file(
+            path,
+            format!("metadata `adam_skipped`: tensor `{name}` sat out {n} steps, more than the state's {step}"),
+        )),
+        None => Ok(map),
+    }
+}
+
 /// The `data_fingerprint` metadata field, when present.
 fn fingerprint_of(info: &HashMap<String, String>, path: &Path) -> Result<Option<DataFingerprint>> {
     info.get("data_fingerprint")
@@ -220,15 +235,19 @@ pub fn save_state(
     epoch: usize,
     loop_state: &str,
 ) -> Result<()> {
-    let (step, tables) = match engine.host_tables() {
+    let (step, skipped, tables): (u64, BTreeMap<String, u64>, _) = match engine.host_tables() {
         Some(h) => {
             let mut tables = Vec::new();
-            for (n, shape, values) in h.tensors {
+            let mut skipped = BTreeMap::new();
+            for ((n, shape, values), &k) in h.tensors.into_iter().zip(h.skipped) {
                 for (prefix, v) in STATE_PREFIXES.iter().zip(values) {
                     tables.push((format!("{prefix}/{n}"), Table::f32(shape, v)));
                 }
+                if k > 0 {
+                    skipped.insert(n, k);
+                }
             }
-            (h.step, tables)
+            (h.step, skipped, tables)
         }
         None => {
             let (params, opt) = (engine.params(), engine.optimiser_state());
@@ -238,13 +257,17 @@ pub fn save_state(
                     tables.push((format!("{prefix}/{n}"), Table::of_mat(t, false)));
                 }
             }
-            (opt.step, tables)
+            (opt.step, opt.skipped, tables)
         }
     };
     let mut info = HashMap::new();
     info.insert("config".to_string(), serde_json::to_string(config).expect("config serialises"));
     info.insert("epoch".to_string(), epoch.to_string());
     info.insert("adam_step".to_string(), step.to_string());
+    // Only `adam_idle = skip` writes it: the default's files stay as they were.
+    if !skipped.is_empty() {
+        info.insert("adam_skipped".to_string(), serde_json::to_string(&skipped).expect("map serialises"));
+    }
     info.insert("loop".to_string(), loop_state.to_string());
     info.insert("data_fingerprint".to_string(), data.to_json());
     // 2: tensors may be F32 (1: always F64); the reader takes both.
@@ -299,6 +322,7 @@ pub fn load_state(path: &Path, template: &Params, now: &DataFingerprint) -> Resu
             step: f.step,
             m: f.read_params("adam_m", template)?,
             v: f.read_params("adam_v", template)?,
+            skipped: f.skipped.clone(),
         },
         config: f.config,
         data: f.data,
@@ -452,6 +476,8 @@ pub struct StateFile {
     pub epoch: usize,
     /// Adam's step count.
     pub step: u64,
+    /// Steps each tensor sat out under `adam_idle = skip` (absent: none).
+    pub skipped: BTreeMap<String, u64>,
     /// The training loop's own state (JSON).
     pub loop_state: String,
 }
@@ -469,6 +495,7 @@ impl StateFile {
             data,
             epoch: number_of(&info, path, "epoch")? as usize,
             step: number_of(&info, path, "adam_step")?,
+            skipped: skipped_of(&info, path, number_of(&info, path, "adam_step")?)?,
             loop_state: field_of(&info, path, "loop")?,
             file,
         })
@@ -506,10 +533,11 @@ impl StateFile {
     pub fn restore(mut self, engine: &mut dyn crate::engine::Engine) -> Result<()> {
         if let Some(h) = engine.host_tables_mut() {
             self.check_shapes(&table_shapes(&h.tensors))?;
-            for (name, shape, tables) in h.tensors {
+            for ((name, shape, tables), skipped) in h.tensors.into_iter().zip(h.skipped.iter_mut()) {
                 for (prefix, dst) in STATE_PREFIXES.iter().zip(tables) {
                     self.file.read_f32(&format!("{prefix}/{name}"), shape, dst)?;
                 }
+                *skipped = self.skipped.get(&name).copied().unwrap_or(0);
             }
             *h.step = self.step;
             return Ok(());
@@ -518,7 +546,7 @@ impl StateFile {
         self.check_shapes(&shapes_of(&template))?;
         engine.set_params(&self.read_params("param", &template)?)?;
         let (m, v) = (self.read_params("adam_m", &template)?, self.read_params("adam_v", &template)?);
-        engine.set_optimiser_state(&crate::engine::OptimiserState { step: self.step, m, v })
+        engine.set_optimiser_state(&crate::engine::OptimiserState { step: self.step, m, v, skipped: self.skipped })
     }
 }
 
@@ -604,5 +632,20 @@ mod tests {
         // A folder given for a file: the system's reason, naming it.
         let e = TensorFile::open(dir.path()).err().unwrap().to_string();
         assert!(e.contains(&dir.path().display().to_string()) && !e.contains("safetensors file"), "{e}");
+    }
+
+    /// The `adam_skipped` field: absent is none; not a `{name: steps}` map, or a count above
+    /// the state's step, is refused naming the file and the field.
+    #[test]
+    fn adam_skipped_is_read_and_checked() {
+        let path = Path::new("run/state.safetensors");
+        let info = |v: &str| HashMap::from([("adam_skipped".to_string(), v.to_string())]);
+        assert!(skipped_of(&HashMap::new(), path, 5).unwrap().is_empty());
+        let map = skipped_of(&info(r#"{"rca.w_tr":4}"#), path, 5).unwrap();
+        assert_eq!(map.get("rca.w_tr"), Some(&4));
+        let e = skipped_of(&info("[4]"), path, 5).unwrap_err().to_string();
+        assert!(e.contains("run/state.safetensors") && e.contains("`adam_skipped`") && e.contains("expected"), "{e}");
+        let e = skipped_of(&info(r#"{"rca.w_tr":6}"#), path, 5).unwrap_err().to_string();
+        assert!(e.contains("`rca.w_tr` sat out 6 steps, more than the state's 5"), "{e}");
     }
 }

@@ -2,7 +2,7 @@
 //! presets shipped as TOML (`presets/*.toml`, embedded in the binary), model presets for the
 //! baselines, and `--set key=value` overrides of any field.
 
-use crate::engine::GraphRefresh;
+use crate::engine::{AdamIdle, GraphRefresh};
 use crate::error::{CraneError, Result};
 use crane_reference::ModelConfig;
 use serde::{Deserialize, Serialize};
@@ -38,6 +38,9 @@ pub struct TrainConfig {
     pub valid_metric: String,
     pub seed: u64,
     pub refresh: GraphRefresh,
+    /// What Adam does with a tensor the batch's loss does not reach (`step`, the default, or
+    /// `skip` as PyTorch ≥ 2's `zero_grad()` makes it): [`AdamIdle`].
+    pub adam_idle: AdamIdle,
     pub engine: EngineKind,
     /// Cut-offs of the metrics.
     pub ks: Vec<usize>,
@@ -78,6 +81,7 @@ impl Default for TrainConfig {
             valid_metric: "recall@20".into(),
             seed: 2024,
             refresh: GraphRefresh::EveryEpoch,
+            adam_idle: AdamIdle::Step,
             engine: EngineKind::Cpu,
             ks: crate::eval::DEFAULT_KS.to_vec(),
             eval_block: 1024,
@@ -224,6 +228,9 @@ pub fn resolve(base_toml: &str, source: &str, sets: &[String]) -> Result<TrainCo
     cfg.valid_metric_parts()?;
     if cfg.refresh == GraphRefresh::EveryNSteps(0) {
         return Err(CraneError::config("refresh", "every_n_steps must be at least 1"));
+    }
+    if cfg.adam_idle == AdamIdle::Skip && matches!(cfg.engine, EngineKind::Gpu | EngineKind::GpuHost) {
+        return Err(CraneError::config("adam_idle", crate::engine::gpu::SKIP_ON_GPU));
     }
     crate::data::parse_modalities(&cfg.modalities)?;
     if !(cfg.lr > 0.0 && cfg.lr.is_finite()) {

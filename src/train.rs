@@ -505,7 +505,7 @@ pub fn train_locked(
                     cfg.lr
                 )));
             }
-            engine.adam_step(cfg.lr)?;
+            engine.adam_step(cfg.lr, cfg.adam_idle)?;
             for (s, v) in sums.iter_mut().zip([t.total(), t.bpr, t.cl_user, t.cl_item, t.reg, t.modality]) {
                 *s += v;
             }

@@ -411,8 +411,8 @@ fn one_case(
                 emit(compare_graphs(label, &gw, &gg, t));
             }
         }
-        want.adam_step(1e-3)?;
-        got.adam_step(1e-3)?;
+        want.adam_step(1e-3, crate::engine::AdamIdle::Step)?;
+        got.adam_step(1e-3, crate::engine::AdamIdle::Step)?;
     }
     emit(compare(label, "loss terms (3 steps)", &terms_g, &terms_w, t.tol, 1e-3));
     let (pw, pg) = (flat(&want.params()), flat(&got.params()));

@@ -9,7 +9,7 @@ use crane::data::npy::FeatureMatrix;
 use crane::engine::cpu::CpuEngine;
 use crane::engine::gpu::GpuEngine;
 use crane::engine::reference::ReferenceEngine;
-use crane::engine::{Engine, ModelInputs};
+use crane::engine::{AdamIdle, Engine, ModelInputs};
 use crane_gpu::device::HostDevice;
 use crane_reference::config::*;
 use crane_reference::fd::rel_error;
@@ -186,6 +186,24 @@ fn check_parity(b: Backend, cfg: &ModelConfig, big: bool) {
 /// reference's first item graph must have an empty row for each such item and name it in no
 /// other row (the zero-row path of Eq. 14 did run).
 fn check_parity_with_zero_rows(b: Backend, cfg: &ModelConfig, big: bool, zero_rows: &[(usize, usize)], isolated: bool) {
+    check_parity_full(b, cfg, big, zero_rows, isolated, AdamIdle::Step)
+}
+
+/// [`check_parity`] with Adam's treatment of tensors without gradient ([`AdamIdle`]); under
+/// `Skip` every tensor whose gradient is zero keeps its value through the step, and at least
+/// one step has such a tensor (RCA's, on the batches that do not rebuild the item graph).
+fn check_parity_idle(b: Backend, cfg: &ModelConfig, big: bool, idle: AdamIdle) {
+    check_parity_full(b, cfg, big, &[], false, idle)
+}
+
+fn check_parity_full(
+    b: Backend,
+    cfg: &ModelConfig,
+    big: bool,
+    zero_rows: &[(usize, usize)],
+    isolated: bool,
+    idle: AdamIdle,
+) {
     let mut seed = 40;
     let case = loop {
         let mut c = make_case(seed, cfg, big);
@@ -198,6 +216,7 @@ fn check_parity_with_zero_rows(b: Backend, cfg: &ModelConfig, big: bool, zero_ro
         }
         seed += 1;
     };
+    let mut idle_steps = 0;
     for learn_every_step in [true, false] {
         // Two runs of three steps each: `synced` gives the engine the reference's parameters
         // before every step, so each gradient is compared on identical inputs; the free run
@@ -209,7 +228,9 @@ fn check_parity_with_zero_rows(b: Backend, cfg: &ModelConfig, big: bool, zero_ro
                 e.set_edge_mask(&case.mask).unwrap();
             }
             for (step, batch) in case.batches.iter().enumerate() {
-                let learn = learn_every_step || step == 0;
+                // Under `Skip`, the last step rebuilds the graph again: RCA's tensors step after
+                // sitting one out, with their own step count.
+                let learn = learn_every_step || step == 0 || (idle == AdamIdle::Skip && step == 2);
                 if synced {
                     got.set_params(&want.params()).unwrap();
                 }
@@ -247,8 +268,28 @@ fn check_parity_with_zero_rows(b: Backend, cfg: &ModelConfig, big: bool, zero_ro
                     (None, None) => {}
                     _ => panic!("{what}: one engine has an item graph, the other not"),
                 }
-                want.adam_step(1e-3).unwrap();
-                got.adam_step(1e-3).unwrap();
+                let quiet = |e: &dyn Engine| -> Vec<String> {
+                    let zero = |t: &faer::Mat<f64>| (0..t.ncols()).all(|j| t.col_as_slice(j).iter().all(|&x| x == 0.0));
+                    let g = e.grads();
+                    g.tensors()
+                        .into_iter()
+                        .filter(|(_, t)| t.nrows() * t.ncols() > 0 && zero(t))
+                        .map(|(n, _)| n)
+                        .collect()
+                };
+                let before = (idle == AdamIdle::Skip)
+                    .then(|| [(quiet(want.as_ref()), want.params()), (quiet(got.as_ref()), got.params())]);
+                want.adam_step(1e-3, idle).unwrap();
+                got.adam_step(1e-3, idle).unwrap();
+                if let Some([(quiet_w, pw), (quiet_g, pg)]) = before {
+                    assert_eq!(quiet_g, quiet_w, "{what}: the engines' tensors without gradient");
+                    idle_steps += usize::from(!quiet_w.is_empty());
+                    for (after, before, names) in [(want.params(), pw, quiet_w), (got.params(), pg, quiet_g)] {
+                        for ((n, t), (_, t0)) in after.tensors().into_iter().zip(before.tensors()) {
+                            assert!(!names.contains(&n) || t == t0, "{what}: {n} had no gradient and moved");
+                        }
+                    }
+                }
             }
             if !synced {
                 assert_params_close(
@@ -282,6 +323,7 @@ fn check_parity_with_zero_rows(b: Backend, cfg: &ModelConfig, big: bool, zero_ro
             check_ranking(b, got.as_ref(), &case);
         }
     }
+    assert!(idle != AdamIdle::Skip || idle_steps > 0, "{b:?}: no step had a tensor without gradient");
 }
 
 /// The engine's own ranking (`rank_block`: on the device for the GPU engine, with the training
@@ -348,6 +390,31 @@ fn with(f: impl FnOnce(&mut ModelConfig)) -> ModelConfig {
     let mut c = tiny_config();
     f(&mut c);
     c
+}
+
+/// `adam_idle = skip` (PyTorch's Adam over tensors whose gradient is `None`): the reference's
+/// and the CPU engine's Adam skip the same tensors with the same per-tensor step counts; the
+/// GPU engine refuses it (a new device reduction that no GPU has run).
+mod parity_adam_skip {
+    use super::*;
+    #[test]
+    fn reference() {
+        check_parity_idle(Backend::Reference, &tiny_config(), false, AdamIdle::Skip)
+    }
+    #[test]
+    fn cpu() {
+        check_parity_idle(Backend::Cpu, &tiny_config(), false, AdamIdle::Skip)
+    }
+    #[test]
+    fn gpu_host_refuses_it() {
+        let case = make_case(40, &tiny_config(), false);
+        let mut e = engine(Backend::GpuHost, &case, &tiny_config());
+        e.loss_and_grads(&case.batches[0], true).unwrap();
+        let before = e.params();
+        let err = e.adam_step(1e-3, AdamIdle::Skip).unwrap_err().to_string();
+        assert!(err.contains("adam_idle") && err.contains("CPU and reference engines only"), "{err}");
+        assert_eq!(e.params(), before, "a refused step changes nothing");
+    }
 }
 
 test_backends! {

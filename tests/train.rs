@@ -198,6 +198,46 @@ fn resume_matches_uninterrupted(engine: &str) {
     assert!((b.seconds_per_epoch * 5.0 - total).abs() <= 1e-6 * total.max(1e-3), "{} vs {total}", b.seconds_per_epoch);
 }
 
+/// `adam_idle = skip` keeps a step count per tensor (RCA's tensors sit out every batch but an
+/// epoch's first): the state file carries them (`adam_skipped`), and a run resumed from it ends
+/// as the uninterrupted one; with every tensor stepped (the default) the run differs.
+#[test]
+fn resume_with_adam_skip_ends_as_the_uninterrupted_run() {
+    for engine in ["cpu", "reference"] {
+        let (ds, _data) = tiny_dataset(&format!("adam-skip-{engine}"));
+        let mut sets: Vec<String> =
+            ["epochs=4", "patience=10", "adam_idle=skip"].into_iter().map(String::from).collect();
+        sets.push(format!("engine={engine}"));
+        if engine == "reference" {
+            sets.extend(["model.embedding_dim=8", "model.feature_dim=4", "model.joint_dim=4"].map(String::from));
+        }
+        let cfg = resolve(dataset_preset("tiny").unwrap(), "tiny", &sets).unwrap();
+        let base = common::scratch(&format!("adam-skip-{engine}"));
+        let a = train(&ds, &cfg, Some(&base.join("a")), false).unwrap();
+        let b_dir = base.join("b");
+        crane::train::train_with(&ds, &cfg, Some(&b_dir), false, false, Some(2)).unwrap();
+        let state = std::fs::read(b_dir.join("state.safetensors")).unwrap();
+        let header_len = u64::from_le_bytes(state[..8].try_into().unwrap()) as usize;
+        let header = String::from_utf8_lossy(&state[8..8 + header_len]).to_string();
+        assert!(header.contains("adam_skipped"), "{engine}: the state names the steps each tensor sat out");
+        let b = crane::train::train_with(&ds, &cfg, Some(&b_dir), false, true, None).unwrap();
+        let losses = |r: &crane::train::RunResult| r.history.iter().map(|h| h.loss).collect::<Vec<_>>();
+        assert_eq!((losses(&a), &a.test), (losses(&b), &b.test), "{engine}: resumed = uninterrupted");
+        let template = crane::train::build_engine(&ds, &cfg).unwrap().params();
+        let (pa, _) = crane::checkpoint::load(&base.join("a").join("checkpoint.safetensors"), &template).unwrap();
+        let (pb, _) = crane::checkpoint::load(&b_dir.join("checkpoint.safetensors"), &template).unwrap();
+        assert_eq!(pa, pb, "{engine}: the best checkpoints' parameters");
+        let step: Vec<String> = sets.iter().map(|s| s.replace("adam_idle=skip", "adam_idle=step")).collect();
+        let stepped =
+            train(&ds, &resolve(dataset_preset("tiny").unwrap(), "tiny", &step).unwrap(), None, false).unwrap();
+        assert_ne!(losses(&stepped), losses(&a), "{engine}: skipping changes the run");
+    }
+    // The GPU engine refuses the switch before training.
+    let sets = ["adam_idle=skip", "engine=gpu_host"].map(String::from);
+    let e = resolve(dataset_preset("tiny").unwrap(), "tiny", &sets).unwrap_err().to_string();
+    assert!(e.contains("adam_idle") && e.contains("CPU and reference engines only"), "{e}");
+}
+
 #[test]
 fn resume_with_a_larger_patience_ends_as_the_uninterrupted_run() {
     // A run its patience stopped, resumed with a larger patience, goes on to where an
@@ -384,7 +424,7 @@ fn state_and_checkpoint_read_back_exactly_from_either_engine() {
         let mut eng = crane::train::build_engine(&ds, &cfg).unwrap();
         let batch = [(0u32, 1u32, 2u32), (1, 3, 4)];
         eng.loss_and_grads(&batch, true).unwrap();
-        eng.adam_step(1e-2).unwrap();
+        eng.adam_step(1e-2, crane::engine::AdamIdle::Step).unwrap();
         assert_eq!(eng.host_tables().is_some(), engine == "cpu");
         let dir = common::scratch(&format!("state-tables-{engine}"));
         let path = dir.join("state.safetensors");
@@ -454,7 +494,7 @@ fn gradients_are_replaced_not_accumulated_across_loss_calls() {
         assert_eq!(eng.grads(), first, "{preset}: a second call replaces the gradients");
         let norm = |p: &crane_reference::Params| p.tensors().iter().map(|(_, t)| t.norm_l2()).sum::<f64>();
         assert!(norm(&first) > 0.0, "{preset}: the batch has a gradient");
-        eng.adam_step(1e-3).unwrap();
+        eng.adam_step(1e-3, crane::engine::AdamIdle::Step).unwrap();
         assert_eq!(norm(&eng.grads()), 0.0, "{preset}: the step consumed them");
     }
 }

@@ -134,23 +134,46 @@ pub struct Adam {
     /// First and second moment estimates, shaped like the parameters.
     pub m: Params,
     pub v: Params,
+    /// Per tensor (in [`Params::tensors`] order): the steps it sat out in [`Adam::step_skipping_idle`].
+    pub skipped: Vec<u64>,
 }
 
 impl Adam {
     pub fn new(params: &Params, lr: f64) -> Self {
-        Self { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, t: 0, m: params.zeros_like(), v: params.zeros_like() }
+        let skipped = vec![0; params.tensors().len()];
+        Self { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, t: 0, m: params.zeros_like(), v: params.zeros_like(), skipped }
     }
 
-    /// One step: `θ ← θ − lr · m̂ / (sqrt(v̂) + ε)`.
+    /// One step: `θ ← θ − lr · m̂ / (sqrt(v̂) + ε)` (Kingma & Ba 2015, Algorithm 1).
     pub fn step(&mut self, params: &mut Params, grads: &Params) {
+        self.step_with(params, grads, false)
+    }
+
+    /// [`Adam::step`], except that a tensor whose gradient is exactly zero everywhere is left as
+    /// it is (value and moments) and its own step count `t − skipped` is not advanced: PyTorch's
+    /// Adam over tensors whose gradient is `None`.
+    pub fn step_skipping_idle(&mut self, params: &mut Params, grads: &Params) {
+        self.step_with(params, grads, true)
+    }
+
+    fn step_with(&mut self, params: &mut Params, grads: &Params, skip_idle: bool) {
         self.t += 1;
         let (b1, b2) = (self.beta1, self.beta2);
-        let c1 = 1.0 - b1.powi(self.t as i32);
-        let c2 = 1.0 - b2.powi(self.t as i32);
         let gs = grads.tensors();
-        for (((_, p), (_, m)), ((_, v), (_, g))) in
-            params.tensors_mut().into_iter().zip(self.m.tensors_mut()).zip(self.v.tensors_mut().into_iter().zip(gs))
+        self.skipped.resize(gs.len(), 0);
+        for (k, (((_, p), (_, m)), ((_, v), (_, g)))) in params
+            .tensors_mut()
+            .into_iter()
+            .zip(self.m.tensors_mut())
+            .zip(self.v.tensors_mut().into_iter().zip(gs))
+            .enumerate()
         {
+            if skip_idle && (0..g.ncols()).all(|j| g.col_as_slice(j).iter().all(|&x| x == 0.0)) {
+                self.skipped[k] += 1;
+                continue;
+            }
+            let t = (self.t - self.skipped[k]) as i32;
+            let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
             for j in 0..p.ncols() {
                 for i in 0..p.nrows() {
                     let gi = g[(i, j)];

@@ -424,6 +424,61 @@ fn model_adam_first_step_moves_each_weight_by_lr_against_its_gradient_sign() {
     assert!(after < out.loss, "loss {after} after 3 steps vs {} before", out.loss);
 }
 
+/// `adam_idle = skip`: a tensor whose gradient is zero is left as it is, moments included, and
+/// its own step count waits, so its first real step is Adam's first step, lr · g/(|g| + ε)
+/// (Kingma & Ba's Algorithm 1 at t = 1); stepped with the zero gradients instead, the same
+/// gradient at t = 3 moves it by lr · (0.1/0.271)/√(0.001/0.002997) ≈ 0.639 lr.
+#[test]
+fn model_adam_skipping_idle_leaves_the_tensor_and_its_first_real_step_is_adams_first() {
+    let cfg = tiny_config();
+    let (p0, batch, g) = tiny_case(8, &cfg);
+    let grads = loss_and_grads(&p0, &batch, &g, &cfg).unwrap().grads;
+    let nonzero = |t: &faer::Mat<f64>| (0..t.ncols()).any(|j| t.col_as_slice(j).iter().any(|&x| x.abs() > 1e-6));
+    let idle = grads.tensors().into_iter().find(|(_, t)| nonzero(t)).map(|(n, _)| n).unwrap();
+    let mut quiet = grads.clone();
+    for (n, t) in quiet.tensors_mut() {
+        if n == idle {
+            *t = faer::Mat::zeros(t.nrows(), t.ncols());
+        }
+    }
+    let get = |p: &Params| p.tensors().into_iter().find(|(n, _)| *n == idle).map(|(_, t)| t.clone()).unwrap();
+    for skip in [true, false] {
+        let mut p = p0.clone();
+        let mut adam = Adam::new(&p, 1e-3);
+        for _ in 0..2 {
+            if skip {
+                adam.step_skipping_idle(&mut p, &quiet);
+            } else {
+                adam.step(&mut p, &quiet);
+            }
+        }
+        assert_eq!(get(&p), get(&p0), "{idle}: no gradient, no move (skip: {skip})");
+        let k = p0.tensors().iter().position(|(n, _)| *n == idle).unwrap();
+        assert_eq!(adam.skipped[k], if skip { 2 } else { 0 }, "{idle}: steps sat out");
+        let before = get(&p);
+        if skip {
+            adam.step_skipping_idle(&mut p, &grads);
+        } else {
+            adam.step(&mut p, &grads);
+        }
+        let (after, gr) = (get(&p), get(&grads));
+        for j in 0..after.ncols() {
+            for i in 0..after.nrows() {
+                let gi = gr[(i, j)];
+                if gi.abs() > 1e-6 {
+                    // m = 0.1 g and v = 0.001 g² either way (the zero steps leave zero moments);
+                    // only the bias correction's t differs: 1 against 3.
+                    let t = if skip { 1 } else { 3 };
+                    let (c1, c2) = (1.0 - 0.9f64.powi(t), 1.0 - 0.999f64.powi(t));
+                    let want = -1e-3 * (0.1 * gi / c1) / ((0.001 * gi * gi / c2).sqrt() + 1e-8);
+                    let step = after[(i, j)] - before[(i, j)];
+                    assert!((step - want).abs() < 1e-9, "{idle}[{i},{j}] (skip: {skip}): step {step} vs {want}");
+                }
+            }
+        }
+    }
+}
+
 /// The authors' h^(0) with one modality absent (text width 0): the attention of the visual
 /// modality alone, not averaged with anything: h_i = S̃ · MHA(X^v P_v + p_v), built here from
 /// the parts (projection, attention, frozen graph) rather than through `forward`.

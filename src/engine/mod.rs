@@ -33,6 +33,23 @@ pub enum GraphRefresh {
     Frozen,
 }
 
+/// What Adam does with a tensor whose gradient in a step is exactly zero everywhere: config
+/// `adam_idle`. Such a tensor is one the batch's loss does not read: with `refresh =
+/// every_epoch` RCA's weights and the modality projections on every batch but an epoch's first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AdamIdle {
+    /// Stepped like every other tensor: its moments decay and it goes on moving on momentum
+    /// (PyTorch's Adam after `zero_grad(set_to_none=False)`; crane's behaviour before the switch).
+    #[default]
+    Step,
+    /// Left as it is: no update, moments kept, its own step count (bias correction) not
+    /// advanced. PyTorch ≥ 2's default `zero_grad()` sets gradients to `None`, and `Adam` skips a
+    /// tensor the loss did not reach. (A tensor the loss reads whose gradient is exactly zero
+    /// everywhere is skipped here, stepped with a zero gradient by PyTorch.)
+    Skip,
+}
+
 /// What a model is built from.
 pub struct ModelInputs<'a> {
     pub n_users: usize,
@@ -134,6 +151,8 @@ pub type HostTable<'a> = (String, [usize; 2], [&'a [f32]; 3]);
 /// See [`Engine::host_tables`].
 pub struct HostTables<'a> {
     pub step: u64,
+    /// Per tensor (the order of `tensors`): the steps it sat out under [`AdamIdle::Skip`].
+    pub skipped: &'a [u64],
     pub tensors: Vec<HostTable<'a>>,
 }
 
@@ -143,6 +162,8 @@ pub type HostTableMut<'a> = (String, [usize; 2], [&'a mut [f32]; 3]);
 /// See [`Engine::host_tables_mut`]: the tables of [`HostTables`], writable, and the step count.
 pub struct HostTablesMut<'a> {
     pub step: &'a mut u64,
+    /// See [`HostTables::skipped`].
+    pub skipped: &'a mut [u64],
     pub tensors: Vec<HostTableMut<'a>>,
 }
 
@@ -162,6 +183,9 @@ pub struct OptimiserState {
     pub step: u64,
     pub m: Params,
     pub v: Params,
+    /// Steps each tensor sat out under [`AdamIdle::Skip`], by tensor name (absent: none); its
+    /// own bias-correction step is `step` minus these.
+    pub skipped: std::collections::BTreeMap<String, u64>,
 }
 
 /// The interface every engine implements.
@@ -177,8 +201,9 @@ pub trait Engine {
     fn rebuild_item_graph(&mut self) -> Result<()>;
     /// One Adam step with the kept gradient, which it consumes: [`Engine::grads`] is defined
     /// from a `loss_and_grads` to the next `adam_step` (the CPU engine clears each gradient
-    /// inside the update). Errs where the device does (GPU engine).
-    fn adam_step(&mut self, lr: f64) -> Result<()>;
+    /// inside the update). `idle` says what happens to a tensor with no gradient ([`AdamIdle`]).
+    /// Errs where the device does (GPU engine).
+    fn adam_step(&mut self, lr: f64, idle: AdamIdle) -> Result<()>;
     /// Adam's state: steps taken and the two moment estimates (zeros before the first step).
     /// Panics where a device download fails (GPU engine), as [`Engine::params`] does.
     fn optimiser_state(&self) -> OptimiserState;

@@ -1,7 +1,7 @@
 //! The f64 reference behind the [`Engine`] interface: slow and literal, for parity tests and
 //! tiny runs.
 
-use super::{Engine, ModelInputs, OptimiserState, StageTimes};
+use super::{AdamIdle, Engine, ModelInputs, OptimiserState, StageTimes};
 use crate::error::Result;
 use crate::sampling::Triplet;
 use crane_reference::config::ItemGraphSource;
@@ -104,17 +104,29 @@ impl Engine for ReferenceEngine {
         Ok(())
     }
 
-    fn adam_step(&mut self, lr: f64) -> Result<()> {
+    fn adam_step(&mut self, lr: f64, idle: AdamIdle) -> Result<()> {
         let adam = self.adam.get_or_insert_with(|| Adam::new(&self.params, lr));
         adam.lr = lr;
-        adam.step(&mut self.params, &self.grads);
+        match idle {
+            AdamIdle::Step => adam.step(&mut self.params, &self.grads),
+            AdamIdle::Skip => adam.step_skipping_idle(&mut self.params, &self.grads),
+        }
         Ok(())
     }
 
     fn optimiser_state(&self) -> OptimiserState {
         match &self.adam {
-            Some(a) => OptimiserState { step: a.t, m: a.m.clone(), v: a.v.clone() },
-            None => OptimiserState { step: 0, m: self.params.zeros_like(), v: self.params.zeros_like() },
+            Some(a) => {
+                let names = self.params.tensors().into_iter().map(|(n, _)| n);
+                let skipped = names.zip(&a.skipped).filter(|(_, &s)| s > 0).map(|(n, &s)| (n, s)).collect();
+                OptimiserState { step: a.t, m: a.m.clone(), v: a.v.clone(), skipped }
+            }
+            None => OptimiserState {
+                step: 0,
+                m: self.params.zeros_like(),
+                v: self.params.zeros_like(),
+                skipped: Default::default(),
+            },
         }
     }
 
@@ -123,6 +135,8 @@ impl Engine for ReferenceEngine {
         a.t = s.step;
         a.m = s.m.clone();
         a.v = s.v.clone();
+        let names = self.params.tensors().into_iter().map(|(n, _)| n);
+        a.skipped = names.map(|n| s.skipped.get(&n).copied().unwrap_or(0)).collect();
         self.adam = Some(a);
         Ok(())
     }

@@ -13,7 +13,7 @@ pub mod rca;
 pub mod simd;
 pub mod user_profiles;
 
-use super::{Engine, ModelInputs, OptimiserState, StageTimes};
+use super::{AdamIdle, Engine, ModelInputs, OptimiserState, StageTimes};
 use crate::error::{CraneError, Result};
 use crate::sampling::Triplet;
 use crane_reference::config::{Fusion, ItemGraphInput, ItemGraphSource, Regularisation};
@@ -69,6 +69,9 @@ pub struct CpuEngine {
     m1: Vec<Dense>,
     m2: Vec<Dense>,
     step: u64,
+    /// Per tensor: the steps it sat out under [`AdamIdle::Skip`] (its own step is `step` minus
+    /// this).
+    skipped: Vec<u64>,
     /// Shared, so that a batch holds it while the engine's other fields change (a clone per
     /// batch copied every S̃ entry).
     graph: Option<std::sync::Arc<KnnGraph>>,
@@ -132,6 +135,7 @@ impl CpuEngine {
             g: zeros.clone(),
             m1: zeros.clone(),
             m2: zeros,
+            skipped: vec![0; p.len()],
             p,
             step: 0,
             // A graph read from kNN files is frozen and given: held from the start.
@@ -813,11 +817,16 @@ impl Engine for CpuEngine {
         Ok(())
     }
 
-    fn adam_step(&mut self, lr: f64) -> Result<()> {
+    fn adam_step(&mut self, lr: f64, idle: AdamIdle) -> Result<()> {
         let t = Instant::now();
         self.step += 1;
-        let s = simd::AdamStep::new(lr, self.step);
         for k in 0..self.p.len() {
+            // An idle tensor's gradient is zero, as the next `loss_and_grads` expects.
+            if idle == AdamIdle::Skip && self.g[k].data.par_iter().all(|&x| x == 0.0) {
+                self.skipped[k] += 1;
+                continue;
+            }
+            let s = simd::AdamStep::new(lr, self.step - self.skipped[k]);
             let (p, g, m1, m2) = (&mut self.p[k], &mut self.g[k], &mut self.m1[k], &mut self.m2[k]);
             // Fixed chunks: parallel, and each one long enough to vectorise.
             const CHUNK: usize = 1 << 14;
@@ -837,11 +846,21 @@ impl Engine for CpuEngine {
     }
 
     fn optimiser_state(&self) -> OptimiserState {
-        OptimiserState { step: self.step, m: self.export(&self.m1), v: self.export(&self.m2) }
+        let skipped = self
+            .index
+            .iter()
+            .filter(|(_, &k)| self.skipped[k] > 0)
+            .map(|(n, &k)| (n.clone(), self.skipped[k]))
+            .collect();
+        OptimiserState { step: self.step, m: self.export(&self.m1), v: self.export(&self.m2), skipped }
     }
 
     fn set_optimiser_state(&mut self, s: &OptimiserState) -> Result<()> {
         self.step = s.step;
+        self.skipped.fill(0);
+        for (n, &k) in &self.index {
+            self.skipped[k] = s.skipped.get(n).copied().unwrap_or(0);
+        }
         self.m1 = s.m.tensors().into_iter().map(|(_, t)| Dense::from_mat(t)).collect();
         self.m2 = s.v.tensors().into_iter().map(|(_, t)| Dense::from_mat(t)).collect();
         Ok(())
@@ -861,7 +880,7 @@ impl Engine for CpuEngine {
                 (name.clone(), [t.rows, t.cols], [&t.data[..], &self.m1[k].data[..], &self.m2[k].data[..]])
             })
             .collect();
-        Some(super::HostTables { step: self.step, tensors })
+        Some(super::HostTables { step: self.step, skipped: &self.skipped, tensors })
     }
 
     fn host_tables_mut(&mut self) -> Option<super::HostTablesMut<'_>> {
@@ -875,7 +894,7 @@ impl Engine for CpuEngine {
             .zip(tables)
             .map(|(name, (p, (m, v)))| (name, [p.rows, p.cols], [&mut p.data[..], &mut m.data[..], &mut v.data[..]]))
             .collect();
-        Some(super::HostTablesMut { step: &mut self.step, tensors })
+        Some(super::HostTablesMut { step: &mut self.step, skipped: &mut self.skipped, tensors })
     }
 
     fn set_params(&mut self, p: &Params) -> Result<()> {

@@ -39,7 +39,7 @@ mod user_profiles;
 use super::cpu::distinct;
 use super::cpu::item_graph::KnnGraph;
 use super::cpu::ops::{Csr, Dense};
-use super::{Engine, ModelInputs, OptimiserState, StageTimes};
+use super::{AdamIdle, Engine, ModelInputs, OptimiserState, StageTimes};
 use crate::error::{CraneError, Result};
 use crate::sampling::Triplet;
 use crane_gpu::device::{DevCsr, Device};
@@ -57,6 +57,11 @@ use std::time::Instant;
 pub const GPU_BLOCK_BYTES: usize = 1 << 30;
 /// Largest k the device top-k ranks (its per-lane lists are k long); larger k rank on the host.
 const MAX_DEVICE_TOPK: usize = 64;
+
+/// Why `adam_idle = skip` is refused here: its all-zero test per tensor would be a new device
+/// reduction, and no GPU has run one yet.
+pub const SKIP_ON_GPU: &str =
+    "`skip` is implemented on the CPU and reference engines only; the GPU engine steps every tensor (`step`)";
 
 pub struct GpuEngine<D: Device> {
     dev: D,
@@ -427,7 +432,10 @@ impl<D: Device + 'static> Engine for GpuEngine<D> {
         Ok(())
     }
 
-    fn adam_step(&mut self, lr: f64) -> Result<()> {
+    fn adam_step(&mut self, lr: f64, idle: AdamIdle) -> Result<()> {
+        if idle == AdamIdle::Skip {
+            return Err(CraneError::config("adam_idle", SKIP_ON_GPU));
+        }
         let t = Instant::now();
         self.step += 1;
         let s = crane_gpu::device::AdamConsts::new(lr, self.step);
@@ -448,10 +456,13 @@ impl<D: Device + 'static> Engine for GpuEngine<D> {
     fn optimiser_state(&self) -> OptimiserState {
         let ex =
             |t: &[D::Buf<f32>]| self.export(t).unwrap_or_else(|e| panic!("GPU download of Adam's moments failed: {e}"));
-        OptimiserState { step: self.step, m: ex(&self.m1), v: ex(&self.m2) }
+        OptimiserState { step: self.step, m: ex(&self.m1), v: ex(&self.m2), skipped: Default::default() }
     }
 
     fn set_optimiser_state(&mut self, s: &OptimiserState) -> Result<()> {
+        if !s.skipped.is_empty() {
+            return Err(CraneError::config("adam_idle", SKIP_ON_GPU));
+        }
         let m1 = self.upload_params(&s.m).map_err(failed("upload of Adam's moments"))?;
         let m2 = self.upload_params(&s.v).map_err(failed("upload of Adam's moments"))?;
         (self.step, self.m1, self.m2) = (s.step, m1, m2);

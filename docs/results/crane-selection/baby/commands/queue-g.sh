@@ -13,11 +13,11 @@ mkdir -p $Q/claims $Q/done
 rows=(
   "selected|"
   "switch-dropedge-off|--set model.drop_edge=off"
+  "switch-dropedge-rescaled|--set model.drop_edge=bernoulli_rescaled"
   "ablation-wo-cl|--set model.contrastive=false"
   "ablation-wo-item-graph|--set model.item_graph=false"
   "ablation-wo-rca|--set model.rounds=1"
   "ablation-wo-dual-fusion|--set model.dual_fusion=false"
-  "switch-dropedge-rescaled|--set model.drop_edge=bernoulli_rescaled"
   "switch-refresh-every-30-steps|--set refresh={every_n_steps=30}"
   "ablation-wo-attention|--set model.fusion=concat"
   "ablation-wo-gcn|--set model.ui_layers=0 --set model.ii_layers=0"
