@@ -479,6 +479,64 @@ fn model_adam_skipping_idle_leaves_the_tensor_and_its_first_real_step_is_adams_f
     }
 }
 
+/// `adam_idle = skip` keeps a sitting-out tensor's moments: one real step, two without
+/// gradient, one real step with the same g. Skipped, the moments wait (m = 0.9·0.1g + 0.1g,
+/// v = 0.999·0.001g² + 0.001g², t = 2); stepped, they decay meanwhile (m = 0.9³·0.1g + 0.1g,
+/// v = 0.999³·0.001g² + 0.001g², t = 4): Kingma & Ba's recurrences written out by hand.
+#[test]
+fn model_adam_skipping_idle_keeps_the_moments_of_a_tensor_sitting_out() {
+    let cfg = tiny_config();
+    let (p0, batch, g) = tiny_case(8, &cfg);
+    let grads = loss_and_grads(&p0, &batch, &g, &cfg).unwrap().grads;
+    let nonzero = |t: &faer::Mat<f64>| (0..t.ncols()).any(|j| t.col_as_slice(j).iter().any(|&x| x.abs() > 1e-6));
+    let idle = grads.tensors().into_iter().find(|(_, t)| nonzero(t)).map(|(n, _)| n).unwrap();
+    let mut quiet = grads.clone();
+    for (n, t) in quiet.tensors_mut() {
+        if n == idle {
+            *t = faer::Mat::zeros(t.nrows(), t.ncols());
+        }
+    }
+    let get = |p: &Params| p.tensors().into_iter().find(|(n, _)| *n == idle).map(|(_, t)| t.clone()).unwrap();
+    for skip in [true, false] {
+        let mut p = p0.clone();
+        let mut adam = Adam::new(&p, 1e-3);
+        let step = |adam: &mut Adam, p: &mut Params, g: &Params| {
+            if skip {
+                adam.step_skipping_idle(p, g)
+            } else {
+                adam.step(p, g)
+            }
+        };
+        step(&mut adam, &mut p, &grads);
+        let kept = (get(&p), get(&adam.m), get(&adam.v));
+        for _ in 0..2 {
+            step(&mut adam, &mut p, &quiet);
+        }
+        if skip {
+            assert_eq!((get(&p), get(&adam.m), get(&adam.v)), kept, "{idle}: value and moments wait");
+        }
+        let before = get(&p);
+        step(&mut adam, &mut p, &grads);
+        let (after, gr) = (get(&p), get(&grads));
+        let (m, v, t) = if skip {
+            (0.9 * 0.1 + 0.1, 0.999 * 0.001 + 0.001, 2)
+        } else {
+            (0.9f64.powi(3) * 0.1 + 0.1, 0.999f64.powi(3) * 0.001 + 0.001, 4)
+        };
+        let (c1, c2) = (1.0 - 0.9f64.powi(t), 1.0 - 0.999f64.powi(t));
+        for j in 0..after.ncols() {
+            for i in 0..after.nrows() {
+                let gi = gr[(i, j)];
+                if gi.abs() > 1e-6 {
+                    let want = -1e-3 * (m * gi / c1) / ((v * gi * gi / c2).sqrt() + 1e-8);
+                    let moved = after[(i, j)] - before[(i, j)];
+                    assert!((moved - want).abs() < 1e-9, "{idle}[{i},{j}] (skip: {skip}): step {moved} vs {want}");
+                }
+            }
+        }
+    }
+}
+
 /// The authors' h^(0) with one modality absent (text width 0): the attention of the visual
 /// modality alone, not averaged with anything: h_i = S̃ · MHA(X^v P_v + p_v), built here from
 /// the parts (projection, attention, frozen graph) rather than through `forward`.
