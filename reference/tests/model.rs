@@ -424,12 +424,9 @@ fn model_adam_first_step_moves_each_weight_by_lr_against_its_gradient_sign() {
     assert!(after < out.loss, "loss {after} after 3 steps vs {} before", out.loss);
 }
 
-/// `adam_idle = skip`: a tensor whose gradient is zero is left as it is, moments included, and
-/// its own step count waits, so its first real step is Adam's first step, lr · g/(|g| + ε)
-/// (Kingma & Ba's Algorithm 1 at t = 1); stepped with the zero gradients instead, the same
-/// gradient at t = 3 moves it by lr · (0.1/0.271)/√(0.001/0.002997) ≈ 0.639 lr.
-#[test]
-fn model_adam_skipping_idle_leaves_the_tensor_and_its_first_real_step_is_adams_first() {
+/// Parameters, one batch's gradient, the same gradient with its first non-zero tensor zeroed
+/// (the one that sits out), and that tensor's name.
+fn idle_case() -> (Params, Params, Params, String) {
     let cfg = tiny_config();
     let (p0, batch, g) = tiny_case(8, &cfg);
     let grads = loss_and_grads(&p0, &batch, &g, &cfg).unwrap().grads;
@@ -441,6 +438,16 @@ fn model_adam_skipping_idle_leaves_the_tensor_and_its_first_real_step_is_adams_f
             *t = faer::Mat::zeros(t.nrows(), t.ncols());
         }
     }
+    (p0, grads, quiet, idle)
+}
+
+/// `adam_idle = skip`: a tensor whose gradient is zero is left as it is, moments included, and
+/// its own step count waits, so its first real step is Adam's first step, lr · g/(|g| + ε)
+/// (Kingma & Ba's Algorithm 1 at t = 1); stepped with the zero gradients instead, the same
+/// gradient at t = 3 moves it by lr · (0.1/0.271)/√(0.001/0.002997) ≈ 0.639 lr.
+#[test]
+fn model_adam_skipping_idle_leaves_the_tensor_and_its_first_real_step_is_adams_first() {
+    let (p0, grads, quiet, idle) = idle_case();
     let get = |p: &Params| p.tensors().into_iter().find(|(n, _)| *n == idle).map(|(_, t)| t.clone()).unwrap();
     for skip in [true, false] {
         let mut p = p0.clone();
@@ -485,17 +492,7 @@ fn model_adam_skipping_idle_leaves_the_tensor_and_its_first_real_step_is_adams_f
 /// v = 0.999³·0.001g² + 0.001g², t = 4): Kingma & Ba's recurrences written out by hand.
 #[test]
 fn model_adam_skipping_idle_keeps_the_moments_of_a_tensor_sitting_out() {
-    let cfg = tiny_config();
-    let (p0, batch, g) = tiny_case(8, &cfg);
-    let grads = loss_and_grads(&p0, &batch, &g, &cfg).unwrap().grads;
-    let nonzero = |t: &faer::Mat<f64>| (0..t.ncols()).any(|j| t.col_as_slice(j).iter().any(|&x| x.abs() > 1e-6));
-    let idle = grads.tensors().into_iter().find(|(_, t)| nonzero(t)).map(|(n, _)| n).unwrap();
-    let mut quiet = grads.clone();
-    for (n, t) in quiet.tensors_mut() {
-        if n == idle {
-            *t = faer::Mat::zeros(t.nrows(), t.ncols());
-        }
-    }
+    let (p0, grads, quiet, idle) = idle_case();
     let get = |p: &Params| p.tensors().into_iter().find(|(n, _)| *n == idle).map(|(_, t)| t.clone()).unwrap();
     for skip in [true, false] {
         let mut p = p0.clone();
