@@ -509,7 +509,14 @@ impl StateFile {
                 self.file.tensor(&format!("{prefix}/{name}"), *shape, &[Dtype::F32, Dtype::F64])?;
             }
         }
-        Ok(())
+        // A count for a tensor the model does not have would be dropped without a word.
+        match self.skipped.keys().find(|n| !shapes.iter().any(|(s, _)| s == *n)) {
+            Some(n) => Err(CraneError::file(
+                &self.file.path,
+                format!("metadata `adam_skipped` names tensor `{n}`, which this model does not have"),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// [`StateFile::check_shapes`] against the engine's tensors (from its host tables where it

@@ -220,6 +220,21 @@ fn resume_with_adam_skip_ends_as_the_uninterrupted_run() {
         let header_len = u64::from_le_bytes(state[..8].try_into().unwrap()) as usize;
         let header = String::from_utf8_lossy(&state[8..8 + header_len]).to_string();
         assert!(header.contains("adam_skipped"), "{engine}: the state names the steps each tensor sat out");
+        // A count for a tensor the model does not have is refused, naming it (a copy of the
+        // state with the first name in `adam_skipped` changed, same length).
+        let at = 8 + header.find("\"adam_skipped\":\"{\\\"").unwrap() + "\"adam_skipped\":\"{\\\"".len();
+        let mut bad = state.clone();
+        bad[at] = b'Z';
+        let bad_dir = base.join("bad");
+        std::fs::create_dir_all(&bad_dir).unwrap();
+        for f in ["manifest.json", "history.jsonl", "history.csv", "checkpoint.safetensors"] {
+            if b_dir.join(f).exists() {
+                std::fs::copy(b_dir.join(f), bad_dir.join(f)).unwrap();
+            }
+        }
+        std::fs::write(bad_dir.join("state.safetensors"), &bad).unwrap();
+        let e = crane::train::train_with(&ds, &cfg, Some(&bad_dir), false, true, None).unwrap_err().to_string();
+        assert!(e.contains("state.safetensors") && e.contains("which this model does not have"), "{engine}: {e}");
         let b = crane::train::train_with(&ds, &cfg, Some(&b_dir), false, true, None).unwrap();
         let losses = |r: &crane::train::RunResult| r.history.iter().map(|h| h.loss).collect::<Vec<_>>();
         assert_eq!((losses(&a), &a.test), (losses(&b), &b.test), "{engine}: resumed = uninterrupted");
@@ -227,6 +242,12 @@ fn resume_with_adam_skip_ends_as_the_uninterrupted_run() {
         let (pa, _) = crane::checkpoint::load(&base.join("a").join("checkpoint.safetensors"), &template).unwrap();
         let (pb, _) = crane::checkpoint::load(&b_dir.join("checkpoint.safetensors"), &template).unwrap();
         assert_eq!(pa, pb, "{engine}: the best checkpoints' parameters");
+        // An Adam state whose tensor sat out more steps than were taken is refused.
+        let mut eng = crane::train::build_engine(&ds, &cfg).unwrap();
+        let mut st = eng.optimiser_state();
+        st.skipped.insert("user_emb".into(), st.step + 1);
+        let e = eng.set_optimiser_state(&st).unwrap_err().to_string();
+        assert!(e.contains("`user_emb` sat out 1 steps, more than the 0 taken"), "{engine}: {e}");
         let step: Vec<String> = sets.iter().map(|s| s.replace("adam_idle=skip", "adam_idle=step")).collect();
         let stepped =
             train(&ds, &resolve(dataset_preset("tiny").unwrap(), "tiny", &step).unwrap(), None, false).unwrap();

@@ -188,6 +188,20 @@ pub struct OptimiserState {
     pub skipped: std::collections::BTreeMap<String, u64>,
 }
 
+impl OptimiserState {
+    /// Refuses a state in which a tensor sat out more steps than were taken (its own step count
+    /// would be negative).
+    pub fn check_skipped(&self) -> Result<()> {
+        match self.skipped.iter().find(|(_, &n)| n > self.step) {
+            Some((name, n)) => Err(CraneError::Invalid(format!(
+                "Adam state: tensor `{name}` sat out {n} steps, more than the {} taken",
+                self.step
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The interface every engine implements.
 pub trait Engine {
     fn name(&self) -> &'static str;

@@ -131,6 +131,7 @@ impl Engine for ReferenceEngine {
     }
 
     fn set_optimiser_state(&mut self, s: &OptimiserState) -> Result<()> {
+        s.check_skipped()?;
         let mut a = Adam::new(&self.params, 0.0);
         a.t = s.step;
         a.m = s.m.clone();

@@ -856,6 +856,7 @@ impl Engine for CpuEngine {
     }
 
     fn set_optimiser_state(&mut self, s: &OptimiserState) -> Result<()> {
+        s.check_skipped()?;
         self.step = s.step;
         self.skipped.fill(0);
         for (n, &k) in &self.index {
