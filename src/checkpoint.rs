@@ -490,12 +490,13 @@ impl StateFile {
         let info = file.info();
         let data = fingerprint_of(&info, path)?;
         check_data(path, data.as_ref(), now)?;
+        let step = number_of(&info, path, "adam_step")?;
         Ok(Self {
             config: config_of(&info, path)?,
             data,
             epoch: number_of(&info, path, "epoch")? as usize,
-            step: number_of(&info, path, "adam_step")?,
-            skipped: skipped_of(&info, path, number_of(&info, path, "adam_step")?)?,
+            step,
+            skipped: skipped_of(&info, path, step)?,
             loop_state: field_of(&info, path, "loop")?,
             file,
         })

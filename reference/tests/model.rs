@@ -441,6 +441,38 @@ fn idle_case() -> (Params, Params, Params, String) {
     (p0, grads, quiet, idle)
 }
 
+/// One Adam step, skipping tensors without gradient or not.
+fn adam_step(adam: &mut Adam, p: &mut Params, g: &Params, skip: bool) {
+    if skip {
+        adam.step_skipping_idle(p, g)
+    } else {
+        adam.step(p, g)
+    }
+}
+
+/// Every entry with a gradient g moved by Adam's step at lr 1e-3 with moments m·g and v·g²
+/// after t steps: −lr · (m g / (1 − 0.9ᵗ)) / (√(v g² / (1 − 0.999ᵗ)) + ε), to 1e-9.
+fn assert_adam_moves(
+    what: &str,
+    before: &faer::Mat<f64>,
+    after: &faer::Mat<f64>,
+    gr: &faer::Mat<f64>,
+    mvt: (f64, f64, i32),
+) {
+    let (m, v, t) = mvt;
+    let (c1, c2) = (1.0 - 0.9f64.powi(t), 1.0 - 0.999f64.powi(t));
+    for j in 0..after.ncols() {
+        for i in 0..after.nrows() {
+            let gi = gr[(i, j)];
+            if gi.abs() > 1e-6 {
+                let want = -1e-3 * (m * gi / c1) / ((v * gi * gi / c2).sqrt() + 1e-8);
+                let moved = after[(i, j)] - before[(i, j)];
+                assert!((moved - want).abs() < 1e-9, "{what}[{i},{j}]: step {moved} vs {want}");
+            }
+        }
+    }
+}
+
 /// `adam_idle = skip`: a tensor whose gradient is zero is left as it is, moments included, and
 /// its own step count waits, so its first real step is Adam's first step, lr · g/(|g| + ε)
 /// (Kingma & Ba's Algorithm 1 at t = 1); stepped with the zero gradients instead, the same
@@ -453,36 +485,18 @@ fn model_adam_skipping_idle_leaves_the_tensor_and_its_first_real_step_is_adams_f
         let mut p = p0.clone();
         let mut adam = Adam::new(&p, 1e-3);
         for _ in 0..2 {
-            if skip {
-                adam.step_skipping_idle(&mut p, &quiet);
-            } else {
-                adam.step(&mut p, &quiet);
-            }
+            adam_step(&mut adam, &mut p, &quiet, skip);
         }
         assert_eq!(get(&p), get(&p0), "{idle}: no gradient, no move (skip: {skip})");
         let k = p0.tensors().iter().position(|(n, _)| *n == idle).unwrap();
         assert_eq!(adam.skipped[k], if skip { 2 } else { 0 }, "{idle}: steps sat out");
         let before = get(&p);
-        if skip {
-            adam.step_skipping_idle(&mut p, &grads);
-        } else {
-            adam.step(&mut p, &grads);
-        }
+        adam_step(&mut adam, &mut p, &grads, skip);
         let (after, gr) = (get(&p), get(&grads));
-        for j in 0..after.ncols() {
-            for i in 0..after.nrows() {
-                let gi = gr[(i, j)];
-                if gi.abs() > 1e-6 {
-                    // m = 0.1 g and v = 0.001 g² either way (the zero steps leave zero moments);
-                    // only the bias correction's t differs: 1 against 3.
-                    let t = if skip { 1 } else { 3 };
-                    let (c1, c2) = (1.0 - 0.9f64.powi(t), 1.0 - 0.999f64.powi(t));
-                    let want = -1e-3 * (0.1 * gi / c1) / ((0.001 * gi * gi / c2).sqrt() + 1e-8);
-                    let step = after[(i, j)] - before[(i, j)];
-                    assert!((step - want).abs() < 1e-9, "{idle}[{i},{j}] (skip: {skip}): step {step} vs {want}");
-                }
-            }
-        }
+        // m = 0.1 g and v = 0.001 g² either way (the zero steps leave zero moments); only the
+        // bias correction's t differs: 1 against 3.
+        let what = format!("{idle} (skip: {skip})");
+        assert_adam_moves(&what, &before, &after, &gr, (0.1, 0.001, if skip { 1 } else { 3 }));
     }
 }
 
@@ -497,40 +511,23 @@ fn model_adam_skipping_idle_keeps_the_moments_of_a_tensor_sitting_out() {
     for skip in [true, false] {
         let mut p = p0.clone();
         let mut adam = Adam::new(&p, 1e-3);
-        let step = |adam: &mut Adam, p: &mut Params, g: &Params| {
-            if skip {
-                adam.step_skipping_idle(p, g)
-            } else {
-                adam.step(p, g)
-            }
-        };
-        step(&mut adam, &mut p, &grads);
+        adam_step(&mut adam, &mut p, &grads, skip);
         let kept = (get(&p), get(&adam.m), get(&adam.v));
         for _ in 0..2 {
-            step(&mut adam, &mut p, &quiet);
+            adam_step(&mut adam, &mut p, &quiet, skip);
         }
         if skip {
             assert_eq!((get(&p), get(&adam.m), get(&adam.v)), kept, "{idle}: value and moments wait");
         }
         let before = get(&p);
-        step(&mut adam, &mut p, &grads);
+        adam_step(&mut adam, &mut p, &grads, skip);
         let (after, gr) = (get(&p), get(&grads));
         let (m, v, t) = if skip {
             (0.9 * 0.1 + 0.1, 0.999 * 0.001 + 0.001, 2)
         } else {
             (0.9f64.powi(3) * 0.1 + 0.1, 0.999f64.powi(3) * 0.001 + 0.001, 4)
         };
-        let (c1, c2) = (1.0 - 0.9f64.powi(t), 1.0 - 0.999f64.powi(t));
-        for j in 0..after.ncols() {
-            for i in 0..after.nrows() {
-                let gi = gr[(i, j)];
-                if gi.abs() > 1e-6 {
-                    let want = -1e-3 * (m * gi / c1) / ((v * gi * gi / c2).sqrt() + 1e-8);
-                    let moved = after[(i, j)] - before[(i, j)];
-                    assert!((moved - want).abs() < 1e-9, "{idle}[{i},{j}] (skip: {skip}): step {moved} vs {want}");
-                }
-            }
-        }
+        assert_adam_moves(&format!("{idle} (skip: {skip})"), &before, &after, &gr, (m, v, t));
     }
 }
 

@@ -858,7 +858,7 @@ impl Engine for CpuEngine {
     fn set_optimiser_state(&mut self, s: &OptimiserState) -> Result<()> {
         s.check_skipped()?;
         self.step = s.step;
-        self.skipped.fill(0);
+        // `index` names every tensor, so every count is set.
         for (n, &k) in &self.index {
             self.skipped[k] = s.skipped.get(n).copied().unwrap_or(0);
         }
