@@ -1,27 +1,13 @@
 #!/bin/bash
 # queue-g.sh with the jobs reordered (session 16): the cheap rows (without the item graph, without
 # attention) before the last two DropEdge-rescaled seeds, so that more whole rows land per sitting.
-# Same jobs, same folders, same done markers as queue-g.sh.
+# Same jobs, same folders, same done markers as queue-g.sh. The rows' settings are in rows.sh
+# (moved there after the sixteenth session's runs, same values).
 export RAYON_NUM_THREADS=1 OMP_NUM_THREADS=1
 B=/work/exp/bin/crane-516d59f; D=/work/exp/baby-real-graph; O=/work/exp/baby-sel; Q=$O/queue-g
 S="$(cat $O/crane-sets-train.txt)"
 mkdir -p $Q/claims $Q/done
-declare -A A=(
-  [selected]=""
-  [switch-dropedge-off]="--set model.drop_edge=off"
-  [switch-dropedge-rescaled]="--set model.drop_edge=bernoulli_rescaled"
-  [ablation-wo-cl]="--set model.contrastive=false"
-  [ablation-wo-item-graph]="--set model.item_graph=false"
-  [ablation-wo-rca]="--set model.rounds=1"
-  [ablation-wo-dual-fusion]="--set model.dual_fusion=false"
-  [switch-refresh-every-30-steps]="--set refresh={every_n_steps=30}"
-  [ablation-wo-attention]="--set model.fusion=concat"
-  [ablation-wo-gcn]="--set model.ui_layers=0 --set model.ii_layers=0"
-  [sweep-k-5]="--set model.knn_k=5"
-  [sweep-lii-2]="--set model.ii_layers=2"
-  [sweep-lui-3]="--set model.ui_layers=3"
-  [sweep-r-2]="--set model.rounds=2"
-)
+source $O/rows.sh
 seeds="9 672 5368 12784 2023"
 jobs=()
 add_row() { for s in ${2:-$seeds}; do jobs+=("$1|$s"); done; }
