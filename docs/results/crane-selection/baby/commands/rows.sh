@@ -1,5 +1,5 @@
 # The Baby study's rows at the selected point (issue 22): row name -> the `crane train` settings
-# that row changes. Sourced by queue-g2.sh (train) and report-rows.sh (which prefixes each
+# that row changes. Sourced by queue-worker.sh (train) and report-rows.sh (which prefixes each
 # `--set` with `crane:` for `crane compare`).
 declare -A A=(
   [selected]=""
