@@ -4,7 +4,8 @@
 # train` into $O/<row>/crane/seed-S, the folder `crane compare --out $O/<row>` keeps as its own
 # (same resolved config); report-rows.sh writes each row's compare report. The rows' settings
 # are in rows.sh. Resumable: after a kill, `rm -rf queue-g/claims` and restart (train --resume
-# continues an interrupted seed; a finished job has its queue-g/done marker).
+# continues an interrupted seed; a finished job has its queue-g/done marker, or its results.json,
+# which train writes only at a run's end, for seeds brought back from the repository).
 export RAYON_NUM_THREADS=1 OMP_NUM_THREADS=1
 B=/work/exp/bin/crane-516d59f; D=/work/exp/baby-real-graph; O=/work/exp/baby-sel; Q=$O/queue-g
 S="$(cat $O/crane-sets-train.txt)"
@@ -19,7 +20,7 @@ run_jobs() {
   for j in "${jobs[@]}"; do
     local name=${j%%|*} seed=${j#*|}
     local args=${A[$name]} job=$name-$seed out=$O/$name/crane/seed-$seed
-    [ -e $Q/done/$job ] && continue
+    [ -e $Q/done/$job ] || [ -e $out/results.json ] && continue
     mkdir $Q/claims/$job 2>/dev/null || continue
     echo "$1 START $job $(date)"
     local resume=""; [ -e $out/manifest.json ] && resume="--resume"
