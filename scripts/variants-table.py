@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Summarise one-switch / ablation runs of one model against a reference run set (same seeds).
 
-Usage: variants-table.py REF_DIR:LABEL DIR:LABEL [DIR:LABEL ...] [--model crane]
+Usage: variants-table.py REF_DIR:LABEL DIR:LABEL [DIR:LABEL ...] [--model crane] [--chain]
 
 Each DIR is a `crane compare` output folder (its compare.csv); `DIR@MODEL` reads another
 model's rows of that folder (for a row of baselines beside the variants). Prints a Markdown table: per
 variant the seeds, test Recall@20 / NDCG@20 (mean ± sample std), best epoch and epochs run, and
 the paired difference of Recall@20 against REF on the seeds both have, with the two-sided
-paired t-test p-value (Student's t, computed here: regularised incomplete beta by Lentz's
-continued fraction, Numerical Recipes 6.4)."""
+paired t-test p-value (with --chain, each row against the row above it: the steps of a path
+of one-switch changes). Student's t, computed here: regularised incomplete beta by Lentz's
+continued fraction, Numerical Recipes 6.4."""
 import csv
 import math
 import sys
@@ -85,6 +86,8 @@ def main(argv):
         i = argv.index("--model")
         model = argv[i + 1]
         argv = argv[:i] + argv[i + 2:]
+    chain = "--chain" in argv
+    argv = [a for a in argv if a != "--chain"]
     specs = [a.split(":", 1) for a in argv]
 
     def folder_rows(spec):
@@ -92,7 +95,8 @@ def main(argv):
         return rows(folder, m or model)
 
     ref = folder_rows(specs[0][0])
-    print("| variant | seeds | test Recall@20 | test NDCG@20 | best epoch | epochs run | ΔRecall@20 vs " + specs[0][1] + " (paired) | p |")
+    against = "the row above" if chain else specs[0][1]
+    print("| variant | seeds | test Recall@20 | test NDCG@20 | best epoch | epochs run | ΔRecall@20 vs " + against + " (paired) | p |")
     print("|---|---|---|---|---|---|---|---|")
     for folder, label in specs:
         r = folder_rows(folder)
@@ -110,6 +114,8 @@ def main(argv):
             delta = f"{sum(diffs) / len(diffs):+.4f} (n = {len(diffs)})" if diffs else "n/a"
             p = f"{pv:.2g}" if pv == pv else "n/a"
         print(f"| {label} | {len(seeds)} | {ms(rec)} | {ms(ndcg)} | {best} | {run} | {delta} | {p} |")
+        if chain:
+            ref = r
 
 
 if __name__ == "__main__":

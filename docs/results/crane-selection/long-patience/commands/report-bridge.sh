@@ -1,0 +1,32 @@
+#!/bin/bash
+# section 11's tables: each row's report over its five seeds (the runs copied from
+# /work/exp/tiktok-b01-abl/NAME to long-patience/b01-NAME without model state), then the rows paired by
+# seed against the full model and against LightGCN (run from the repository root with the study's binary as `crane`)
+set -e
+R=docs/results/crane-selection/long-patience
+C="--data-dir /work/shared/data/tiktok --dataset tiktok --seeds 5 --report-only --no-progress"
+P="--set crane:lr=1e-3 --set crane:model.lambda=1e-3 --set crane:model.tau=0.4 --set crane:model.beta=0.1 --set crane:patience=60 --set crane:epochs=300"
+row() { n=$1; shift; crane compare $C --models crane $P "$@" --out $R/b01-$n; }
+row wo-item-graph --set crane:model.item_graph=false
+row wo-item-graph-dropedge-off --set crane:model.item_graph=false --set crane:model.drop_edge=off
+row wo-ig-de-off-no-w --set crane:model.item_graph=false --set crane:model.drop_edge=off --set crane:model.gcn_weights=false
+row wo-ig-de-off-no-w-lightgcn-reg --set crane:model.item_graph=false --set crane:model.drop_edge=off --set crane:model.gcn_weights=false --set crane:model.regularisation=batch_norms --set crane:model.lambda=1e-2
+row wo-ig-de-off-no-w-lightgcn-all --set crane:model.item_graph=false --set crane:model.drop_edge=off --set crane:model.gcn_weights=false --set crane:model.regularisation=batch_norms --set crane:model.lambda=1e-2 --set crane:batch_size=2048 --set crane:round_metric=true
+row dropedge-off --set crane:model.drop_edge=off
+row de-off-no-w --set crane:model.drop_edge=off --set crane:model.gcn_weights=false
+crane compare $C --models lightgcn --set lightgcn:lr=1e-3 --set lightgcn:model.lambda=1e-2 --set lightgcn:patience=60 --set lightgcn:epochs=300 --out $R/lightgcn-p60
+cd docs/results
+L=crane-selection/long-patience
+# the path from the full model to LightGCN, each row against the row above
+python3 ../../scripts/variants-table.py --chain $L/b01:"CRANE β = 0.1, patience 60 (section 8)" $L/b01-wo-item-graph:"w/o Item Graph" $L/b01-wo-item-graph-dropedge-off:"… and DropEdge off" $L/b01-wo-ig-de-off-no-w:"… and W^(l) = I (LightGCN's propagation)" $L/b01-wo-ig-de-off-no-w-lightgcn-reg:"… and LightGCN's regulariser (\`batch_norms\`) and λ = 1e-2" $L/b01-wo-ig-de-off-no-w-lightgcn-all:"… and LightGCN's batch size (2048) and rounded validation metric" tiktok/compare@lightgcn:"LightGCN (section 2's runs)"
+echo
+# the item graph kept, against the full model
+python3 ../../scripts/variants-table.py $L/b01:"CRANE β = 0.1, patience 60 (section 8)" $L/b01-dropedge-off:"DropEdge off" $L/b01-de-off-no-w:"DropEdge off and W^(l) = I"
+echo
+# LightGCN's preset at patience 60 on this binary against section 2's runs
+python3 ../../scripts/variants-table.py tiktok/compare@lightgcn:"LightGCN (section 2's runs)" $L/lightgcn-p60@lightgcn:"LightGCN, patience 60"
+echo
+# the item graph's cost under the other two settings (pairs across the two tables above)
+python3 ../../scripts/variants-table.py $L/b01-dropedge-off:"DropEdge off" $L/b01-wo-item-graph-dropedge-off:"DropEdge off, w/o Item Graph"
+python3 ../../scripts/variants-table.py $L/b01-de-off-no-w:"DropEdge off and W^(l) = I" $L/b01-wo-ig-de-off-no-w:"DropEdge off and W^(l) = I, w/o Item Graph"
+python3 ../../scripts/variants-table.py $L/b01-dropedge-off:"DropEdge off" $L/b01-de-off-no-w:"DropEdge off and W^(l) = I"
