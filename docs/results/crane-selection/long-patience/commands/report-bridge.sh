@@ -14,6 +14,7 @@ row wo-ig-de-off-no-w-lightgcn-reg --set crane:model.item_graph=false --set cran
 row wo-ig-de-off-no-w-lightgcn-all --set crane:model.item_graph=false --set crane:model.drop_edge=off --set crane:model.gcn_weights=false --set crane:model.regularisation=batch_norms --set crane:model.lambda=1e-2 --set crane:batch_size=2048 --set crane:round_metric=true
 row dropedge-off --set crane:model.drop_edge=off
 row de-off-no-w --set crane:model.drop_edge=off --set crane:model.gcn_weights=false
+row de-off-wo-cl --set crane:model.drop_edge=off --set crane:model.contrastive=false  # three seeds only
 crane compare $C --models lightgcn --set lightgcn:lr=1e-3 --set lightgcn:model.lambda=1e-2 --set lightgcn:patience=60 --set lightgcn:epochs=300 --out $R/lightgcn-p60
 cd docs/results
 L=crane-selection/long-patience
@@ -30,3 +31,5 @@ echo
 python3 ../../scripts/variants-table.py $L/b01-dropedge-off:"DropEdge off" $L/b01-wo-item-graph-dropedge-off:"DropEdge off, w/o Item Graph"
 python3 ../../scripts/variants-table.py $L/b01-de-off-no-w:"DropEdge off and W^(l) = I" $L/b01-wo-ig-de-off-no-w:"DropEdge off and W^(l) = I, w/o Item Graph"
 python3 ../../scripts/variants-table.py $L/b01-dropedge-off:"DropEdge off" $L/b01-de-off-no-w:"DropEdge off and W^(l) = I"
+# w/o CL with DropEdge off (three seeds) against DropEdge off
+python3 ../../scripts/variants-table.py $L/b01-dropedge-off:"DropEdge off" $L/b01-de-off-wo-cl:"DropEdge off, w/o CL"
