@@ -1,7 +1,8 @@
 #!/bin/bash
-# section 11's tables: each row's report over its five seeds (the runs copied from
+# section 11's tables: each row's report over its finished seeds (the runs copied from
 # /work/exp/tiktok-b01-abl/NAME to long-patience/b01-NAME without model state), then the rows paired by
-# seed against the full model and against LightGCN (run from the repository root with the study's binary as `crane`)
+# seed: the path to LightGCN step by step (--chain), the item-graph-kept rows against the full model,
+# and the cross pairs the text quotes (run from the repository root with the study's binary as `crane`)
 set -e
 R=docs/results/crane-selection/long-patience
 C="--data-dir /work/shared/data/tiktok --dataset tiktok --seeds 5 --report-only --no-progress"
