@@ -2,7 +2,7 @@
 # section 11's tables: each row's report over its finished seeds (the runs copied from
 # /work/exp/tiktok-b01-abl/NAME to long-patience/b01-NAME without model state), then the rows paired by
 # seed: the path to LightGCN step by step (--chain), the item-graph-kept rows against the full model,
-# and the cross pairs the text quotes (run from the repository root with the study's binary as `crane`)
+# the cross pairs the text quotes, and the item graph branch taken apart (run from the repository root with the study's binary as `crane`)
 set -e
 R=docs/results/crane-selection/long-patience
 C="--data-dir /work/shared/data/tiktok --dataset tiktok --seeds 5 --report-only --no-progress"
@@ -15,7 +15,15 @@ row wo-ig-de-off-no-w-lightgcn-reg --set crane:model.item_graph=false --set cran
 row wo-ig-de-off-no-w-lightgcn-all --set crane:model.item_graph=false --set crane:model.drop_edge=off --set crane:model.gcn_weights=false --set crane:model.regularisation=batch_norms --set crane:model.lambda=1e-2 --set crane:batch_size=2048 --set crane:round_metric=true
 row dropedge-off --set crane:model.drop_edge=off
 row de-off-no-w --set crane:model.drop_edge=off --set crane:model.gcn_weights=false
-row de-off-wo-cl --set crane:model.drop_edge=off --set crane:model.contrastive=false  # three seeds only
+row de-off-wo-cl --set crane:model.drop_edge=off --set crane:model.contrastive=false
+# the item graph branch taken apart (twenty-fourth session; bridge-queue7/8/9.sh)
+G="--set crane:model.item_graph_source={raw_features={image_weight=0.1}}"
+row de-off-wo-cl-raw-graph --set crane:model.drop_edge=off --set crane:model.contrastive=false $G
+row de-off-raw-graph --set crane:model.drop_edge=off $G
+row raw-graph $G
+row de-off-wo-cl-no-user-sem --set crane:model.drop_edge=off --set crane:model.contrastive=false --set crane:model.user_semantic=false
+row de-off-wo-cl-raw-graph-no-w --set crane:model.drop_edge=off --set crane:model.contrastive=false --set crane:model.gcn_weights=false $G
+for w in 1 0; do row de-off-wo-cl-raw-graph-iw$w --set crane:model.drop_edge=off --set crane:model.contrastive=false "--set=crane:model.item_graph_source={raw_features={image_weight=$w}}"; done
 crane compare $C --models lightgcn --set lightgcn:lr=1e-3 --set lightgcn:model.lambda=1e-2 --set lightgcn:patience=60 --set lightgcn:epochs=300 --out $R/lightgcn-p60
 cd docs/results
 L=crane-selection/long-patience
@@ -32,5 +40,15 @@ echo
 python3 ../../scripts/variants-table.py $L/b01-dropedge-off:"DropEdge off" $L/b01-wo-item-graph-dropedge-off:"DropEdge off, w/o Item Graph"
 python3 ../../scripts/variants-table.py $L/b01-de-off-no-w:"DropEdge off and W^(l) = I" $L/b01-wo-ig-de-off-no-w:"DropEdge off and W^(l) = I, w/o Item Graph"
 python3 ../../scripts/variants-table.py $L/b01-dropedge-off:"DropEdge off" $L/b01-de-off-no-w:"DropEdge off and W^(l) = I"
-# w/o CL with DropEdge off (three seeds) against DropEdge off
-python3 ../../scripts/variants-table.py $L/b01-dropedge-off:"DropEdge off" $L/b01-de-off-wo-cl:"DropEdge off, w/o CL"
+echo
+# the item graph branch taken apart, DropEdge off: a path from the full branch to no branch
+python3 ../../scripts/variants-table.py --chain $L/b01-dropedge-off:"DropEdge off (the whole branch)" $L/b01-de-off-wo-cl:"… w/o CL" $L/b01-de-off-wo-cl-raw-graph:"… and FREEDOM's frozen raw-feature graph for the learned one" $L/b01-wo-item-graph-dropedge-off:"… and no item graph (w/o Item Graph)"
+echo
+# the same parts measured in the other order or beside other switches
+python3 ../../scripts/variants-table.py $L/b01-de-off-wo-cl:"DropEdge off, w/o CL" $L/b01-de-off-wo-cl-no-user-sem:"… and no user profiles (Eq. 16 off)" $L/b01-wo-item-graph-dropedge-off:"… and no item graph (w/o Item Graph)"
+python3 ../../scripts/variants-table.py $L/b01-dropedge-off:"DropEdge off" $L/b01-de-off-raw-graph:"DropEdge off, frozen raw-feature graph"
+python3 ../../scripts/variants-table.py $L/b01-de-off-raw-graph:"DropEdge off, frozen raw-feature graph" $L/b01-de-off-wo-cl-raw-graph:"… w/o CL"
+python3 ../../scripts/variants-table.py $L/b01:"CRANE β = 0.1, patience 60 (section 8)" $L/b01-raw-graph:"frozen raw-feature graph"
+python3 ../../scripts/variants-table.py $L/b01-wo-ig-de-off-no-w:"DropEdge off, W^(l) = I, w/o Item Graph" $L/b01-de-off-wo-cl-raw-graph-no-w:"DropEdge off, W^(l) = I, w/o CL, frozen raw-feature graph"
+# the frozen graph's modality weight (DropEdge off, w/o CL), against no item graph
+python3 ../../scripts/variants-table.py $L/b01-wo-item-graph-dropedge-off:"DropEdge off, w/o Item Graph" $L/b01-de-off-wo-cl-raw-graph:"DropEdge off, w/o CL, frozen graph 0.1 image + 0.9 audio" $L/b01-de-off-wo-cl-raw-graph-iw1:"… image only" $L/b01-de-off-wo-cl-raw-graph-iw0:"… audio only"
