@@ -23,6 +23,7 @@ row de-off-raw-graph --set crane:model.drop_edge=off $G
 row raw-graph $G
 row de-off-wo-cl-no-user-sem --set crane:model.drop_edge=off --set crane:model.contrastive=false --set crane:model.user_semantic=false
 row de-off-wo-cl-raw-graph-no-w --set crane:model.drop_edge=off --set crane:model.contrastive=false --set crane:model.gcn_weights=false $G
+row de-off-wo-cl-raw-graph-iw0-no-w --set crane:model.drop_edge=off --set crane:model.contrastive=false --set crane:model.gcn_weights=false "--set=crane:model.item_graph_source={raw_features={image_weight=0}}"
 for w in 1 0; do row de-off-wo-cl-raw-graph-iw$w --set crane:model.drop_edge=off --set crane:model.contrastive=false "--set=crane:model.item_graph_source={raw_features={image_weight=$w}}"; done
 crane compare $C --models lightgcn --set lightgcn:lr=1e-3 --set lightgcn:model.lambda=1e-2 --set lightgcn:patience=60 --set lightgcn:epochs=300 --out $R/lightgcn-p60
 cd docs/results
@@ -49,6 +50,6 @@ python3 ../../scripts/variants-table.py $L/b01-de-off-wo-cl:"DropEdge off, w/o C
 python3 ../../scripts/variants-table.py $L/b01-dropedge-off:"DropEdge off" $L/b01-de-off-raw-graph:"DropEdge off, frozen raw-feature graph"
 python3 ../../scripts/variants-table.py $L/b01-de-off-raw-graph:"DropEdge off, frozen raw-feature graph" $L/b01-de-off-wo-cl-raw-graph:"… w/o CL"
 python3 ../../scripts/variants-table.py $L/b01:"CRANE β = 0.1, patience 60 (section 8)" $L/b01-raw-graph:"frozen raw-feature graph"
-python3 ../../scripts/variants-table.py $L/b01-wo-ig-de-off-no-w:"DropEdge off, W^(l) = I, w/o Item Graph" $L/b01-de-off-wo-cl-raw-graph-no-w:"DropEdge off, W^(l) = I, w/o CL, frozen raw-feature graph"
+python3 ../../scripts/variants-table.py $L/b01-wo-ig-de-off-no-w:"DropEdge off, W^(l) = I, w/o Item Graph" $L/b01-de-off-wo-cl-raw-graph-no-w:"… w/o CL, frozen graph 0.1 image + 0.9 audio" $L/b01-de-off-wo-cl-raw-graph-iw0-no-w:"… w/o CL, frozen graph audio only" tiktok/compare@lightgcn:"LightGCN (section 2's runs)"
 # the frozen graph's modality weight (DropEdge off, w/o CL), against no item graph
 python3 ../../scripts/variants-table.py $L/b01-wo-item-graph-dropedge-off:"DropEdge off, w/o Item Graph" $L/b01-de-off-wo-cl-raw-graph:"DropEdge off, w/o CL, frozen graph 0.1 image + 0.9 audio" $L/b01-de-off-wo-cl-raw-graph-iw1:"… image only" $L/b01-de-off-wo-cl-raw-graph-iw0:"… audio only"
