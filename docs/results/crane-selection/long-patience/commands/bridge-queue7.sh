@@ -3,6 +3,9 @@
 # (a) FREEDOM's frozen kNN graph on the raw features (image weight 0.1, as section 2's FREEDOM)
 #     in place of the graph learned through RCA (Eq. 5-14);
 # (b) no user profiles (Eq. 16 off: h_u = 0), the learned graph kept.
+# As it ran, row (b)'s five claims were made by hand before the workers reached them, so that
+# bridge-queue8.sh's cheap rows went first; bridge-queue8.sh ran row (b). Run both from empty
+# claims and row (b) is claimed twice: the second `crane train` is refused (its folder exists).
 Q=/work/exp/tiktok-b01-abl/claims
 for n in de-off-wo-cl-raw-graph de-off-wo-cl-no-user-sem; do
   case $n in

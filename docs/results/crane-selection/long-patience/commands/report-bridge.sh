@@ -16,15 +16,16 @@ row wo-ig-de-off-no-w-lightgcn-all --set crane:model.item_graph=false --set cran
 row dropedge-off --set crane:model.drop_edge=off
 row de-off-no-w --set crane:model.drop_edge=off --set crane:model.gcn_weights=false
 row de-off-wo-cl --set crane:model.drop_edge=off --set crane:model.contrastive=false
-# the item graph branch taken apart (twenty-fourth session; bridge-queue7/8/9.sh)
-G="--set crane:model.item_graph_source={raw_features={image_weight=0.1}}"
-row de-off-wo-cl-raw-graph --set crane:model.drop_edge=off --set crane:model.contrastive=false $G
-row de-off-raw-graph --set crane:model.drop_edge=off $G
-row raw-graph $G
+# the item graph branch taken apart (twenty-fourth session; bridge-queue6.sh to bridge-queue11.sh)
+# G W: FREEDOM's frozen raw-feature graph with image weight W (1 − W to audio), as two words
+G() { echo "--set crane:model.item_graph_source={raw_features={image_weight=$1}}"; }
+row de-off-wo-cl-raw-graph --set crane:model.drop_edge=off --set crane:model.contrastive=false $(G 0.1)
+row de-off-raw-graph --set crane:model.drop_edge=off $(G 0.1)
+row raw-graph $(G 0.1)
 row de-off-wo-cl-no-user-sem --set crane:model.drop_edge=off --set crane:model.contrastive=false --set crane:model.user_semantic=false
-row de-off-wo-cl-raw-graph-no-w --set crane:model.drop_edge=off --set crane:model.contrastive=false --set crane:model.gcn_weights=false $G
-row de-off-wo-cl-raw-graph-iw0-no-w --set crane:model.drop_edge=off --set crane:model.contrastive=false --set crane:model.gcn_weights=false "--set=crane:model.item_graph_source={raw_features={image_weight=0}}"
-for w in 1 0; do row de-off-wo-cl-raw-graph-iw$w --set crane:model.drop_edge=off --set crane:model.contrastive=false "--set=crane:model.item_graph_source={raw_features={image_weight=$w}}"; done
+row de-off-wo-cl-raw-graph-no-w --set crane:model.drop_edge=off --set crane:model.contrastive=false --set crane:model.gcn_weights=false $(G 0.1)
+row de-off-wo-cl-raw-graph-iw0-no-w --set crane:model.drop_edge=off --set crane:model.contrastive=false --set crane:model.gcn_weights=false $(G 0)
+for w in 1 0; do row de-off-wo-cl-raw-graph-iw$w --set crane:model.drop_edge=off --set crane:model.contrastive=false $(G $w); done
 crane compare $C --models lightgcn --set lightgcn:lr=1e-3 --set lightgcn:model.lambda=1e-2 --set lightgcn:patience=60 --set lightgcn:epochs=300 --out $R/lightgcn-p60
 cd docs/results
 L=crane-selection/long-patience
